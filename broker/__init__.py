@@ -1,0 +1,71 @@
+"""pbroker's remote-object protocol.
+
+Objects travel by reference (:class:`Referenceable`, :class:`Root`, :class:`Viewable`) or by copy
+(:func:`copyable` / :func:`register_copyable`); peers call ``remote_<name>`` methods and get
+Deferreds back. Three client styles: Deferreds (:func:`connect`), asyncio (:mod:`broker.aio`) and
+blocking (:mod:`broker.blocking`). The wire format is in ``docs/PROTOCOL.md``.
+"""
+
+from .api import connect, serve
+from .errors import (
+    BrokerError,
+    ConnectionLost,
+    HandshakeError,
+    InvalidReferenceError,
+    LimitExceeded,
+    OverloadedError,
+    RemoteCancelledError,
+    RemoteError,
+    UnimplementedError,
+    UnregisteredCopyError,
+)
+from .flavors import (
+    Copyable,
+    CopyRegistry,
+    Referenceable,
+    RemoteCopy,
+    Root,
+    Viewable,
+    copyable,
+    default_registry,
+    register_copyable,
+)
+from .session import Limits, RemoteReference, Session
+
+__all__ = [
+    "serve",
+    "connect",
+    "Referenceable",
+    "Root",
+    "Viewable",
+    "Copyable",
+    "RemoteCopy",
+    "CopyRegistry",
+    "copyable",
+    "register_copyable",
+    "default_registry",
+    "RemoteReference",
+    "Session",
+    "Limits",
+    "BrokerError",
+    "RemoteError",
+    "OverloadedError",
+    "UnimplementedError",
+    "InvalidReferenceError",
+    "RemoteCancelledError",
+    "ConnectionLost",
+    "UnregisteredCopyError",
+    "LimitExceeded",
+    "HandshakeError",
+    "aio",
+    "blocking",
+]
+
+
+def __getattr__(name: str) -> object:
+    # aio and blocking load on first use: aio pulls in asyncio, blocking starts a thread on connect.
+    if name in ("aio", "blocking"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(name)

@@ -1,0 +1,523 @@
+"""One connection's broker: handshake, object tables, calls out and calls in.
+
+Sans-I/O in the manner of h11, one layer up from the codec: bytes go in through
+:meth:`Session.receive_data`, bytes come out through the ``send`` callable, and the session asks
+its ``close`` callable to end the connection. Deferreds (pure) carry results; no socket, clock or
+reactor is touched here, so the whole object model is testable with two sessions wired together.
+
+Lifecycle, one table (illegal moves raise :class:`LocalProtocolError` or close the connection)::
+
+    state        event                      next
+    HANDSHAKE    peer Hello, same version   OPEN      (ready Deferred fires)
+    HANDSHAKE    peer Hello, other version  CLOSED    (HandshakeError, connection closed)
+    HANDSHAKE    any other message          CLOSED    (RemoteProtocolError)
+    OPEN         Call/Answer/Error/...      OPEN
+    any          connection lost            CLOSED    (pending calls fail, tables cleared)
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import itertools
+import logging
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from net.defer import Deferred, Failure, ensure_deferred, fail
+
+from . import wire
+from .errors import (
+    BrokerError,
+    ConnectionLost,
+    HandshakeError,
+    InvalidReferenceError,
+    LimitExceeded,
+    OverloadedError,
+    RemoteCancelledError,
+    RemoteError,
+    UnimplementedError,
+    UnregisteredCopyError,
+    error_class_for_kind,
+)
+from .flavors import CopyRegistry, Referenceable, Root, default_registry, state_of
+from .messages import (
+    CALL_NO_ANSWER,
+    DEFAULT_MAX_CONTAINER_LENGTH,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_FRAME_SIZE,
+    Answer,
+    Call,
+    Cancel,
+    CopyState,
+    Decref,
+    Error,
+    ExportedRef,
+    FailureInfo,
+    Goodbye,
+    Hello,
+    ReturnedRef,
+)
+from .tables import ExportTable, ImportTable
+
+__all__ = ["Session", "Limits", "RemoteReference", "AnonymousPerspective", "State"]
+
+log = logging.getLogger(__name__)
+
+
+
+class State(enum.Enum):
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection limits; exceeding one gives the caller a clear error, never a hang."""
+
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    max_outstanding_calls: int = 10_000
+    max_running_calls: int = 10_000
+    max_live_references: int = 100_000
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_container_length: int = DEFAULT_MAX_CONTAINER_LENGTH
+
+
+class AnonymousPerspective:
+    """The identity of a connection that has not logged in."""
+
+    def __repr__(self) -> str:
+        return "<anonymous>"
+
+
+class RemoteReference:
+    """A proxy for an object the peer owns; ``call_remote`` returns a Deferred (awaitable).
+
+    Dropping the last proxy releases the peer's object: the release is queued here and sent by
+    the session from the event loop, never from the garbage collector.
+    """
+
+    __slots__ = ("_session", "object_id", "__weakref__")
+
+    def __init__(self, session: Session, object_id: int) -> None:
+        self._session = session
+        self.object_id = object_id
+
+    def call_remote(self, _name: str, /, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Call ``remote_<_name>(*args, **kwargs)`` on the peer's object."""
+        return self._session.call(self.object_id, _name, args, kwargs, False)
+
+    def call_remote_no_answer(self, _name: str, /, *args: Any, **kwargs: Any) -> None:
+        """A one-way call: no answer is sent, errors are logged by the peer."""
+        self._session.call(self.object_id, _name, args, kwargs, True)
+
+    def notify_on_disconnect(self, callback: Callable[[RemoteReference], object]) -> None:
+        """Run ``callback(self)`` once when the connection closes."""
+        self._session.add_disconnect_callback(self, callback)
+
+    def dont_notify_on_disconnect(self, callback: Callable[[RemoteReference], object]) -> None:
+        self._session.remove_disconnect_callback(self, callback)
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    def __repr__(self) -> str:
+        return f"<RemoteReference {self.object_id} via {self._session!r}>"
+
+
+class Session:
+    """The broker half of one connection. See the module docstring for the lifecycle."""
+
+    def __init__(
+        self,
+        send: Callable[[bytes], None],
+        close: Callable[[BaseException | None], None],
+        wake: Callable[[Callable[[], None]], None],
+        *,
+        root: Referenceable | None = None,
+        registry: CopyRegistry | None = None,
+        limits: Limits = Limits(),
+        debug: bool = False,
+        name: str = "",
+    ) -> None:
+        self._send = send
+        self._close = close
+        self._wake = wake
+        self.registry = registry or default_registry
+        self.limits = limits
+        self.debug = debug
+        self.name = name
+        self.state = State.HANDSHAKE
+        self.perspective: Any = AnonymousPerspective()
+        self.peer_limits: Hello | None = None
+        self.ready: Deferred[RemoteReference] = Deferred()
+        bootstrap = root.root_object(self) if isinstance(root, Root) else root
+        self.exports = ExportTable(bootstrap)
+        self.imports: ImportTable[RemoteReference] = ImportTable(self._proxy_died)
+        self.questions: dict[int, Deferred[Any]] = {}
+        self.answers: dict[int, Deferred[Any]] = {}
+        self._request_ids = itertools.count(1)
+        self._dead_proxies: deque[int] = deque()
+        self._release_scheduled = False
+        self._disconnect_callbacks: list[tuple[RemoteReference, Callable[[RemoteReference], object]]] = []
+        self._problems: list[BaseException] = []
+        self._sent_refs: list[int] = []
+        self._decoder = wire.WireDecoder(
+            max_frame_size=limits.max_frame_size,
+            max_depth=limits.max_depth,
+            max_container_length=limits.max_container_length,
+            resolve=self._resolve,
+        )
+        self._encoder = wire.WireEncoder(default=self._to_wire)
+        self._bootstrap_ref = RemoteReference(self, 0)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.name or id(self)} {self.state.value}>"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Send our Hello; call once the connection is up."""
+        self._send(self._encoder.encode(self._decoder.hello()))
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; decoded messages are handled in order."""
+        decoder = self._decoder
+        decoder.receive_data(data)
+        while self.state is not State.CLOSED:
+            try:
+                message = decoder.next_message()
+            except wire.RemoteProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            if message is wire.NEED_DATA or message is wire.CLOSED:
+                return
+            problems = self._problems
+            if problems:
+                self._problems = []
+                self._handle_undecodable(message, problems[0])
+            else:
+                self._dispatch(message)
+
+    def connection_lost(self, reason: BaseException | None = None) -> None:
+        """The connection is gone: fail pending calls, run disconnect callbacks once, clear tables."""
+        if self.state is State.CLOSED:
+            return
+        was_handshaking = self.state is State.HANDSHAKE
+        self.state = State.CLOSED
+        lost = ConnectionLost(f"connection lost: {reason}" if reason else "connection lost")
+        if reason is not None:
+            lost.__cause__ = reason
+        self.exports.clear()
+        self.imports.clear()
+        self._dead_proxies.clear()
+        callbacks, self._disconnect_callbacks = self._disconnect_callbacks, []
+        for ref, callback in callbacks:
+            try:
+                callback(ref)
+            except Exception:
+                log.exception("%r: disconnect callback %r failed", self, callback)
+        answers, self.answers = self.answers, {}
+        for d in answers.values():
+            d.cancel()
+        questions, self.questions = self.questions, {}
+        for d in questions.values():
+            d.errback(Failure(lost))
+        if was_handshaking and not self.ready.called:
+            if isinstance(reason, (HandshakeError, wire.HandshakeError)):
+                failure: BaseException = HandshakeError(str(reason))
+            else:
+                failure = lost
+            self.ready.errback(Failure(failure))
+
+    def disconnect(self) -> None:
+        """Close the connection cleanly (pending calls fail with ConnectionLost)."""
+        if self.state is State.OPEN:
+            self._send(self._encoder.encode(Goodbye("normal", "")))
+        if self.state is not State.CLOSED:
+            self._close(None)
+
+    def _protocol_error(self, exc: wire.RemoteProtocolError) -> None:
+        """The peer broke the protocol: say why in a Goodbye, log it, close this connection only."""
+        log.warning("%r: closing, peer sent bad data: %s", self, exc)
+        try:
+            self._send(self._encoder.encode(Goodbye(exc.kind, str(exc)[:1000])))
+        except wire.WireError:
+            pass
+        self._close(exc)
+
+    # -- calls out -----------------------------------------------------------------------------
+
+    def root(self) -> RemoteReference:
+        """The peer's bootstrap object (its root, or its login object)."""
+        return self._bootstrap_ref
+
+    def call(self, target: int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], no_answer: bool) -> Deferred[Any]:
+        if self.state is not State.OPEN:
+            return fail(ConnectionLost(f"cannot call {name!r}: connection is {self.state.value}"))
+        if len(self.questions) >= self.limits.max_outstanding_calls:
+            return fail(LimitExceeded(f"{len(self.questions)} calls outstanding; the limit is {self.limits.max_outstanding_calls}"))
+        request_id = 0 if no_answer else next(self._request_ids)
+        message = Call(request_id, target, name, list(args), kwargs, CALL_NO_ANSWER if no_answer else 0)
+        try:
+            frame = self._encode_with_refs(message)
+        except Exception as exc:
+            return fail(exc)
+        if no_answer:
+            self._send(frame)
+            return Deferred()
+        d: Deferred[Any] = Deferred(lambda d: self._cancel_question(request_id))
+        self.questions[request_id] = d
+        self._send(frame)
+        return d
+
+    def _cancel_question(self, request_id: int) -> None:
+        if self.questions.pop(request_id, None) is not None and self.state is State.OPEN:
+            self._send(self._encoder.encode(Cancel(request_id)))
+
+    # -- disconnect notifications --------------------------------------------------------------
+
+    def add_disconnect_callback(self, ref: RemoteReference, callback: Callable[[RemoteReference], object]) -> None:
+        if self.state is State.CLOSED:
+            callback(ref)
+            return
+        self._disconnect_callbacks.append((ref, callback))
+
+    def remove_disconnect_callback(self, ref: RemoteReference, callback: Callable[[RemoteReference], object]) -> None:
+        entries = self._disconnect_callbacks
+        entries[:] = [(r, c) for r, c in entries if not (r is ref and c == callback)]
+
+    # -- incoming messages ---------------------------------------------------------------------
+
+    def _dispatch(self, message: Any) -> None:
+        kind = type(message)
+        if kind is Call:
+            self._handle_call(message)
+        elif kind is Answer:
+            d = self.questions.pop(message.request_id, None)
+            if d is not None:
+                d.callback(message.value)
+        elif kind is Error:
+            d = self.questions.pop(message.request_id, None)
+            if d is not None:
+                d.errback(Failure(self._exception_from(message.failure)))
+        elif kind is Cancel:
+            running = self.answers.get(message.request_id)
+            if running is not None:
+                running.cancel()
+        elif kind is Decref:
+            if not self.exports.release(message.object_id, message.count):
+                log.warning("%r: peer released %d of object %d it does not hold", self, message.count, message.object_id)
+        elif kind is Hello:
+            self._handle_hello(message)
+        elif kind is Goodbye:
+            log.info("%r: peer said goodbye (%s) %s", self, message.kind, message.message)
+            self._close(ConnectionLost(f"peer closed the connection: {message.kind} {message.message}".rstrip()))
+        else:
+            log.info("%r: ignoring unsupported message %r", self, message)
+
+    def _handle_hello(self, hello: Hello) -> None:
+        # The decoder has checked the name, the version and that this is the first message.
+        self.peer_limits = hello
+        self._encoder.max_frame_size = hello.max_frame_size
+        self.state = State.OPEN
+        self.ready.callback(self._bootstrap_ref)
+
+    def _handle_undecodable(self, message: Any, problem: BaseException) -> None:
+        """A message decoded but named something we refuse (unregistered copy, unknown id)."""
+        if isinstance(message, Call):
+            if not message.flags & CALL_NO_ANSWER:
+                self._send_error(message.request_id, problem)
+            else:
+                log.warning("%r: refused one-way call %r: %s", self, message.method, problem)
+        elif isinstance(message, (Answer, Error)):
+            d = self.questions.pop(message.request_id, None)
+            if d is not None:
+                d.errback(Failure(problem))
+        else:
+            log.warning("%r: refused %r: %s", self, message, problem)
+
+    def _handle_call(self, call: Call) -> None:
+        no_answer = call.flags & CALL_NO_ANSWER
+        target = self.exports.get(call.target)
+        if target is None:
+            error = InvalidReferenceError("broker.NoSuchObject", f"object {call.target} does not exist or was never given to you")
+            self._send_error(call.request_id, error, no_answer)
+            return
+        if len(self.answers) >= self.limits.max_running_calls:
+            error = OverloadedError("broker.Overloaded", f"{len(self.answers)} calls running; the limit is {self.limits.max_running_calls}")
+            self._send_error(call.request_id, error, no_answer)
+            return
+        try:
+            receive = target.remote_message_received
+        except AttributeError:
+            self._send_error(call.request_id, UnimplementedError("broker.NotReferenceable", "object is not callable"), no_answer)
+            return
+        try:
+            result = receive(self, call.method, call.args, call.kwargs)
+        except AttributeError as exc:
+            if exc.args == (call.method,):
+                error = UnimplementedError("broker.NoSuchMethod", f"{type(target).__name__} has no remote method {call.method!r}")
+                self._send_error(call.request_id, error, no_answer)
+            else:
+                self._send_error(call.request_id, exc, no_answer)
+            return
+        except Exception as exc:
+            self._send_error(call.request_id, exc, no_answer)
+            return
+        if inspect.iscoroutine(result):
+            result = ensure_deferred(result)
+        if isinstance(result, Deferred):
+            request_id = call.request_id
+            self.answers[request_id] = result
+            result.add_callbacks(self._answer_later, self._error_later, (request_id, no_answer), None, (request_id, no_answer))
+        elif not no_answer:
+            self._send_answer(call.request_id, result)
+
+    def _answer_later(self, result: Any, request_id: int, no_answer: int) -> None:
+        if self.answers.pop(request_id, None) is not None and not no_answer:
+            self._send_answer(request_id, result)
+
+    def _error_later(self, failure: Failure, request_id: int, no_answer: int) -> None:
+        if self.answers.pop(request_id, None) is not None:
+            self._send_error(request_id, failure.value, no_answer, failure)
+
+    def _send_answer(self, request_id: int, value: Any) -> None:
+        if self.state is State.CLOSED:
+            return
+        try:
+            frame = self._encode_with_refs(Answer(request_id, value))
+        except LimitExceeded as exc:
+            self._send_error(request_id, OverloadedError("broker.FrameTooLarge", str(exc)))
+            return
+        except Exception as exc:
+            self._send_error(request_id, exc)
+            return
+        self._send(frame)
+
+    def _send_error(self, request_id: int, exc: BaseException, no_answer: int = 0, failure: Failure | None = None) -> None:
+        if no_answer:
+            log.warning("%r: one-way call %d failed: %r", self, request_id, exc)
+            return
+        if self.state is State.CLOSED:
+            return
+        self._send(self._encoder.encode(Error(request_id, self._failure_info(exc, failure))))
+
+    # -- values to and from the wire -----------------------------------------------------------
+
+    def _failure_info(self, exc: BaseException, failure: Failure | None) -> FailureInfo:
+        from net.defer import CancelledError
+
+        if isinstance(exc, RemoteError) and type(exc) is not RemoteError:
+            kind, type_name, message = exc.kind, exc.remote_type, exc.message
+        elif isinstance(exc, CancelledError):
+            kind, type_name, message = "cancelled", "net.defer.CancelledError", "call was cancelled"
+        elif isinstance(exc, UnregisteredCopyError):
+            kind, type_name, message = "unimplemented", "broker.UnregisteredCopyError", str(exc)
+        else:
+            copy_name = self.registry.name_for(exc)
+            kind = "failed"
+            type_name = copy_name or f"{type(exc).__module__}.{type(exc).__qualname__}"
+            message = str(exc)
+        tb = None
+        if self.debug:
+            tb = failure.get_traceback() if failure is not None else "".join(traceback.format_exception(exc))
+        return FailureInfo(kind, type_name, message, tb)
+
+    def _exception_from(self, info: FailureInfo) -> BaseException:
+        if info.kind == "failed" and self.registry.is_registered(info.type_name):
+            try:
+                exc = self.registry.build(info.type_name, {"args": [info.message]})
+            except Exception:
+                exc = None
+            if isinstance(exc, BaseException):
+                return exc
+        return error_class_for_kind(info.kind)(info.type_name, info.message, info.traceback)
+
+    def _encode_with_refs(self, message: Any) -> bytes:
+        """Encode, undoing export counts if encoding fails halfway (nothing was sent)."""
+        sent = self._sent_refs = []
+        try:
+            return self._encoder.encode(message)
+        except Exception as exc:
+            for object_id in sent:
+                self.exports.undo_send(object_id)
+            if isinstance(exc, wire.MessageTooLarge):
+                raise LimitExceeded(str(exc)) from exc
+            cause = exc.__cause__ if isinstance(exc, wire.UnencodableValue) else None
+            if isinstance(cause, BrokerError):
+                raise cause from None
+            if isinstance(exc, wire.UnencodableValue):
+                raise TypeError(str(exc)) from exc
+            raise
+
+    def _to_wire(self, obj: Any) -> Any:
+        """Encoder hook: what a non-native object becomes on the wire."""
+        if isinstance(obj, RemoteReference):
+            if obj._session is not self:
+                raise BrokerError("a reference from another connection cannot be passed on (no third-party hand-off)")
+            return ReturnedRef(obj.object_id)
+        if isinstance(obj, Referenceable):
+            if len(self.exports) >= self.limits.max_live_references and not self.exports.is_exported(obj):
+                raise OverloadedError("broker.TooManyReferences", f"the limit of {self.limits.max_live_references} live references is reached")
+            object_id = self.exports.add_send(obj)
+            self._sent_refs.append(object_id)
+            return ExportedRef(object_id)
+        type_name = self.registry.name_for(obj)
+        if type_name is not None:
+            return CopyState(type_name, state_of(obj))
+        if isinstance(obj, (tuple, set, frozenset)):
+            return list(obj)
+        raise TypeError(f"cannot send {type(obj).__qualname__}: register it as copyable or make it Referenceable")
+
+    def _resolve(self, value: Any) -> Any:
+        """Decoder hook: what a wire ext value becomes here."""
+        kind = type(value)
+        if kind is ExportedRef:
+            return self.imports.received(value.object_id, self._make_proxy)
+        if kind is ReturnedRef:
+            obj = self.exports.get(value.object_id)
+            if obj is None:
+                self._problems.append(InvalidReferenceError("broker.NoSuchObject", f"object {value.object_id} is not ours to return"))
+            return obj
+        if kind is CopyState:
+            try:
+                return self.registry.build(value.type_name, value.state)
+            except UnregisteredCopyError as exc:
+                self._problems.append(exc)
+            except Exception as exc:
+                self._problems.append(RemoteError("broker.BadCopy", f"cannot build {value.type_name!r}: {exc}"))
+            return None
+        if kind is FailureInfo:
+            return self._exception_from(value)
+        return value
+
+    def _make_proxy(self, object_id: int) -> RemoteReference:
+        return RemoteReference(self, object_id)
+
+    # -- releases --------------------------------------------------------------------------------
+
+    def _proxy_died(self, object_id: int) -> None:
+        """Weakref callback: may run in any thread, inside the GC. Queue only; never send here."""
+        self._dead_proxies.append(object_id)
+        if not self._release_scheduled:
+            self._release_scheduled = True
+            self._wake(self.flush_releases)
+
+    def flush_releases(self) -> None:
+        """Send pending releases together (from the event loop)."""
+        self._release_scheduled = False
+        died: list[int] = []
+        while self._dead_proxies:
+            died.append(self._dead_proxies.popleft())
+        if self.state is not State.OPEN:
+            return
+        releases = self.imports.collect_releases(died)
+        if releases:
+            encode = self._encoder.encode
+            self._send(b"".join(encode(Decref(object_id, count)) for object_id, count in releases.items()))

@@ -1,0 +1,699 @@
+"""Sans-IO codec for the broker wire format: bytes in → messages out, messages in → bytes out.
+
+No sockets, clocks or threads (h11's shape): :class:`WireDecoder` buffers whatever
+``receive_data`` is given and hands out one :mod:`broker.messages` message per frame;
+:class:`WireEncoder` turns a message into one frame. The spec is ``docs/PROTOCOL.md``.
+
+Decoding is one C pass (``msgpack.unpackb`` with every length limit set) plus one Python walk
+over *containers only*, which enforces the nesting limit, checks map keys, and turns each ext
+value into its :mod:`broker.messages` dataclass and then through the ``resolve`` hook — so the
+broker layer never walks a decoded tree a second time. Lists made only of scalars are checked in
+C (``set.issuperset(map(type, ...))``), so a megabyte of bytes or a long list of numbers costs
+next to nothing in Python.
+
+Exceptions say whose fault it is::
+
+    WireError
+    ├── LocalProtocolError         you misused the API (nothing was sent)
+    │   ├── UnencodableValue       a value msgpack and the ``default`` hook cannot encode
+    │   └── MessageTooLarge        the encoded frame exceeds the peer's max_frame_size
+    └── RemoteProtocolError        the peer broke the protocol: send Goodbye(err.kind) and close
+        ├── FrameTooLarge          length header above max_frame_size (checked before buffering)
+        ├── TruncatedFrame         the stream ended inside a frame
+        ├── NestingTooDeep         nesting above max_depth
+        ├── ContainerTooLong       an array or map above max_container_len
+        ├── MalformedMessage       not msgpack, wrong arity, wrong field type or value
+        ├── UnknownMessageType     a message type this version does not implement
+        ├── UnknownExtCode         an ext code this version does not implement
+        └── HandshakeError         hello missing, repeated or not from a pbroker peer
+            └── VersionMismatch    the peer speaks another protocol version
+
+Exceptions raised by the ``resolve`` and ``default`` hooks propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Literal, Union
+
+import msgpack
+from msgpack import ExtType, Packer, unpackb
+from msgpack.exceptions import StackError, UnpackException
+
+from .messages import (
+    DEFAULT_MAX_CONTAINER_LENGTH,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_FRAME_SIZE,
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    Answer,
+    Call,
+    Cancel,
+    CopyState,
+    Decref,
+    Error,
+    ExportedRef,
+    ExtCode,
+    FailureInfo,
+    Goodbye,
+    Hello,
+    Message,
+    MessageType,
+    ReturnedRef,
+    WireValue,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_CONTAINER_LENGTH",
+    "MAX_DEPTH_CAP",
+    "Signal",
+    "NEED_DATA",
+    "CLOSED",
+    "WireDecoder",
+    "WireEncoder",
+    "encode",
+    "decode",
+    "WireError",
+    "LocalProtocolError",
+    "UnencodableValue",
+    "MessageTooLarge",
+    "RemoteProtocolError",
+    "FrameTooLarge",
+    "TruncatedFrame",
+    "NestingTooDeep",
+    "ContainerTooLong",
+    "MalformedMessage",
+    "UnknownMessageType",
+    "UnknownExtCode",
+    "HandshakeError",
+    "VersionMismatch",
+]
+
+#: Deeper limits are refused: the decoder's walk recurses once per level, and Python (and
+#: msgpack's packer, which stops at 511) must be able to handle whatever we accept.
+MAX_DEPTH_CAP: Final = 256
+
+_HEADER: Final = struct.Struct(">I")
+_MAX_FRAME_LIMIT: Final = (1 << 32) - 1
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+class WireError(Exception):
+    """Base of every exception this module raises."""
+
+
+class LocalProtocolError(WireError):
+    """You asked the encoder for something the protocol cannot carry; nothing was produced."""
+
+
+class UnencodableValue(LocalProtocolError):
+    """A value is neither a msgpack native nor a wire value, and ``default`` did not map it."""
+
+
+class MessageTooLarge(LocalProtocolError):
+    """The encoded frame is larger than the peer's announced ``max_frame_size``."""
+
+
+class RemoteProtocolError(WireError):
+    """The peer sent bytes that break the protocol.
+
+    ``kind`` is the failure kind to put in the Goodbye sent before closing.
+    """
+
+    kind: str = "invalid"
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A frame's length header exceeds ``max_frame_size``; refused before buffering the body."""
+
+
+class TruncatedFrame(RemoteProtocolError):
+    """The stream ended in the middle of a frame."""
+
+    kind = "disconnected"
+
+
+class NestingTooDeep(RemoteProtocolError):
+    """Arrays, maps and ext values nest deeper than ``max_depth``."""
+
+
+class ContainerTooLong(RemoteProtocolError):
+    """An array or map has more than ``max_container_length`` entries."""
+
+
+class MalformedMessage(RemoteProtocolError):
+    """The body is not valid msgpack, or a message has the wrong arity or field types."""
+
+
+class UnknownMessageType(RemoteProtocolError):
+    """The message type is unknown or reserved in this protocol version."""
+
+    kind = "unimplemented"
+
+
+class UnknownExtCode(RemoteProtocolError):
+    """An ext code is unknown or reserved in this protocol version."""
+
+    kind = "unimplemented"
+
+
+class HandshakeError(RemoteProtocolError):
+    """The first message was not a pbroker hello, or a hello came later."""
+
+
+class VersionMismatch(HandshakeError):
+    """The peer's hello names a protocol version other than ours."""
+
+    kind = "unimplemented"
+
+    def __init__(self, peer_version: int) -> None:
+        super().__init__(
+            f"peer speaks pbroker protocol version {peer_version}, we speak {PROTOCOL_VERSION}"
+        )
+        self.peer_version = peer_version
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals
+# ---------------------------------------------------------------------------------------------
+
+
+class Signal(enum.Enum):
+    """What ``next_message`` returns when it has no message."""
+
+    NEED_DATA = "NEED_DATA"  # call receive_data() first
+    CLOSED = "CLOSED"  # the peer closed the stream cleanly, at a frame boundary
+
+
+NEED_DATA: Final = Signal.NEED_DATA
+CLOSED: Final = Signal.CLOSED
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------------------------
+
+
+def _body(message: Message) -> list[Any]:
+    """The body array of ``message``, fields in spec order."""
+    t = type(message)
+    if t is Call:
+        m: Any = message
+        return [3, m.request_id, m.target, m.method, m.args, m.kwargs, m.flags]
+    if t is Answer:
+        m = message
+        return [4, m.request_id, m.value]
+    if t is Error:
+        m = message
+        f = m.failure
+        return [5, m.request_id, f.kind, f.type_name, f.message, f.traceback]
+    if t is Decref:
+        m = message
+        return [7, m.object_id, m.count]
+    if t is Cancel:
+        m = message
+        return [6, m.request_id]
+    if t is Hello:
+        m = message
+        return [
+            1,
+            PROTOCOL_NAME,
+            m.version,
+            m.max_frame_size,
+            m.max_depth,
+            m.max_container_length,
+            list(m.features),
+        ]
+    if t is Goodbye:
+        m = message
+        return [2, m.kind, m.message]
+    raise UnencodableValue(f"not a broker message: {message!r}")
+
+
+_WIRE_VALUE_TYPES: Final = frozenset({ExportedRef, ReturnedRef, CopyState, FailureInfo})
+
+
+class WireEncoder:
+    """Messages → frames. Reuses one msgpack Packer; not thread-safe.
+
+    ``default(obj)`` is called for every object msgpack cannot encode natively and must return
+    something it can (typically a wire value: a Referenceable → ``ExportedRef(id)``). Set
+    ``max_frame_size`` from the peer's Hello; encoding a larger frame raises MessageTooLarge.
+    Tuples are encoded as arrays (they decode as lists).
+    """
+
+    def __init__(
+        self,
+        *,
+        default: Callable[[Any], Any] | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self._user_default = default
+        self.max_frame_size = max_frame_size
+        self._packer = Packer(use_bin_type=True, autoreset=False, default=self._default)
+        self._id_packer = Packer(use_bin_type=True)
+
+    def encode(self, message: Message) -> bytes:
+        """One whole frame (length header + body) for ``message``."""
+        packer = self._packer
+        try:
+            packer.pack(_body(message))
+            with packer.getbuffer() as body:
+                size = len(body)
+                if size > self.max_frame_size:
+                    raise MessageTooLarge(
+                        f"{type(message).__name__} encodes to {size} bytes; "
+                        f"the peer accepts at most {self.max_frame_size}"
+                    )
+                frame: bytes = _HEADER.pack(size) + body
+                return frame
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise UnencodableValue(f"cannot encode {type(message).__name__}: {exc}") from exc
+        finally:
+            packer.reset()
+
+    def encode_all(self, messages: Iterable[Message]) -> bytes:
+        """Frames for several messages, concatenated (one write for a batch)."""
+        return b"".join([self.encode(m) for m in messages])
+
+    def _default(self, obj: Any) -> Any:
+        t = type(obj)
+        if t is ExportedRef or t is ReturnedRef:
+            return ExtType(obj.CODE, self._id_packer.pack(obj.object_id))
+        if t is CopyState:
+            return ExtType(ExtCode.COPY, self._payload([obj.type_name, obj.state]))
+        if t is FailureInfo:
+            payload = [obj.kind, obj.type_name, obj.message, obj.traceback]
+            return ExtType(ExtCode.FAILURE, self._payload(payload))
+        if self._user_default is not None:
+            value = self._user_default(obj)
+            if type(value) in _WIRE_VALUE_TYPES:
+                return self._default(value)  # msgpack calls default only once per object
+            if value is not obj:
+                return value
+        raise UnencodableValue(
+            f"cannot encode a {t.__module__}.{t.__qualname__}: it is not a msgpack native or "
+            f"a wire value, and no default= hook mapped it to one"
+        )
+
+    def _payload(self, payload: list[Any]) -> bytes:
+        # A fresh Packer: the shared one is busy with the enclosing message.
+        return msgpack.packb(payload, use_bin_type=True, default=self._default)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+
+#: Types a decoded msgpack scalar can have; anything else needs the walk.
+_SCALARS: Final = frozenset({type(None), bool, int, float, str, bytes})
+#: Bodies shorter than this are sliced (copied); longer ones are decoded through a memoryview.
+_SLICE_BELOW: Final = 4096
+
+
+class WireDecoder:
+    """Bytes → messages, enforcing our limits while decoding.
+
+    Call ``receive_data(data)`` with whatever arrived (``b""`` means end of stream), then
+    ``next_message()`` until it returns NEED_DATA, or ``messages()`` to get every complete message
+    at once (the fast path for a burst of frames). ``resolve(value)`` is applied to each decoded
+    wire value (ExportedRef, ReturnedRef, CopyState, FailureInfo — innermost first) and its result
+    takes the value's place; by default values are left as they are.
+
+    The limits are what we accept; announce them with ``hello()``. With ``expect_hello`` (the
+    default) the first message must be a pbroker Hello of our version, and no other Hello may
+    follow. After a RemoteProtocolError about one frame the decoder has moved past that frame;
+    after FrameTooLarge or TruncatedFrame it cannot find the next frame and re-raises forever.
+    """
+
+    def __init__(
+        self,
+        *,
+        resolve: Callable[[WireValue], Any] | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_container_length: int = DEFAULT_MAX_CONTAINER_LENGTH,
+        expect_hello: bool = True,
+    ) -> None:
+        if not 1 <= max_frame_size <= _MAX_FRAME_LIMIT:
+            raise ValueError(f"max_frame_size must be in 1..2**32-1, got {max_frame_size}")
+        if not 2 <= max_depth <= MAX_DEPTH_CAP:
+            raise ValueError(f"max_depth must be in 2..{MAX_DEPTH_CAP}, got {max_depth}")
+        if not 1 <= max_container_length <= _MAX_FRAME_LIMIT:
+            raise ValueError(f"max_container_length must be in 1..2**32-1, got {max_container_length}")
+        self.max_frame_size = max_frame_size
+        self.max_depth = max_depth
+        self.max_container_length = max_container_length
+        self._resolve = resolve
+        self._expect_hello = expect_hello
+        self._data = b""
+        self._pos = 0
+        self._chunks: list[bytes] = []
+        self._chunked = 0
+        self._eof = False
+        # An error to raise on the next call: once if deferred by messages(), forever if fatal.
+        self._stored_error: Exception | None = None
+        self._error_is_fatal = False
+        self._unpack_options: dict[str, Any] = dict(
+            raw=False,
+            strict_map_key=False,  # dict keys may be any scalar; _convert rejects the rest
+            use_list=True,
+            max_array_len=max_container_length,
+            max_map_len=max_container_length,
+            max_str_len=max_frame_size,
+            max_bin_len=max_frame_size,
+            max_ext_len=max_frame_size,
+        )
+
+    def hello(self, features: Iterable[str] = ()) -> Hello:
+        """Our Hello, announcing the limits this decoder enforces."""
+        return Hello(
+            PROTOCOL_VERSION,
+            self.max_frame_size,
+            self.max_depth,
+            self.max_container_length,
+            tuple(features),
+        )
+
+    # -- stream -----------------------------------------------------------------------------
+    #
+    # The buffer is ``_data[_pos:]`` followed by ``_chunks``. A chunk that arrives when nothing is
+    # buffered becomes ``_data`` as it is (no copy: the common case of whole frames per read).
+    # Later chunks are only listed, and joined once the next header, or the whole next frame,
+    # is there; so a big frame arriving in many reads is copied once, not once per read.
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer ``data``; ``b""`` marks the end of the stream."""
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise RuntimeError("receive_data() after the end of the stream")
+        if type(data) is not bytes:
+            data = bytes(data)  # we keep it, so it must not change under us
+        if self._pos == len(self._data) and not self._chunks:
+            self._data = data
+            self._pos = 0
+        else:
+            self._chunks.append(data)
+            self._chunked += len(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet decoded."""
+        return len(self._data) - self._pos + self._chunked
+
+    def next_message(self) -> Message | Literal[Signal.NEED_DATA, Signal.CLOSED]:
+        """The next message, NEED_DATA, or CLOSED once the stream ended at a frame boundary."""
+        if self._stored_error is not None:
+            exc = self._stored_error
+            if not self._error_is_fatal:
+                self._stored_error = None
+            raise exc
+        data = self._data
+        pos = self._pos
+        while True:
+            available = len(data) - pos
+            if available >= 4:
+                (size,) = _HEADER.unpack_from(data, pos)
+                if size > self.max_frame_size:
+                    limit = self.max_frame_size
+                    raise self._fail(FrameTooLarge(f"frame of {size} bytes; the limit is {limit}"))
+                end = pos + 4 + size
+                if end <= len(data):
+                    if end == len(data) and not self._chunks:
+                        self._data = b""  # let go of a big chunk now, not at the next read
+                        self._pos = 0
+                    else:
+                        self._pos = end
+                    if size < _SLICE_BELOW:
+                        return self.decode_body(data[pos + 4 : end])
+                    return self.decode_body(memoryview(data)[pos + 4 : end])
+                needed = 4 + size
+            else:
+                needed = 4
+            if available + self._chunked < needed:
+                break
+            data = b"".join([memoryview(data)[pos:], *self._chunks])
+            pos = 0
+            self._data = data
+            self._pos = 0
+            self._chunks = []
+            self._chunked = 0
+        if not self._eof:
+            return NEED_DATA
+        if available + self._chunked:
+            raise self._fail(
+                TruncatedFrame(f"the stream ended {available + self._chunked} bytes into a frame")
+            )
+        return CLOSED
+
+    def _fail(self, exc: RemoteProtocolError) -> RemoteProtocolError:
+        """Remember an error after which the stream cannot be decoded any further."""
+        self._stored_error = exc
+        self._error_is_fatal = True
+        return exc
+
+    def messages(self) -> list[Message]:
+        """Every complete message buffered so far (maybe none).
+
+        If a frame is bad, the messages before it are returned and the error is raised by the
+        next call, so nothing the peer sent before its mistake is lost.
+        """
+        out: list[Message] = []
+        try:
+            while True:
+                message = self.next_message()
+                if message is NEED_DATA or message is CLOSED:
+                    return out
+                out.append(message)
+        except Exception as exc:
+            if not out:
+                raise
+            self._stored_error = exc
+            return out
+
+    # -- one body ---------------------------------------------------------------------------
+
+    def decode_body(self, body: bytes | bytearray | memoryview) -> Message:
+        """Decode one frame body (without its length header)."""
+        try:
+            fields = unpackb(body, **self._unpack_options)
+        except Exception as exc:
+            raise self._unpack_error(exc) from exc
+        if type(fields) is not list or not fields:
+            raise MalformedMessage("a message body must be a non-empty array")
+        mtype = fields[0]
+        if type(mtype) is not int:
+            raise MalformedMessage(f"message type must be an int, not {type(mtype).__name__}")
+        if self._expect_hello:
+            if mtype != MessageType.HELLO:
+                raise HandshakeError(f"expected hello as the first message, got message type {mtype}")
+            message = self._hello(fields)
+            self._expect_hello = False
+            return message
+        decoder = _DECODERS.get(mtype)
+        if decoder is None:
+            if mtype == MessageType.HELLO:
+                raise HandshakeError("hello received after the handshake")
+            raise UnknownMessageType(f"message type {mtype} is not implemented")
+        return decoder(self, fields)
+
+    def _unpack(self, data: bytes | bytearray | memoryview) -> Any:
+        try:
+            return unpackb(data, **self._unpack_options)
+        except Exception as exc:
+            raise self._unpack_error(exc) from exc
+
+    def _unpack_error(self, exc: Exception) -> RemoteProtocolError:
+        """Name by cause what msgpack raised (it has no exception class per limit)."""
+        if isinstance(exc, StackError):
+            return NestingTooDeep(f"nesting deeper than {self.max_depth}")
+        text = str(exc) or type(exc).__name__
+        if "exceeds max_array_len" in text or "exceeds max_map_len" in text:
+            return ContainerTooLong(f"container longer than {self.max_container_length}")
+        if isinstance(exc, (ValueError, TypeError, UnpackException)):  # TypeError: array as map key
+            return MalformedMessage(f"not a msgpack value: {text}")
+        raise exc
+
+    @staticmethod
+    def _build(cls: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return cls(*args)
+        except (TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad {cls.__name__}: {exc}") from exc
+
+    # Field-by-field decoders. Level 1 is the body array, so top-level fields are at level 2.
+
+    def _hello(self, f: list[Any]) -> Hello:
+        # [1, "pbroker", version, ...] is the same in every version, so check it first.
+        if len(f) < 3 or f[1] != PROTOCOL_NAME or type(f[1]) is not str:
+            raise HandshakeError("the peer does not speak the pbroker protocol")
+        if f[2] != PROTOCOL_VERSION or type(f[2]) is not int:
+            raise VersionMismatch(f[2])
+        if len(f) != 7 or type(f[6]) is not list:
+            raise HandshakeError(
+                "malformed hello: expected [1, name, version, max_frame_size, max_depth, "
+                "max_container_length, features]"
+            )
+        try:
+            return Hello(f[2], f[3], f[4], f[5], f[6])
+        except (TypeError, ValueError) as exc:
+            raise HandshakeError(f"malformed hello: {exc}") from exc
+
+    def _goodbye(self, f: list[Any]) -> Goodbye:
+        _arity(f, 3, "goodbye")
+        message: Goodbye = self._build(Goodbye, f[1], f[2])
+        return message
+
+    def _call(self, f: list[Any]) -> Call:
+        if len(f) != 7:
+            raise MalformedMessage(f"call has {len(f) - 1} fields; expected 6")
+        _, request_id, target, method, args, kwargs, flags = f
+        if type(args) is not list:
+            raise MalformedMessage("call args must be an array")
+        if type(kwargs) is not dict:
+            raise MalformedMessage("call kwargs must be a map")
+        if args and not _SCALARS.issuperset(map(type, args)):
+            self._convert(args, 2)
+        if kwargs:
+            self._convert(kwargs, 2)
+        try:
+            return Call(request_id, target, method, args, kwargs, flags)
+        except (TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad call: {exc}") from exc
+
+    def _answer(self, f: list[Any]) -> Answer:
+        if len(f) != 3:
+            raise MalformedMessage(f"answer has {len(f) - 1} fields; expected 2")
+        _, request_id, value = f
+        if type(value) not in _SCALARS:
+            value = self._convert(value, 2)
+        try:
+            return Answer(request_id, value)
+        except (TypeError, ValueError) as exc:
+            raise MalformedMessage(f"bad answer: {exc}") from exc
+
+    def _error(self, f: list[Any]) -> Error:
+        _arity(f, 6, "error")
+        failure = self._build(FailureInfo, f[2], f[3], f[4], f[5])
+        message: Error = self._build(Error, f[1], failure)
+        return message
+
+    def _cancel(self, f: list[Any]) -> Cancel:
+        _arity(f, 2, "cancel")
+        message: Cancel = self._build(Cancel, f[1])
+        return message
+
+    def _decref(self, f: list[Any]) -> Decref:
+        _arity(f, 3, "decref")
+        message: Decref = self._build(Decref, f[1], f[2])
+        return message
+
+    # -- values -----------------------------------------------------------------------------
+
+    def _convert(self, obj: Any, level: int) -> Any:
+        """Check and convert a non-scalar value found at ``level``; returns its replacement."""
+        t = type(obj)
+        if t is list:
+            if level > self.max_depth:
+                raise NestingTooDeep(f"nesting deeper than {self.max_depth}")
+            if not _SCALARS.issuperset(map(type, obj)):
+                for i, item in enumerate(obj):
+                    if type(item) not in _SCALARS:
+                        obj[i] = self._convert(item, level + 1)
+            return obj
+        if t is dict:
+            if level > self.max_depth:
+                raise NestingTooDeep(f"nesting deeper than {self.max_depth}")
+            if not _SCALARS.issuperset(map(type, obj)):
+                raise MalformedMessage("map keys must be nil, bool, int, float, str or bin")
+            if not _SCALARS.issuperset(map(type, obj.values())):
+                for key, item in obj.items():
+                    if type(item) not in _SCALARS:
+                        obj[key] = self._convert(item, level + 1)  # same keys: safe while iterating
+            return obj
+        if t is ExtType:
+            return self._ext(obj, level)
+        # msgpack decodes ext -1 (timestamp) itself, without asking us.
+        raise UnknownExtCode(f"ext code -1 ({t.__name__}) is not implemented")
+
+    def _ext(self, ext: ExtType, level: int) -> Any:
+        if level > self.max_depth:
+            raise NestingTooDeep(f"nesting deeper than {self.max_depth}")
+        code = ext.code
+        data = ext.data
+        value: WireValue
+        if code == 1 or code == 2:
+            if len(data) == 1 and data[0] < 0x80:  # positive fixint: most ids
+                object_id: Any = data[0]
+            else:
+                object_id = self._unpack(data)
+            value = self._build(ExportedRef if code == 1 else ReturnedRef, object_id)
+        elif code == 3:
+            payload = self._unpack(data)
+            if type(payload) is not list or len(payload) != 2:
+                raise MalformedMessage("a copy's payload must be [type_name, state]")
+            type_name, state = payload
+            if type(state) not in _SCALARS:
+                state = self._convert(state, level + 1)
+            value = self._build(CopyState, type_name, state)
+        elif code == 4:
+            payload = self._unpack(data)
+            if type(payload) is not list or len(payload) != 4:
+                raise MalformedMessage("a failure's payload must be [kind, type_name, message, traceback]")
+            value = self._build(FailureInfo, *payload)
+        else:
+            raise UnknownExtCode(f"ext code {code} is not implemented")
+        resolve = self._resolve
+        return value if resolve is None else resolve(value)
+
+
+def _arity(fields: list[Any], n: int, name: str) -> None:
+    if len(fields) != n:
+        raise MalformedMessage(f"{name} has {len(fields) - 1} fields; expected {n - 1}")
+
+
+_DECODERS: Final[dict[int, Callable[[WireDecoder, list[Any]], Message]]] = {
+    MessageType.GOODBYE: WireDecoder._goodbye,
+    MessageType.CALL: WireDecoder._call,
+    MessageType.ANSWER: WireDecoder._answer,
+    MessageType.ERROR: WireDecoder._error,
+    MessageType.CANCEL: WireDecoder._cancel,
+    MessageType.DECREF: WireDecoder._decref,
+}
+
+# ---------------------------------------------------------------------------------------------
+# One-shot helpers (tests, tools, test vectors)
+# ---------------------------------------------------------------------------------------------
+
+_ENCODER: Final = WireEncoder(max_frame_size=_MAX_FRAME_LIMIT)
+
+
+def encode(message: Message) -> bytes:
+    """One frame for ``message``, with no ``default`` hook and no peer limit."""
+    return _ENCODER.encode(message)
+
+
+def decode(data: bytes, *, expect_hello: bool = False, **options: Any) -> Message:
+    """The single message in ``data``, a whole stream holding exactly one complete frame.
+
+    ``options`` are WireDecoder's (``resolve``, ``max_frame_size``, ...).
+    """
+    decoder = WireDecoder(expect_hello=expect_hello, **options)
+    decoder.receive_data(data)
+    decoder.receive_data(b"")
+    message = decoder.next_message()
+    if message is CLOSED:
+        raise TruncatedFrame("no frame in the data")
+    assert message is not NEED_DATA  # the stream has ended
+    if decoder.next_message() is not CLOSED:
+        raise MalformedMessage("more than one frame in the data")
+    return message

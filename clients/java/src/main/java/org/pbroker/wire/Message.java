@@ -1,0 +1,11 @@
+package org.pbroker.wire;
+
+/**
+ * One wire message: the body of one frame. Records validate their fields on construction and
+ * throw {@link IllegalArgumentException} (the decoder turns that into
+ * {@link MalformedMessageException}).
+ */
+public sealed interface Message permits Hello, Goodbye, Call, Answer, ErrorMessage, Cancel, Decref {
+    /** @return the message type number (first element of the body array) */
+    int type();
+}

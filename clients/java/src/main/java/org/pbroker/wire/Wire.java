@@ -1,0 +1,99 @@
+package org.pbroker.wire;
+
+import java.util.Set;
+
+/** Numbers and names of the wire protocol (docs/PROTOCOL.md), defined once. */
+public final class Wire {
+    private Wire() {}
+
+    /** The string every hello starts with. */
+    public static final String PROTOCOL_NAME = "pbroker";
+    /** Bumped on any incompatible change; peers with different versions refuse each other. */
+    public static final long PROTOCOL_VERSION = 1;
+    /** Request ids, object ids and counts are in 0..MAX_ID (a Java {@code long}). */
+    public static final long MAX_ID = Long.MAX_VALUE;
+    /** Each side's bootstrap object (the server's root); never released. */
+    public static final long BOOTSTRAP_ID = 0;
+    /** Largest value of a 32-bit limit or flags field. */
+    public static final long MAX_U32 = 0xFFFF_FFFFL;
+
+    /** Default largest frame body accepted: 16 MiB. */
+    public static final int DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024;
+    /** Default deepest nesting accepted (the body array is level 1). */
+    public static final int DEFAULT_MAX_DEPTH = 64;
+    /** Default longest array or map accepted. */
+    public static final int DEFAULT_MAX_CONTAINER_LENGTH = 1024 * 1024;
+    /** Deeper limits are refused. */
+    public static final int MAX_DEPTH_CAP = 256;
+
+    /** Message type: hello. */
+    public static final int HELLO = 1;
+    /** Message type: goodbye. */
+    public static final int GOODBYE = 2;
+    /** Message type: call. */
+    public static final int CALL = 3;
+    /** Message type: answer. */
+    public static final int ANSWER = 4;
+    /** Message type: error. */
+    public static final int ERROR = 5;
+    /** Message type: cancel. */
+    public static final int CANCEL = 6;
+    /** Message type: decref. */
+    public static final int DECREF = 7;
+
+    /** Ext code: a reference to an object the sender of the message owns. */
+    public static final byte EXT_SENDER_REF = 1;
+    /** Ext code: a reference to an object the receiver of the message owns. */
+    public static final byte EXT_RECEIVER_REF = 2;
+    /** Ext code: a copyable (type name, state). */
+    public static final byte EXT_COPY = 3;
+    /** Ext code: a failure (kind, type name, message, traceback). */
+    public static final byte EXT_FAILURE = 4;
+
+    /** Call flag bit 0: the caller wants no answer. */
+    public static final long CALL_NO_ANSWER = 1;
+
+    /** Failure kind: the method raised. */
+    public static final String FAILED = "failed";
+    /** Failure kind: a limit was hit; retrying later may work. */
+    public static final String OVERLOADED = "overloaded";
+    /** Failure kind: the connection went away (only ever produced locally). */
+    public static final String DISCONNECTED = "disconnected";
+    /** Failure kind: unknown method, message type or ext code. */
+    public static final String UNIMPLEMENTED = "unimplemented";
+    /** Failure kind: the caller cancelled the call. */
+    public static final String CANCELLED = "cancelled";
+    /** Failure kind: unknown object id, or a malformed request. */
+    public static final String INVALID = "invalid";
+    /** Goodbye kind of an orderly close. */
+    public static final String NORMAL = "normal";
+
+    /** Every failure kind. */
+    public static final Set<String> FAILURE_KINDS =
+            Set.of(FAILED, OVERLOADED, DISCONNECTED, UNIMPLEMENTED, CANCELLED, INVALID);
+    /** Every goodbye kind: "normal" and the failure kinds. */
+    public static final Set<String> GOODBYE_KINDS =
+            Set.of(NORMAL, FAILED, OVERLOADED, DISCONNECTED, UNIMPLEMENTED, CANCELLED, INVALID);
+
+    static long checkId(String name, long value) {
+        if (value < 0) {
+            throw new IllegalArgumentException(name + " must be in 0..2**63-1, got " + value);
+        }
+        return value;
+    }
+
+    static long checkU32(String name, long value, long min) {
+        if (value < min || value > MAX_U32) {
+            throw new IllegalArgumentException(
+                    name + " must be in " + min + "..2**32-1, got " + value);
+        }
+        return value;
+    }
+
+    static String checkStr(String name, String value) {
+        if (value == null) {
+            throw new IllegalArgumentException(name + " must be a str, not nil");
+        }
+        return value;
+    }
+}

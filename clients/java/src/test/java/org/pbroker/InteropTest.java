@@ -1,0 +1,252 @@
+package org.pbroker;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.math.BigInteger;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The Java client against the real Python broker: src/test/resources/fixture_server.py, started
+ * as a subprocess with the project's virtualenv ({@code pbroker.python}, default
+ * {@code <root>/.venv/bin/python}). Skipped (not failed) when that Python or the broker package is
+ * not there, so the Java build works on its own.
+ */
+class InteropTest {
+    private static Process server;
+    private static int port;
+    private PBClient client;
+
+    record Point(long x, double y) {}
+
+    static final class Listener implements Referenceable {
+        @Remote
+        public String shout(String s) {
+            return s.toUpperCase(java.util.Locale.ROOT) + "!";
+        }
+
+        @Remote
+        public long sum(List<Long> values) {
+            return values.stream().mapToLong(Long::longValue).sum();
+        }
+
+        @Remote
+        public void explode() {
+            throw new UnsupportedOperationException("no way");
+        }
+    }
+
+    @BeforeAll
+    static void startServer() throws Exception {
+        Path root = Path.of(System.getProperty("pbroker.root", "../..")).toAbsolutePath().normalize();
+        String python = System.getProperty("pbroker.python",
+                root.resolve(".venv/bin/python").toString());
+        Path fixture = root.resolve("clients/java/src/test/resources/fixture_server.py");
+        Assumptions.assumeTrue(Files.isExecutable(Path.of(python)),
+                "no Python at " + python + " (run `make venv`); interop tests skipped");
+        Process probe = new ProcessBuilder(python, "-c", "import broker.api")
+                .directory(root.toFile()).redirectErrorStream(true).start();
+        String probeOutput = new String(probe.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        Assumptions.assumeTrue(probe.waitFor() == 0,
+                "the Python broker is not importable; interop tests skipped: " + probeOutput);
+
+        server = new ProcessBuilder(python, fixture.toString()).directory(root.toFile())
+                .redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        BufferedReader out = new BufferedReader(
+                new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8));
+        CompletableFuture<String> line = CompletableFuture.supplyAsync(() -> {
+            try {
+                return out.readLine();
+            } catch (IOException e) {
+                throw new RuntimeException(e);
+            }
+        });
+        String first = line.get(30, TimeUnit.SECONDS);
+        assertTrue(first != null && first.startsWith("PORT "), "fixture said: " + first);
+        port = Integer.parseInt(first.substring(5).trim());
+    }
+
+    @AfterAll
+    static void stopServer() throws Exception {
+        if (server != null) {
+            server.getOutputStream().close(); // the fixture exits when stdin closes
+            if (!server.waitFor(10, TimeUnit.SECONDS)) {
+                server.destroyForcibly();
+            }
+        }
+    }
+
+    @BeforeEach
+    void connect() throws Exception {
+        client = PBClient.connect("127.0.0.1", port);
+    }
+
+    @AfterEach
+    void close() {
+        client.close();
+    }
+
+    private RemoteReference root() throws Exception {
+        return client.getRootObject().get(10, TimeUnit.SECONDS);
+    }
+
+    private static <T> T get(CompletableFuture<T> f) throws Exception {
+        return f.get(10, TimeUnit.SECONDS);
+    }
+
+    private static Throwable failure(CompletableFuture<?> f) {
+        return assertThrows(ExecutionException.class, () -> f.get(10, TimeUnit.SECONDS)).getCause();
+    }
+
+    @Test
+    void addAndEchoEveryValueType() throws Exception {
+        RemoteReference root = root();
+        assertEquals(3, get(root.callRemote(Integer.class, "add", 1, 2)));
+        assertEquals("ab", get(root.callRemote("add", "a", "b")));
+        Map<Object, Object> map = new LinkedHashMap<>();
+        map.put("k", List.of(1L, 2.5, "x"));
+        map.put(7L, null);
+        List<Object> values = Arrays.asList(null, true, false, 0L, -1L, Long.MAX_VALUE,
+                Long.MIN_VALUE, new BigInteger("18446744073709551615"), 1.5, -0.0, "héllo ☃ 😀",
+                "", List.of(), map);
+        List<?> echoed = (List<?>) get(root.callRemote("echo", values));
+        assertEquals(values, echoed);
+        assertArrayEquals(new byte[] {0, 1, (byte) 255},
+                (byte[]) get(root.callRemote("echo", new byte[] {0, 1, (byte) 255})));
+        assertTrue(Double.isNaN((Double) get(root.callRemote("echo", Double.NaN))));
+    }
+
+    @Test
+    void keywordArguments() throws Exception {
+        RemoteReference root = root();
+        assertEquals("hi ada hi ada", get(root.callRemoteWithKeywords("greet", List.of("ada"),
+                Map.of("greeting", "hi", "times", 2))));
+    }
+
+    @Test
+    void remoteExceptionsCarryTypeAndKind() throws Exception {
+        RemoteReference root = root();
+        RemoteException e = assertInstanceOf(RemoteException.class,
+                failure(root.callRemote("fail", "bad value")));
+        assertEquals("failed", e.kind());
+        assertEquals("builtins.ValueError", e.remoteType());
+        assertEquals("bad value", e.remoteMessage());
+        UnimplementedException u = assertInstanceOf(UnimplementedException.class,
+                failure(root.callRemote("no_such_method")));
+        assertEquals("unimplemented", u.kind());
+        // the connection is still fine
+        assertEquals(5L, get(root.callRemote("add", 2, 3)));
+    }
+
+    @Test
+    void referencesAreCallableReturnedAndReleased() throws Exception {
+        RemoteReference root = root();
+        RemoteReference counter = get(root.callRemote(RemoteReference.class, "counter", 10));
+        assertEquals(11L, get(counter.callRemote("increment")));
+        assertEquals(15L, get(counter.callRemoteWithKeywords("increment", List.of(),
+                Map.of("by", 4))));
+        assertEquals(true, get(root.callRemote("is_same", counter, counter)));
+        List<?> twice = (List<?>) get(root.callRemote("same_counter_twice", 1));
+        assertSame(twice.get(0), twice.get(1));
+        counter.close();
+        assertInstanceOf(IllegalStateException.class, failure(counter.callRemote("value")));
+        assertEquals(2L, get(((RemoteReference) twice.get(0)).callRemote("increment")));
+    }
+
+    @Test
+    void theServerCallsJavaObjectsBack() throws Exception {
+        RemoteReference root = root();
+        Listener listener = new Listener();
+        assertEquals("HEY!", get(root.callRemote("call_back", listener, "shout", "hey")));
+        assertEquals(6L, get(root.callRemote("call_back", listener, "sum", List.of(1, 2, 3))));
+        RemoteException e = assertInstanceOf(RemoteException.class,
+                failure(root.callRemote("call_back", listener, "explode")));
+        assertTrue(e.remoteMessage().contains("no way"), e.getMessage());
+        assertInstanceOf(RemoteException.class,
+                failure(root.callRemote("call_back", listener, "missing")));
+    }
+
+    @Test
+    void copyablesBothWays() throws Exception {
+        RemoteReference root = root();
+        assertInstanceOf(UnregisteredCopyException.class, failure(root.callRemote("point", 1, 2.0)));
+        client.registerCopyable("interop.Point", Point.class);
+        assertEquals(new Point(3, 4.5), get(root.callRemote(Point.class, "point", 3, 4.5)));
+        assertEquals(25.0, get(root.callRemote("norm2", new Point(3, 4.0))));
+    }
+
+    @Test
+    void timeoutCancelsAndTheConnectionGoesOn() throws Exception {
+        RemoteReference root = root();
+        assertInstanceOf(TimeoutException.class, failure(
+                root.callRemoteWithTimeout(Duration.ofMillis(100), "slow", 5.0)));
+        assertEquals("done", get(root.callRemote("slow", 0.01)));
+    }
+
+    @Test
+    void closingFailsPendingCalls() throws Exception {
+        RemoteReference root = root();
+        CompletableFuture<Object> pending = root.callRemote("slow", 5.0);
+        client.close();
+        assertInstanceOf(ConnectionLostException.class, failure(pending));
+    }
+
+    @Test
+    void manyConcurrentCallers() throws Exception {
+        RemoteReference root = root();
+        List<CompletableFuture<Object>> calls = new ArrayList<>();
+        List<Thread> threads = new ArrayList<>();
+        for (int t = 0; t < 8; t++) {
+            int base = t * 1000;
+            Thread thread = new Thread(() -> {
+                for (int i = 0; i < 100; i++) {
+                    CompletableFuture<Object> f = root.callRemote("add", base, i);
+                    synchronized (calls) {
+                        calls.add(f);
+                    }
+                }
+            });
+            thread.start();
+            threads.add(thread);
+        }
+        for (Thread t : threads) {
+            t.join();
+        }
+        long total = 0;
+        for (CompletableFuture<Object> f : calls) {
+            total += (Long) get(f);
+        }
+        long expected = 0;
+        for (int t = 0; t < 8; t++) {
+            for (int i = 0; i < 100; i++) {
+                expected += t * 1000 + i;
+            }
+        }
+        assertEquals(expected, total);
+    }
+}

@@ -1,0 +1,112 @@
+"""Python broker fixture for the Java client's interop tests (InteropTest.java).
+
+    .venv/bin/python clients/java/src/test/resources/fixture_server.py
+
+Listens on 127.0.0.1 on a free port, prints ``PORT <n>`` on stdout once ready, and exits when its
+standard input closes (so a test that dies never leaves it behind).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", ".."))
+sys.path.insert(0, ROOT)
+
+import broker  # noqa: E402
+from net.defer import Deferred  # noqa: E402
+from net.reactor import make_reactor  # noqa: E402
+
+
+@broker.copyable("interop.Point")
+@dataclass
+class Point:
+    x: int
+    y: float
+
+
+class Counter(broker.Referenceable):
+    """A per-call object handed out by reference."""
+
+    def __init__(self, start: int) -> None:
+        self.value = start
+
+    def remote_increment(self, by: int = 1) -> int:
+        self.value += by
+        return self.value
+
+    def remote_value(self) -> int:
+        return self.value
+
+
+class Fixture(broker.Root):
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.released: list[str] = []
+
+    def remote_add(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def remote_echo(self, value: Any) -> Any:
+        return value
+
+    def remote_greet(self, name: str, greeting: str = "hello", times: int = 1) -> str:
+        return " ".join([f"{greeting} {name}"] * times)
+
+    def remote_fail(self, message: str) -> None:
+        raise ValueError(message)
+
+    def remote_counter(self, start: int) -> Counter:
+        return Counter(start)
+
+    def remote_same_counter_twice(self, start: int) -> list[Counter]:
+        c = Counter(start)
+        return [c, c]
+
+    def remote_call_back(self, listener: broker.RemoteReference, method: str, *args: Any) -> Deferred[Any]:
+        """Call ``method`` on the Java object and return its answer."""
+        return listener.call_remote(method, *args)
+
+    def remote_is_same(self, a: Any, b: Any) -> bool:
+        return a is b
+
+    def remote_point(self, x: int, y: float) -> Point:
+        return Point(x, y)
+
+    def remote_norm2(self, p: Point) -> float:
+        return p.x * p.x + p.y * p.y
+
+    def remote_slow(self, seconds: float) -> Deferred[str]:
+        d: Deferred[str] = Deferred()
+        self.reactor.call_later(seconds, d.callback, "done")
+        return d
+
+
+def main() -> None:
+    reactor = make_reactor()
+    d = broker.serve(reactor, "tcp:0:interface=127.0.0.1", Fixture(reactor))
+
+    def listening(port: Any) -> None:
+        print(f"PORT {port.get_host().port}", flush=True)
+
+    def failed(f: Any) -> None:
+        print(f"cannot listen: {f.value}", file=sys.stderr, flush=True)
+        reactor.stop()
+
+    d.add_callback(listening)
+    d.add_errback(failed)
+
+    def watch_stdin() -> None:
+        sys.stdin.read()
+        reactor.call_from_thread(reactor.stop)
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The calculator from Deferred-style code.  python examples/calculator/client_deferred.py tcp:127.0.0.1:8800"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import broker  # noqa: E402
+from net.reactor import make_reactor  # noqa: E402
+from shared import Vector  # noqa: E402
+
+
+def main(endpoint: str) -> None:
+    reactor = make_reactor()
+
+    def got_root(root: broker.RemoteReference) -> Any:
+        d = root.call_remote("add", 1, 2)
+        d.add_callback(lambda result: print("add(1, 2) =", result))
+        d.add_callback(lambda _: root.call_remote("scale", Vector(1, 2), 3))
+        d.add_callback(lambda v: print("scale(Vector(1, 2), 3) =", v))
+        d.add_callback(lambda _: root.call_remote("divide", 1, 0))
+        d.add_errback(lambda f: print("divide(1, 0) failed:", f.value))
+        return d
+
+    d = broker.connect(reactor, endpoint)
+    d.add_callback(got_root)
+    d.add_errback(lambda f: print("error:", f.value))
+    d.add_both(lambda _: reactor.stop())
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tcp:127.0.0.1:8800")

@@ -1,0 +1,319 @@
+"""Endpoints: where to listen or connect, described by one string.
+
+``server(reactor, "tcp:8000:interface=127.0.0.1")`` and ``client(reactor, "tcp:example.com:8000")``
+turn a configuration string into an object with ``listen(factory)`` / ``connect(factory)``, so a
+program can switch transports (later ``tls:``, ``unix:``) without code changes.
+
+Grammar: ``TYPE:ARG:ARG:key=value:...``. A backslash escapes the next character (``\\:`` for a
+colon inside a value); an IPv6 address may instead be written in brackets (``tcp:[::1]:8000``).
+Each endpoint type is a pair of parser functions registered with :func:`register_endpoint_type`;
+a parser's signature *is* its grammar: required parameters are positional (or ``name=``), optional
+ones keyword-only, and every value arrives as a string. Error messages are derived from it too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+from zope.interface import implementer
+
+from .defer import CancelledError, Deferred, Failure, fail, succeed
+from .error import ConnectError
+from .interfaces import IStreamClientEndpoint, IStreamServerEndpoint
+from .protocol import ClientFactory, Protocol
+
+if TYPE_CHECKING:
+    from .tcp import Connector, Port
+
+__all__ = [
+    "server",
+    "client",
+    "parse",
+    "register_endpoint_type",
+    "TCPServerEndpoint",
+    "TCPClientEndpoint",
+    "WrappingClientFactory",
+]
+
+Parser = Callable[..., Any]
+
+
+class _EndpointType(NamedTuple):
+    server_parser: Parser | None
+    client_parser: Parser | None
+
+
+_TYPES: dict[str, _EndpointType] = {}
+
+
+def register_endpoint_type(
+    prefix: str, server_parser: Parser | None = None, client_parser: Parser | None = None
+) -> None:
+    """Make ``prefix:...`` strings work with :func:`server` and/or :func:`client`.
+
+    Each parser is called as ``parser(reactor, *positional, **keywords)`` with string values and
+    returns an endpoint; it raises ValueError for bad values. Registering a prefix again replaces it.
+    """
+    if not prefix or not prefix.isidentifier():
+        raise ValueError(f"endpoint type prefix must be an identifier like 'tcp', got {prefix!r}")
+    _TYPES[prefix.lower()] = _EndpointType(server_parser, client_parser)
+
+
+def parse(spec: str) -> tuple[str, list[str], dict[str, str]]:
+    """Split ``spec`` into its type, positional values and keyword values.
+
+    >>> parse(r"tcp:\\:\\:1:8000:timeout=5")
+    ('tcp', ['::1', '8000'], {'timeout': '5'})
+    """
+    segments: list[tuple[str, int]] = []  # (text, index of the first unescaped "=" or -1)
+    text: list[str] = []
+    equals = -1
+    depth = 0
+    chars = iter(spec)
+    for ch in chars:
+        if ch == "\\":
+            escaped = next(chars, None)
+            if escaped is None:
+                raise ValueError(f"endpoint {spec!r} ends with a lone backslash")
+            text.append(escaped)
+        elif ch == ":" and depth == 0:
+            segments.append(("".join(text), equals))
+            text, equals = [], -1
+        else:
+            if ch == "[":
+                depth += 1
+            elif ch == "]":
+                depth = max(0, depth - 1)
+            elif ch == "=" and equals < 0:
+                equals = len(text)
+            text.append(ch)
+    segments.append(("".join(text), equals))
+    prefix = segments[0][0].strip().lower()
+    if not prefix.isidentifier():
+        raise ValueError(f"endpoint {spec!r} needs a type prefix, e.g. 'tcp:8000' or 'tcp:HOST:8000'")
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    for value, eq in segments[1:]:
+        if eq < 0:
+            args.append(_unbracket(value))
+            continue
+        key, value = value[:eq], value[eq + 1 :]
+        if key in kwargs:
+            raise ValueError(f"endpoint {spec!r} gives {key}= twice")
+        kwargs[key] = _unbracket(value)
+    return prefix, args, kwargs
+
+
+def _unbracket(value: str) -> str:
+    return value[1:-1] if len(value) >= 2 and value[0] == "[" and value[-1] == "]" else value
+
+
+def _usage(prefix: str, parser: Parser) -> str:
+    """The accepted form, read off the parser's signature: ``tcp:PORT[:interface=INTERFACE]``."""
+    parts = [prefix]
+    for name, param in list(inspect.signature(parser).parameters.items())[1:]:
+        if param.kind is param.KEYWORD_ONLY:
+            parts.append(f"[{name}={name.upper()}]")
+        elif param.kind is param.POSITIONAL_OR_KEYWORD:
+            parts.append(name.upper())
+    return ":".join(parts).replace(":[", "[:")
+
+
+def _build(reactor: Any, spec: str, role: str) -> Any:
+    prefix, args, kwargs = parse(spec)
+    if prefix == "tls" and prefix not in _TYPES:
+        import net.tls  # noqa: F401  registers "tls"; imported on first use so pyOpenSSL loads only then
+    kind = _TYPES.get(prefix)
+    parser = None if kind is None else kind.server_parser if role == "server" else kind.client_parser
+    if parser is None:
+        known = sorted(p for p, k in _TYPES.items() if k[0 if role == "server" else 1] is not None)
+        raise ValueError(f"unknown {role} endpoint type {prefix!r} in {spec!r}; known: {', '.join(known)}")
+    usage = _usage(prefix, parser)
+    try:
+        inspect.signature(parser).bind(reactor, *args, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad {role} endpoint {spec!r} ({exc}); expected {usage!r}") from None
+    try:
+        return parser(reactor, *args, **kwargs)
+    except ValueError as exc:
+        raise ValueError(f"bad {role} endpoint {spec!r}: {exc}; expected {usage!r}") from None
+
+
+# The endpoint getters return Any: zope interfaces are not types mypy can check calls against.
+
+
+def server(reactor: Any, spec: str) -> Any:
+    """The :class:`IStreamServerEndpoint` described by ``spec``, e.g. ``"tcp:0:interface=127.0.0.1"``."""
+    return _build(reactor, spec, "server")
+
+
+def client(reactor: Any, spec: str) -> Any:
+    """The :class:`IStreamClientEndpoint` described by ``spec``, e.g. ``"tcp:127.0.0.1:8000"``."""
+    return _build(reactor, spec, "client")
+
+
+# -- value parsing -------------------------------------------------------------------------------
+
+
+def _int(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return number
+
+
+def _port(value: str) -> int:
+    return _int("port", value, 0, 65535)
+
+
+def _timeout(value: str) -> float | None:
+    if value.lower() in ("none", ""):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"timeout must be a number of seconds >= 0 (or 'none'), got {value!r}")
+    return seconds
+
+
+# -- tcp -----------------------------------------------------------------------------------------
+
+
+@implementer(IStreamServerEndpoint)
+class TCPServerEndpoint:
+    """Listen on a TCP port."""
+
+    def __init__(self, reactor: Any, port: int, backlog: int = 50, interface: str = "") -> None:
+        self.reactor = reactor
+        self.port = port
+        self.backlog = backlog
+        self.interface = interface
+
+    def __repr__(self) -> str:
+        return f"<TCPServerEndpoint {self.interface or '*'}:{self.port}>"
+
+    def listen(self, factory: Any) -> Deferred[Port]:
+        try:
+            return succeed(self.reactor.listen_tcp(self.port, factory, self.backlog, self.interface))
+        except Exception as exc:  # CannotListenError, mostly
+            return fail(Failure(exc))
+
+
+@implementer(IStreamClientEndpoint)
+class TCPClientEndpoint:
+    """Connect to a TCP host and port; the host may be a name, resolved in the thread pool."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        host: str,
+        port: int,
+        timeout: float | None = 30,
+        bind_address: tuple[str, int] | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.bind_address = bind_address
+
+    def __repr__(self) -> str:
+        return f"<TCPClientEndpoint {self.host}:{self.port}>"
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        wrapper = WrappingClientFactory(factory)
+        wrapper.connector = self.reactor.connect_tcp(
+            self.host, self.port, wrapper, self.timeout, self.bind_address)
+        return wrapper.deferred
+
+
+def _tcp_server(reactor: Any, port: str, *, interface: str = "", backlog: str = "50") -> TCPServerEndpoint:
+    return TCPServerEndpoint(reactor, _port(port), _int("backlog", backlog, 0, 1 << 20), interface)
+
+
+def _tcp_client(
+    reactor: Any, host: str, port: str, *, timeout: str = "30", bind_address: str = ""
+) -> TCPClientEndpoint:
+    if not host:
+        raise ValueError("host must not be empty")
+    bind = (bind_address, 0) if bind_address else None
+    return TCPClientEndpoint(reactor, host, _port(port), _timeout(timeout), bind)
+
+
+register_endpoint_type("tcp", _tcp_server, _tcp_client)
+
+
+# -- adapting a plain factory to a connector -----------------------------------------------------
+
+
+class WrappingClientFactory(ClientFactory):
+    """Lets a connector serve any factory and turns the outcome into :attr:`deferred`.
+
+    :attr:`deferred` fires with the wrapped factory's protocol once its ``connection_made`` ran, or
+    fails with the ConnectError; cancelling it abandons the attempt (``CancelledError``). Client
+    endpoints of every transport use this; set :attr:`connector` right after creating the connector.
+    """
+
+    def __init__(self, wrapped: Any) -> None:
+        self.wrapped = wrapped
+        self.connector: Connector | Any = None
+        self._cancelled = False
+        self.deferred: Deferred[Any] = Deferred(canceller=self._cancel)
+
+    def do_start(self) -> None:
+        self.wrapped.do_start()
+
+    def do_stop(self) -> None:
+        self.wrapped.do_stop()
+
+    def build_protocol(self, addr: Any) -> Protocol | None:
+        protocol = self.wrapped.build_protocol(addr)
+        return None if protocol is None else _WrappingProtocol(self.deferred, protocol)
+
+    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
+        if not self._cancelled and not self.deferred.called:
+            self.deferred.errback(reason)
+
+    def _cancel(self, deferred: Deferred[Any]) -> None:
+        self._cancelled = True
+        if self.connector is not None and self.connector.state == "connecting":
+            self.connector.stop_connecting()
+        if not deferred.called:
+            deferred.errback(Failure(CancelledError(f"connecting to {self.connector!r} was cancelled")))
+
+
+class _WrappingProtocol(Protocol):
+    """Forwards everything to the wrapped protocol; fires the Deferred after connection_made."""
+
+    def __init__(self, deferred: Deferred[Any], wrapped: Any) -> None:
+        self._deferred = deferred
+        self.wrapped = wrapped
+
+    def make_connection(self, transport: Any) -> None:
+        self.transport = transport
+        self.connected = True
+        try:
+            self.wrapped.make_connection(transport)
+        except Exception as exc:
+            error = ConnectError(f"connection_made failed: {exc}")
+            error.__cause__ = exc
+            self._deferred.errback(Failure(error))
+            raise
+        self._deferred.callback(self.wrapped)
+
+    def data_received(self, data: bytes) -> None:
+        self.wrapped.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self.wrapped.eof_received()
+        return result
+
+    def connection_lost(self, reason: Failure) -> None:
+        self.connected = False
+        self.wrapped.connection_lost(reason)

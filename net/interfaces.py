@@ -1,0 +1,276 @@
+"""The contracts of the networking layer, as zope.interface interfaces.
+
+Small interfaces, so code asks only for what it uses (a protocol that needs a clock asks for
+:class:`IReactorTime`, not for a whole reactor). Tests check every implementation with
+``zope.interface.verify.verifyObject``.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+__all__ = [
+    "IDelayedCall",
+    "IReactorCore",
+    "IReactorTime",
+    "IReactorFDSet",
+    "IReactorThreads",
+    "IReactorTCP",
+    "IListeningPort",
+    "IConnector",
+    "IProducer",
+    "IPushProducer",
+    "IPullProducer",
+    "IConsumer",
+    "ITransport",
+    "ITCPTransport",
+    "IProtocol",
+    "IProtocolFactory",
+    "IStreamServerEndpoint",
+    "IStreamClientEndpoint",
+]
+
+
+class IDelayedCall(Interface):
+    """A call scheduled with :meth:`IReactorTime.call_later`."""
+
+    time = Attribute("The reactor time (seconds()) at which the call will run.")
+
+    def cancel() -> None:
+        """Stop the call from running. Raises ``AlreadyCancelled``/``AlreadyCalled`` if inactive."""
+
+    def reset(seconds_from_now: float) -> None:
+        """Reschedule the call to run ``seconds_from_now`` seconds from now."""
+
+    def delay(seconds_later: float) -> None:
+        """Postpone the call by ``seconds_later`` seconds."""
+
+    def active() -> bool:
+        """True until the call has run or been cancelled."""
+
+
+class IReactorTime(Interface):
+    def seconds() -> float:
+        """The reactor's monotonic clock, in seconds."""
+
+    def call_later(delay: float, f, *args, **kwargs) -> IDelayedCall:  # type: ignore[no-untyped-def]
+        """Run ``f(*args, **kwargs)`` from the loop after ``delay`` seconds (0 = next iteration).
+
+        Calls due at the same time run in the order they were scheduled.
+        """
+
+
+class IReactorCore(Interface):
+    running = Attribute("True while run() is looping (after startup, until shutdown completes).")
+
+    def run() -> None:
+        """Fire startup triggers, then loop until :meth:`stop`. Raises ``ReactorAlreadyRunning``."""
+
+    def stop() -> None:
+        """Fire shutdown triggers (``before`` ones may return Deferreds), then leave :meth:`run`.
+
+        Raises ``ReactorNotRunning`` if not running.
+        """
+
+    def call_when_running(f, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        """Run ``f`` once the reactor runs (now, if it already does)."""
+
+    def add_system_event_trigger(phase: str, event: str, f, *args, **kwargs) -> object:  # type: ignore[no-untyped-def]
+        """Run ``f`` at ``phase`` ("before", "during", "after") of ``event`` ("startup", "shutdown").
+
+        A ``before`` trigger may return a Deferred; the ``during`` phase waits for it.
+        Returns an id for :meth:`remove_system_event_trigger`.
+        """
+
+    def remove_system_event_trigger(trigger_id: object) -> None:
+        """Forget a trigger added with :meth:`add_system_event_trigger`."""
+
+
+class IReactorFDSet(Interface):
+    """Readiness notifications for file descriptors; transports are built on this."""
+
+    def add_reader(fd: int, callback) -> None:  # type: ignore[no-untyped-def]
+        """Call ``callback()`` from the loop whenever ``fd`` is readable. Replaces an earlier one."""
+
+    def remove_reader(fd: int) -> None:
+        """Stop watching ``fd`` for reading. A no-op if not watched."""
+
+    def add_writer(fd: int, callback) -> None:  # type: ignore[no-untyped-def]
+        """Call ``callback()`` from the loop whenever ``fd`` is writable. Replaces an earlier one."""
+
+    def remove_writer(fd: int) -> None:
+        """Stop watching ``fd`` for writing. A no-op if not watched."""
+
+
+class IReactorThreads(Interface):
+    def call_in_thread(f, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        """Run ``f`` in the reactor's bounded thread pool; exceptions are logged."""
+
+    def call_from_thread(f, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        """Run ``f`` in the reactor thread soon. Safe from any thread; wakes the loop."""
+
+    def defer_to_thread(f, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """Run ``f`` in the pool; return a Deferred firing (in the reactor thread) with its result."""
+
+    def set_thread_pool_size(size: int) -> None:
+        """Bound the pool to ``size`` threads (at least 1)."""
+
+
+class IListeningPort(Interface):
+    def get_host():  # type: ignore[no-untyped-def]
+        """The address actually bound (port 0 resolves to the real port)."""
+
+    def stop_listening():  # type: ignore[no-untyped-def]
+        """Close the listening socket; return a Deferred that fires once it is closed.
+
+        Established connections are not affected.
+        """
+
+
+class IConnector(Interface):
+    """A client connection attempt, which a ReconnectingClientFactory can retry."""
+
+    def connect() -> None:
+        """Start (or restart) connecting."""
+
+    def stop_connecting() -> None:
+        """Abandon an attempt in progress; the factory sees client_connection_failed."""
+
+    def disconnect() -> None:
+        """Abandon the attempt or drop the established connection."""
+
+    def get_destination():  # type: ignore[no-untyped-def]
+        """The address being connected to."""
+
+
+class IReactorTCP(Interface):
+    def listen_tcp(port: int, factory, backlog: int = 50, interface: str = ""):  # type: ignore[no-untyped-def]
+        """Listen on ``interface:port``; return an :class:`IListeningPort`.
+
+        Raises ``CannotListenError``.
+        """
+
+    def connect_tcp(host: str, port: int, factory, timeout: float = 30, bind_address=None):  # type: ignore[no-untyped-def]
+        """Connect to ``host:port`` with a ClientFactory; return an :class:`IConnector`.
+
+        Failure is reported to ``factory.client_connection_failed(connector, reason)``.
+        """
+
+
+class IProducer(Interface):
+    def stop_producing() -> None:
+        """Stop for good: the consumer is going away."""
+
+
+class IPushProducer(IProducer):
+    """Produces on its own until told to pause (a socket being read, say)."""
+
+    def pause_producing() -> None:
+        """Stop producing until :meth:`resume_producing`. Idempotent."""
+
+    def resume_producing() -> None:
+        """Produce again after :meth:`pause_producing`. Idempotent."""
+
+
+class IPullProducer(IProducer):
+    """Produces one chunk each time it is asked (a file being sent, say)."""
+
+    def resume_producing() -> None:
+        """Write one chunk to the consumer now."""
+
+
+class IConsumer(Interface):
+    def register_producer(producer, streaming: bool) -> None:  # type: ignore[no-untyped-def]
+        """Attach a producer. ``streaming`` True: push producer, paused above the high-water mark
+        and resumed below the low-water mark. False: pull producer, asked for more each time the
+        buffer drains. Raises RuntimeError if one is already registered.
+        """
+
+    def unregister_producer() -> None:
+        """Detach the producer."""
+
+    def write(data: bytes) -> None:
+        """Consume ``data``."""
+
+
+class ITransport(IConsumer, IPushProducer):
+    """A bidirectional byte stream. Writes are buffered and never block or raise for I/O."""
+
+    def write(data: bytes) -> None:
+        """Queue ``data``; ignored once the connection is closing or closed."""
+
+    def writelines(seq) -> None:  # type: ignore[no-untyped-def]
+        """Queue each bytes object of ``seq``."""
+
+    def lose_connection(reason: BaseException | None = None) -> None:
+        """Close after everything written so far is sent. Idempotent.
+
+        ``connection_lost`` receives ``reason`` if given, else ``ConnectionDone``.
+        """
+
+    def abort_connection(reason: BaseException | None = None) -> None:
+        """Close now, dropping unsent data. ``connection_lost`` gets ``reason`` or ConnectionLost."""
+
+    def get_peer():  # type: ignore[no-untyped-def]
+        """The remote address."""
+
+    def get_host():  # type: ignore[no-untyped-def]
+        """The local address."""
+
+    def pause_reading() -> None:
+        """Stop delivering ``data_received`` until :meth:`resume_reading`."""
+
+    def resume_reading() -> None:
+        """Deliver ``data_received`` again."""
+
+    def get_write_buffer_size() -> int:
+        """Bytes queued and not yet handed to the OS."""
+
+    def set_write_buffer_limits(high: int | None = None, low: int | None = None) -> None:
+        """Set the high- and low-water marks that pause and resume a streaming producer."""
+
+
+class ITCPTransport(ITransport):
+    def set_tcp_nodelay(enabled: bool) -> None:
+        """Disable (True) or enable Nagle's algorithm."""
+
+    def set_tcp_keepalive(enabled: bool) -> None:
+        """Enable or disable TCP keepalive probes."""
+
+
+class IProtocol(Interface):
+    def make_connection(transport) -> None:  # type: ignore[no-untyped-def]
+        """Attach the transport and call :meth:`connection_made`."""
+
+    def connection_made(transport) -> None:  # type: ignore[no-untyped-def]
+        """The connection is up; ``transport`` is ready for writes."""
+
+    def data_received(data: bytes) -> None:
+        """Some bytes arrived, in any chunking: framing is the protocol's job."""
+
+    def eof_received() -> bool | None:
+        """The peer closed its write side. Return True to keep writing; else the transport closes."""
+
+    def connection_lost(reason) -> None:  # type: ignore[no-untyped-def]
+        """The connection is closed; ``reason`` is a Failure. Called exactly once."""
+
+
+class IProtocolFactory(Interface):
+    def build_protocol(addr):  # type: ignore[no-untyped-def]
+        """Return a protocol for a new connection from/to ``addr``, or None to refuse it."""
+
+    def do_start() -> None:
+        """Called when a port or connector starts using the factory (counted)."""
+
+    def do_stop() -> None:
+        """Called when a port or connector stops using the factory (counted)."""
+
+
+class IStreamServerEndpoint(Interface):
+    def listen(factory):  # type: ignore[no-untyped-def]
+        """Return a Deferred firing with an :class:`IListeningPort`."""
+
+
+class IStreamClientEndpoint(Interface):
+    def connect(factory):  # type: ignore[no-untyped-def]
+        """Return a Deferred firing with the connected protocol, or failing with a ConnectError."""

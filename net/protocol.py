@@ -1,0 +1,194 @@
+"""Protocols and factories: what to do with bytes, kept apart from how they travel.
+
+A :class:`Protocol` instance serves one connection; a :class:`Factory` makes one per connection and
+holds what they share. Method names follow asyncio's (``connection_made``, ``data_received``,
+``connection_lost``), so they read the same to people coming from either world.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from zope.interface import implementer
+
+from .interfaces import IProtocol, IProtocolFactory
+
+if TYPE_CHECKING:
+    from .defer import Failure
+
+__all__ = ["Protocol", "Factory", "ServerFactory", "ClientFactory", "ReconnectingClientFactory"]
+
+log = logging.getLogger(__name__)
+
+
+@implementer(IProtocol)
+class Protocol:
+    """Override the callbacks you need; the defaults do nothing (and close on EOF)."""
+
+    factory: Factory | None = None
+    transport: Any = None
+    connected: bool = False
+
+    def make_connection(self, transport: Any) -> None:
+        self.connected = True
+        self.transport = transport
+        self.connection_made(transport)
+
+    def connection_made(self, transport: Any) -> None:
+        """The connection is up; ``self.transport`` is set."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived, in arbitrary chunks."""
+
+    def eof_received(self) -> bool | None:
+        """The peer half-closed. Return True to keep the write side open."""
+        return None
+
+    def connection_lost(self, reason: Failure) -> None:
+        """The connection closed; ``reason`` wraps ConnectionDone on a clean close."""
+
+
+@implementer(IProtocolFactory)
+class Factory:
+    """Makes protocols of class :attr:`protocol`; start/stop hooks are reference counted."""
+
+    protocol: ClassVar[type[Protocol] | None] = None
+    num_ports: int = 0
+
+    @classmethod
+    def for_protocol(cls, protocol: type[Protocol], *args: Any, **kwargs: Any) -> Self:
+        """A factory of this class building ``protocol`` instances."""
+        factory = cls(*args, **kwargs)
+        factory.protocol = protocol  # type: ignore[misc]
+        return factory
+
+    def do_start(self) -> None:
+        if not self.num_ports:
+            self.start_factory()
+        self.num_ports += 1
+
+    def do_stop(self) -> None:
+        if self.num_ports == 0:
+            return
+        self.num_ports -= 1
+        if not self.num_ports:
+            self.stop_factory()
+
+    def start_factory(self) -> None:
+        """Set up shared state before the first connection (open files, databases...)."""
+
+    def stop_factory(self) -> None:
+        """Tear down shared state after the last port or connector stopped using the factory."""
+
+    def build_protocol(self, addr: Any) -> Protocol | None:
+        if self.protocol is None:
+            raise TypeError(f"{type(self).__name__}.protocol is not set; use Factory.for_protocol(P)")
+        proto = self.protocol()
+        proto.factory = self
+        return proto
+
+
+class ServerFactory(Factory):
+    """A factory for listening ports (no client-side hooks)."""
+
+
+class ClientFactory(Factory):
+    """A factory for outgoing connections, told when they fail or end."""
+
+    def start_connecting(self, connector: Any) -> None:
+        """A connection attempt is starting."""
+
+    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
+        """The attempt failed; ``reason`` wraps a ConnectError subclass."""
+
+    def client_connection_lost(self, connector: Any, reason: Failure) -> None:
+        """An established connection ended."""
+
+
+class ReconnectingClientFactory(ClientFactory):
+    """Reconnects after failures and losses, with exponential back-off and jitter.
+
+    The delay starts at :attr:`initial_delay`, is multiplied by :attr:`factor` after each failure
+    up to :attr:`max_delay`, and is randomised by :attr:`jitter` so that many clients dropped at
+    once do not all return at once. Call :meth:`reset_delay` when a connection is known good
+    (``build_protocol`` does), :meth:`stop_trying` to give up.
+    """
+
+    initial_delay: float = 1.0
+    max_delay: float = 3600.0
+    factor: float = 2.7182818284590451
+    jitter: float = 0.11962656472
+    max_retries: int | None = None
+
+    delay: float = initial_delay
+    retries: int = 0
+    continue_trying: bool = True
+    connector: Any = None
+    _call: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass setting initial_delay must start its back-off there, not at the base's 1.0.
+        super().__init_subclass__(**kwargs)
+        if "initial_delay" in cls.__dict__ and "delay" not in cls.__dict__:
+            cls.delay = cls.initial_delay
+
+    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
+        if self.continue_trying:
+            self.connector = connector
+            self.retry()
+
+    def client_connection_lost(self, connector: Any, reason: Failure) -> None:
+        if self.continue_trying:
+            self.connector = connector
+            self.retry()
+
+    def build_protocol(self, addr: Any) -> Protocol | None:
+        self.reset_delay()
+        return super().build_protocol(addr)
+
+    def next_delay(self) -> float:
+        """Advance the back-off and return the next delay (also used by tests)."""
+        self.delay = min(self.delay * self.factor, self.max_delay)
+        if self.jitter:
+            self.delay = random.normalvariate(self.delay, self.delay * self.jitter)
+        self.delay = max(0.0, min(self.delay, self.max_delay))
+        return self.delay
+
+    def retry(self, connector: Any = None) -> None:
+        """Schedule another connection attempt after the next back-off delay."""
+        if not self.continue_trying:
+            return
+        connector = connector or self.connector
+        if connector is None:
+            return
+        self.retries += 1
+        if self.max_retries is not None and self.retries > self.max_retries:
+            log.info("Abandoning %r after %d retries", connector, self.max_retries)
+            return
+        delay = self.next_delay()
+        log.info("Will retry %r in %.3g seconds", connector, delay)
+        self._call = connector.reactor.call_later(delay, self._reconnect, connector)
+
+    def _reconnect(self, connector: Any) -> None:
+        self._call = None
+        connector.connect()
+
+    def stop_trying(self) -> None:
+        """Stop reconnecting and cancel a scheduled attempt."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self.continue_trying = False
+        if self.connector is not None:
+            try:
+                self.connector.stop_connecting()
+            except Exception:  # not connecting: nothing to stop
+                pass
+
+    def reset_delay(self) -> None:
+        self.delay = self.initial_delay
+        self.retries = 0
+        self._call = None
+        self.continue_trying = True

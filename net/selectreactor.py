@@ -1,0 +1,215 @@
+"""``SelectorsReactor``: the reactor's own loop over :mod:`selectors` (epoll, poll or select).
+
+``selectors`` allows one registration per fd with an event mask, while the reactor API has separate
+readers and writers; a small :class:`_FDRecord` per fd holds both callbacks and is the
+registration's ``data``, so dispatch needs no dictionary lookup. The loop is on the hot path of
+every round trip, so it binds what it uses to locals and allocates nothing of its own per round.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._reactorbase import ReactorBase, ThreadCallQueue
+
+__all__ = ["SelectorsReactor", "SELECTOR_KINDS"]
+
+log = logging.getLogger("net.reactor")
+
+#: kind name → selector class, for the kinds this platform has.
+SELECTOR_KINDS: dict[str, type[selectors.BaseSelector]] = {
+    name: getattr(selectors, cls)
+    for name, cls in (("epoll", "EpollSelector"), ("poll", "PollSelector"), ("select", "SelectSelector"))
+    if hasattr(selectors, cls)
+}
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+class _FDRecord:
+    """The reader and writer callbacks of one registered fd."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self) -> None:
+        self.reader: Callable[[], Any] | None = None
+        self.writer: Callable[[], Any] | None = None
+
+
+def _fileno(fd: Any) -> int:
+    return fd if isinstance(fd, int) else int(fd.fileno())
+
+
+class SelectorsReactor(ReactorBase):
+    """A reactor whose loop waits in ``selectors.<Kind>Selector.select``."""
+
+    def __init__(self, kind: str = "epoll") -> None:
+        try:
+            selector_class = SELECTOR_KINDS[kind]
+        except KeyError:
+            raise ValueError(f"selector kind must be one of {sorted(SELECTOR_KINDS)}, not {kind!r}") from None
+        super().__init__()
+        self.kind = kind
+        self._selector = selector_class()
+        self._fds: dict[int, _FDRecord] = {}
+        self._looping = False
+        self._thread_calls = ThreadCallQueue(self)
+        self.add_reader(self._thread_calls.waker.fd, self._thread_calls.run)
+
+    def __repr__(self) -> str:
+        return f"<SelectorsReactor kind={self.kind} running={self.running}>"
+
+    def seconds(self) -> float:
+        return time.monotonic()
+
+    # ------------------------------------------------------------------ fd set
+    def add_reader(self, fd: int, callback: Callable[[], Any]) -> None:
+        fd = _fileno(fd)
+        record = self._fds.get(fd)
+        if record is None:
+            record = self._fds[fd] = _FDRecord()
+            record.reader = callback
+            self._register(fd, _READ, record)
+        elif record.reader is None:
+            record.reader = callback
+            self._selector.modify(fd, _READ | _WRITE, record)
+        else:
+            record.reader = callback
+
+    def add_writer(self, fd: int, callback: Callable[[], Any]) -> None:
+        fd = _fileno(fd)
+        record = self._fds.get(fd)
+        if record is None:
+            record = self._fds[fd] = _FDRecord()
+            record.writer = callback
+            self._register(fd, _WRITE, record)
+        elif record.writer is None:
+            record.writer = callback
+            self._selector.modify(fd, _READ | _WRITE, record)
+        else:
+            record.writer = callback
+
+    def remove_reader(self, fd: int) -> None:
+        fd = _fileno(fd)
+        record = self._fds.get(fd)
+        if record is None or record.reader is None:
+            return
+        record.reader = None
+        if record.writer is None:
+            del self._fds[fd]
+            self._unregister(fd)
+        else:
+            self._selector.modify(fd, _WRITE, record)
+
+    def remove_writer(self, fd: int) -> None:
+        fd = _fileno(fd)
+        record = self._fds.get(fd)
+        if record is None or record.writer is None:
+            return
+        record.writer = None
+        if record.reader is None:
+            del self._fds[fd]
+            self._unregister(fd)
+        else:
+            self._selector.modify(fd, _READ, record)
+
+    def _register(self, fd: int, events: int, record: _FDRecord) -> None:
+        try:
+            self._selector.register(fd, events, record)
+        except BaseException:
+            del self._fds[fd]
+            raise
+
+    def _unregister(self, fd: int) -> None:
+        try:
+            self._selector.unregister(fd)
+        except (KeyError, ValueError, OSError):  # the fd was closed while registered
+            pass
+
+    def get_readers(self) -> list[int]:
+        """The fds watched for reading (the waker's included)."""
+        return [fd for fd, r in self._fds.items() if r.reader is not None]
+
+    def get_writers(self) -> list[int]:
+        """The fds watched for writing."""
+        return [fd for fd, r in self._fds.items() if r.writer is not None]
+
+    # ------------------------------------------------------------------ threads
+    def call_from_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Queue ``f`` for the reactor thread and wake the loop (one byte, coalesced)."""
+        self._thread_calls.put(f, args, kwargs)
+
+    # ------------------------------------------------------------------ loop
+    def _leave_loop(self) -> None:
+        self._looping = False
+
+    def _main_loop(self, startup: Callable[[], None]) -> None:
+        self._looping = True
+        startup()
+        select = self._selector.select
+        run_due_calls = self._run_due_calls
+        next_timeout = self._next_timeout
+        heap = self._heap
+        exception = log.exception
+        while self._looping:
+            if heap:
+                run_due_calls()
+                if not self._looping:
+                    break
+                timeout = next_timeout()
+            else:
+                timeout = None
+            try:
+                events = select(timeout)
+            except (OSError, ValueError) as exc:
+                if not self._drop_bad_fds(exc):
+                    raise
+                continue
+            for key, mask in events:
+                record = key.data
+                if mask & _READ:
+                    callback = record.reader
+                    if callback is not None:
+                        try:
+                            callback()
+                        except Exception:
+                            exception("Error in reader callback %r", callback)
+                if mask & _WRITE:
+                    callback = record.writer  # read again: the reader may have removed it
+                    if callback is not None:
+                        try:
+                            callback()
+                        except Exception:
+                            exception("Error in writer callback %r", callback)
+
+    def _drop_bad_fds(self, exc: BaseException) -> bool:
+        """select() failed on an fd closed while registered: forget such fds, loudly."""
+        if isinstance(exc, OSError) and exc.errno != errno.EBADF:
+            return False
+        bad = []
+        for fd in self._fds:
+            try:
+                os.fstat(fd)
+            except OSError:
+                bad.append(fd)
+        for fd in bad:
+            log.error("fd %d was closed while registered with the reactor; dropping it", fd)
+            del self._fds[fd]
+            self._unregister(fd)
+        return bool(bad)
+
+    def close(self) -> None:
+        """Stop the thread pool and close the selector and the waker. The reactor is unusable after."""
+        if self._closed:
+            return
+        super().close()
+        self._selector.close()
+        self._thread_calls.close()
+        self._fds.clear()

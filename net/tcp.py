@@ -1,0 +1,810 @@
+"""Stream-socket transports: connections, listening ports and client connectors.
+
+:class:`Connection` is generic over the socket family (TCP now, Unix sockets later reuse it);
+:class:`TCPConnection` adds the TCP options. A :class:`Port` accepts connections for a factory; a
+:class:`Connector` makes one outgoing connection and can be told to make it again (that is how
+:class:`~net.protocol.ReconnectingClientFactory` retries).
+
+The write path is built for many small RPC messages: when nothing is queued, ``write()`` hands the
+bytes straight to one ``send()`` and registers for writability only if the kernel took part of them.
+Queued bytes live in one ``bytearray`` that is sent from and trimmed at the front, which CPython does
+without copying the rest, so a 16 MiB write costs linear time, not quadratic.
+
+Flow control (see :meth:`Connection.register_producer`): a streaming producer is paused when the
+write buffer grows above the high-water mark and resumed once it drains to the low-water mark; a pull
+producer is asked for one more chunk each time the buffer is empty. The transport itself is a push
+producer of what it reads, so a protocol can pause its peer by pausing its transport.
+
+Every path to a closed connection goes through :meth:`Connection._close`, which closes the socket at
+once and calls ``connection_lost`` from the next loop iteration (never from inside a call the
+protocol made), exactly once.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+import struct
+from typing import TYPE_CHECKING, Any, Callable
+
+from zope.interface import implementer
+
+from .address import Address, IPv4Address, IPv6Address, address_from_sockaddr
+from .defer import Failure, succeed
+from .error import (
+    CannotListenError,
+    ConnectError,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+    ConnectTimeoutError,
+    DNSLookupError,
+)
+from .interfaces import IConnector, IListeningPort, ITCPTransport, ITransport
+
+if TYPE_CHECKING:
+    from .defer import Deferred
+
+__all__ = [
+    "DEFAULT_HIGH_WATER",
+    "DEFAULT_LOW_WATER",
+    "Connection",
+    "TCPConnection",
+    "Port",
+    "Connector",
+    "listen_tcp",
+    "connect_tcp",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HIGH_WATER = 64 * 1024
+"""Bytes queued above which a streaming producer is paused."""
+DEFAULT_LOW_WATER = 16 * 1024
+"""Bytes queued at or below which a paused streaming producer is resumed."""
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+_CONNECT_IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR}
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def _lost_from(exc: OSError) -> ConnectionLost:
+    """Translate a socket error into ConnectionLost, keeping the OSError as the cause."""
+    lost = ConnectionLost(f"Connection lost: {exc.strerror or exc}.")
+    lost.__cause__ = exc
+    return lost
+
+
+def _format_hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@implementer(ITransport)
+class Connection:
+    """A connected stream socket driven by the reactor: the transport a protocol writes to.
+
+    Create it with a connected socket and a protocol, then call :meth:`start`. ``kind`` is the
+    address type reported by :meth:`get_host`/:meth:`get_peer` for internet sockets.
+    """
+
+    read_size: int = 256 * 1024
+    """Bytes asked of each ``recv()``: large, so big transfers take few loop iterations."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: Any,
+        reactor: Any,
+        *,
+        peer: Address | None = None,
+        kind: str = "TCP",
+        on_lost: Callable[[Failure], None] | None = None,
+    ) -> None:
+        sock.setblocking(False)
+        self.socket = sock
+        self.protocol = protocol
+        self.reactor = reactor
+        self._fd = sock.fileno()
+        self._send = sock.send
+        self._recv = sock.recv
+        self._host = address_from_sockaddr(kind, sock.family, sock.getsockname())  # type: ignore[arg-type]
+        self._peer = peer or address_from_sockaddr(
+            kind, sock.family, sock.getpeername())  # type: ignore[arg-type]
+        self._on_lost = on_lost
+        self._buffer = bytearray()
+        self.connected = False
+        self.disconnecting = False  # lose_connection() called, flushing
+        self.disconnected = False
+        self._reading = False  # reader registered with the reactor
+        self._writing = False  # writer registered with the reactor
+        self._read_paused = False
+        self._eof = False
+        self._lose_reason: BaseException | None = None
+        self._producer: Any = None
+        self._streaming = False
+        self._producer_paused = False
+        self._high = DEFAULT_HIGH_WATER
+        self._low = DEFAULT_LOW_WATER
+
+    def __repr__(self) -> str:
+        state = "closed" if self.disconnected else "closing" if self.disconnecting else "open"
+        return f"<{type(self).__name__} {self._host} -> {self._peer} {state}>"
+
+    def start(self) -> None:
+        """Start reading and tell the protocol it is connected.
+
+        Kept out of ``__init__`` so the creator can finish wiring (hooks, options) first.
+        """
+        self.connected = True
+        self._start_reading()
+        try:
+            self.protocol.make_connection(self)
+        except Exception as exc:
+            log.exception("%r: connection_made failed; closing", self.protocol)
+            self._close(exc)
+
+    # -- ITransport: writing -------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.disconnecting or self.disconnected or not data:
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+        else:
+            # Fast path: nothing queued, so try to hand everything to the kernel in one call.
+            try:
+                sent = self._send(data)
+            except _WOULD_BLOCK:
+                sent = 0
+            except OSError as exc:
+                self._close(_lost_from(exc))
+                return
+            if sent == len(data):
+                return
+            buffer += memoryview(data)[sent:]
+            self._start_writing()
+        if self._streaming and not self._producer_paused and len(buffer) > self._high:
+            self._producer_paused = True
+            self._producer.pause_producing()
+
+    def writelines(self, seq: Any) -> None:
+        """Write each bytes object of ``seq``, joined so that they leave in one ``send()``."""
+        self.write(b"".join(seq))
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Set the marks (asyncio's defaults rule: one given, the other is 4x / 1/4 of it)."""
+        if high is None:
+            high = DEFAULT_HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"need high >= low >= 0, got high={high!r}, low={low!r}")
+        self._high, self._low = high, low
+        if self._streaming:
+            size = len(self._buffer)
+            if not self._producer_paused and size > high:
+                self._producer_paused = True
+                self._producer.pause_producing()
+            elif self._producer_paused and size <= low:
+                self._producer_paused = False
+                self._producer.resume_producing()
+
+    # -- ITransport: closing -------------------------------------------------------------------
+
+    def lose_connection(self, reason: BaseException | None = None) -> None:
+        """Close once everything written so far has been sent; stop reading meanwhile.
+
+        Writes after this are ignored. A registered producer is not waited for: it gets
+        ``stop_producing()`` when the connection closes (what it wrote before this call is sent).
+        """
+        if self.disconnecting or self.disconnected:
+            return
+        if not self._buffer:
+            self._close(reason or ConnectionDone())
+            return
+        self._lose_reason = reason
+        self.disconnecting = True
+        self._stop_reading()
+        self._start_writing()
+
+    def abort_connection(self, reason: BaseException | None = None) -> None:
+        """Close now, dropping queued data; internet sockets send a reset so the peer knows."""
+        if self.disconnected:
+            return
+        if self.socket.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self._close(reason or ConnectionLost("Connection was aborted."))
+
+    # -- ITransport: addresses and reading -----------------------------------------------------
+
+    def get_host(self) -> Address:
+        return self._host
+
+    def get_peer(self) -> Address:
+        return self._peer
+
+    def pause_reading(self) -> None:
+        self._read_paused = True
+        self._stop_reading()
+
+    def resume_reading(self) -> None:
+        self._read_paused = False
+        if not (self._eof or self.disconnecting or self.disconnected):
+            self._start_reading()
+
+    # -- IPushProducer: the transport produces what it reads -----------------------------------
+
+    def pause_producing(self) -> None:
+        self.pause_reading()
+
+    def resume_producing(self) -> None:
+        self.resume_reading()
+
+    def stop_producing(self) -> None:
+        self.abort_connection()
+
+    # -- IConsumer -----------------------------------------------------------------------------
+
+    def register_producer(self, producer: Any, streaming: bool) -> None:
+        """Attach ``producer``: streaming ones are paused/resumed at the water marks, pull ones are
+        asked for a chunk now and each time the buffer drains."""
+        if self._producer is not None:
+            raise RuntimeError(
+                f"Cannot register producer {producer!r}: {self._producer!r} is already registered; "
+                "call unregister_producer() first."
+            )
+        if self.disconnected:
+            producer.stop_producing()
+            return
+        self._producer = producer
+        self._streaming = bool(streaming)
+        self._producer_paused = False
+        if streaming:
+            if len(self._buffer) > self._high:
+                self._producer_paused = True
+                producer.pause_producing()
+        else:
+            self._start_writing()  # writability is our cue to ask for the next chunk
+            producer.resume_producing()
+
+    def unregister_producer(self) -> None:
+        """Detach the producer. A no-op when none is registered."""
+        self._producer = None
+        self._streaming = False
+        self._producer_paused = False
+        if not self._buffer and not self.disconnected:
+            self._stop_writing()
+
+    # -- reactor callbacks ---------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._recv(self.read_size)
+        except _WOULD_BLOCK:
+            return
+        except OSError as exc:
+            self._close(_lost_from(exc))
+            return
+        if not data:
+            self._on_eof()
+            return
+        try:
+            self.protocol.data_received(data)
+        except Exception as exc:
+            log.exception("%r: data_received failed; closing", self.protocol)
+            self._close(exc)
+
+    def _on_eof(self) -> None:
+        self._eof = True
+        self._stop_reading()
+        try:
+            keep_open = self.protocol.eof_received()
+        except Exception as exc:
+            log.exception("%r: eof_received failed; closing", self.protocol)
+            self._close(exc)
+            return
+        if not keep_open:
+            self.lose_connection()
+
+    def _on_writable(self) -> None:
+        buffer = self._buffer
+        if buffer:
+            try:
+                sent = self._send(buffer)
+            except _WOULD_BLOCK:
+                return
+            except OSError as exc:
+                self._close(_lost_from(exc))
+                return
+            del buffer[:sent]
+        producer = self._producer
+        if producer is not None and not self.disconnecting:
+            try:
+                if self._streaming:
+                    if self._producer_paused and len(buffer) <= self._low:
+                        self._producer_paused = False
+                        producer.resume_producing()
+                elif not buffer:
+                    producer.resume_producing()
+            except Exception as exc:
+                log.exception("%r: producer failed; closing", producer)
+                self._close(exc)
+                return
+        if buffer or self.disconnected:
+            return
+        if self.disconnecting:
+            self._close(self._lose_reason or ConnectionDone())
+        elif self._producer is None or self._streaming:
+            self._stop_writing()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _start_reading(self) -> None:
+        if not self._reading and not self._read_paused:
+            self._reading = True
+            self.reactor.add_reader(self._fd, self._on_readable)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self.reactor.remove_reader(self._fd)
+
+    def _start_writing(self) -> None:
+        if not self._writing:
+            self._writing = True
+            self.reactor.add_writer(self._fd, self._on_writable)
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self.reactor.remove_writer(self._fd)
+
+    def _close(self, reason: BaseException) -> None:
+        """Close the socket now; report ``reason`` to the protocol from the next iteration."""
+        if self.disconnected:
+            return
+        self.disconnected = True
+        self.connected = False
+        self.disconnecting = False
+        self._stop_reading()
+        self._stop_writing()
+        self._buffer = bytearray()
+        try:
+            self.socket.close()
+        except OSError:
+            pass
+        self.reactor.call_later(0, self._connection_lost, reason)
+
+    def _connection_lost(self, reason: BaseException) -> None:
+        producer, self._producer = self._producer, None
+        self._streaming = False
+        if producer is not None:
+            try:
+                producer.stop_producing()
+            except Exception:
+                log.exception("%r: stop_producing failed", producer)
+        failure = Failure(reason)
+        try:
+            self.protocol.connection_lost(failure)
+        except Exception:
+            log.exception("%r: connection_lost failed", self.protocol)
+        if self._on_lost is not None:
+            self._on_lost(failure)
+
+
+@implementer(ITCPTransport)
+class TCPConnection(Connection):
+    """A TCP connection; Nagle's algorithm is off by default because RPC latency matters."""
+
+    def __init__(self, sock: socket.socket, protocol: Any, reactor: Any, **kwargs: Any) -> None:
+        super().__init__(sock, protocol, reactor, **kwargs)
+        self.set_tcp_nodelay(True)
+
+    def set_tcp_nodelay(self, enabled: bool) -> None:
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(enabled))
+
+    def get_tcp_nodelay(self) -> bool:
+        return bool(self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    def set_tcp_keepalive(self, enabled: bool) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(enabled))
+
+    def get_tcp_keepalive(self) -> bool:
+        return bool(self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+
+
+@implementer(IListeningPort)
+class Port:
+    """A listening socket that builds a protocol and a transport for each accepted connection.
+
+    Accepts up to :attr:`accepts_per_event` connections per readiness event, so a burst of
+    clients is taken in few iterations without starving established connections. Running out of
+    file descriptors is logged and accepting pauses for :attr:`resource_retry_delay` seconds
+    instead of spinning on a socket that stays readable.
+    """
+
+    accepts_per_event: int = 128
+    resource_retry_delay: float = 0.1
+    transport_class: type[Connection] = TCPConnection
+    kind: str = "TCP"
+
+    def __init__(
+        self, reactor: Any, port: int, factory: Any, backlog: int = 50, interface: str = ""
+    ) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.factory = factory
+        self.backlog = backlog
+        self.interface = interface
+        self.listening = False
+        self.socket: socket.socket | None = None
+        self._fd = -1
+        self._host: Address | None = None
+        self._retry_call: Any = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._host or self.interface + ':' + str(self.port)}>"
+
+    def _bind(self) -> socket.socket:
+        """Create, bind and listen; subclasses for other families override this."""
+        family = socket.AF_INET6 if ":" in self.interface else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if os.name == "posix":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.interface, self.port))
+            sock.listen(self.backlog)
+        except OSError as exc:
+            sock.close()
+            raise CannotListenError(self.interface, self.port, exc) from exc
+        return sock
+
+    def start_listening(self) -> None:
+        """Bind and start accepting. Raises :class:`CannotListenError`."""
+        sock = self._bind()
+        sock.setblocking(False)
+        try:
+            self.factory.do_start()
+        except BaseException:
+            sock.close()
+            raise
+        self.socket = sock
+        self._fd = sock.fileno()
+        self._host = address_from_sockaddr(
+            self.kind, sock.family, sock.getsockname())  # type: ignore[arg-type]
+        self.listening = True
+        self.reactor.add_reader(self._fd, self._on_readable)
+
+    def get_host(self) -> Address:
+        assert self._host is not None, "get_host() before start_listening()"
+        return self._host
+
+    def stop_listening(self) -> Deferred[None]:
+        """Stop accepting and close the socket; the Deferred has fired by the time this returns."""
+        if self.listening:
+            self.listening = False
+            if self._retry_call is not None and self._retry_call.active():
+                self._retry_call.cancel()
+            self._retry_call = None
+            self.reactor.remove_reader(self._fd)
+            assert self.socket is not None
+            self.socket.close()
+            try:
+                self.factory.do_stop()
+            except Exception:
+                log.exception("%r: do_stop failed", self.factory)
+        return succeed(None)
+
+    def _on_readable(self) -> None:
+        assert self.socket is not None
+        accept = self.socket.accept
+        for _ in range(self.accepts_per_event):
+            try:
+                sock, sockaddr = accept()
+            except _WOULD_BLOCK:
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:  # the client gave up before we accepted
+                    continue
+                if exc.errno in _OUT_OF_RESOURCES:
+                    log.error("%r: cannot accept (%s); retrying in %ss",
+                              self, exc.strerror, self.resource_retry_delay)
+                    self.reactor.remove_reader(self._fd)
+                    self._retry_call = self.reactor.call_later(
+                        self.resource_retry_delay, self._resume_accepting)
+                else:
+                    log.error("%r: accept failed: %s", self, exc)
+                return
+            self._accepted(sock, sockaddr)
+
+    def _resume_accepting(self) -> None:
+        self._retry_call = None
+        if self.listening:
+            self.reactor.add_reader(self._fd, self._on_readable)
+
+    def _accepted(self, sock: socket.socket, sockaddr: Any) -> None:
+        peer = address_from_sockaddr(self.kind, sock.family, sockaddr)  # type: ignore[arg-type]
+        try:
+            protocol = self.factory.build_protocol(peer)
+        except Exception:
+            log.exception("%r: build_protocol failed; dropping %s", self.factory, peer)
+            protocol = None
+        if protocol is None:
+            sock.close()
+            return
+        try:
+            transport = self.transport_class(sock, protocol, self.reactor, peer=peer, kind=self.kind)
+        except OSError as exc:  # the peer already went away
+            log.debug("%r: dropping %s: %s", self, peer, exc)
+            sock.close()
+            return
+        transport.start()
+
+
+@implementer(IConnector)
+class Connector:
+    """One outgoing TCP connection for a :class:`~net.protocol.ClientFactory`, restartable.
+
+    ``connect()`` resolves the host (in the thread pool unless it is an IP literal), tries each
+    address in turn, and reports the outcome to the factory: ``start_connecting`` first, then
+    either ``client_connection_failed`` (a :class:`ConnectError`) or, once the established
+    connection ends, ``client_connection_lost``. The attempt itself starts from the next loop
+    iteration, so the factory never hears of a failure before ``connect_tcp`` has returned.
+
+    Other stream families reuse it by overriding :meth:`_begin` (fill ``_addresses``) and
+    :attr:`transport_class`.
+    """
+
+    transport_class: type[Connection] = TCPConnection
+
+    def __init__(
+        self,
+        reactor: Any,
+        host: str,
+        port: int,
+        factory: Any,
+        timeout: float | None = 30,
+        bind_address: tuple[str, int] | None = None,
+    ) -> None:
+        if not hasattr(factory, "client_connection_failed"):
+            raise TypeError(
+                f"connect_tcp needs a ClientFactory, got {factory!r}; for a plain Factory use "
+                "net.endpoints.client(reactor, 'tcp:HOST:PORT').connect(factory)"
+            )
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.factory = factory
+        self.timeout = timeout
+        self.bind_address = bind_address
+        self.state = "disconnected"  # or "connecting", "connected"
+        self.transport: Connection | None = None
+        self._factory_started = False
+        self._attempt = 0  # bumped when an attempt ends, so late resolver results are ignored
+        self._start_call: Any = None
+        self._timeout_call: Any = None
+        self._sock: socket.socket | None = None
+        self._addresses: list[tuple[int, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} to {_format_hostport(self.host, self.port)} {self.state}>"
+
+    def get_destination(self) -> Address:
+        if ":" in self.host:
+            return IPv6Address("TCP", self.host, self.port)
+        return IPv4Address("TCP", self.host, self.port)
+
+    def connect(self) -> None:
+        if self.state != "disconnected":
+            raise RuntimeError(f"Cannot connect {self!r}: already {self.state}.")
+        self.state = "connecting"
+        if not self._factory_started:
+            self.factory.do_start()
+            self._factory_started = True
+        self.factory.start_connecting(self)
+        if self.state != "connecting":  # start_connecting called stop_connecting()
+            return
+        self._start_call = self.reactor.call_later(0, self._begin)
+        if self.timeout is not None:
+            self._timeout_call = self.reactor.call_later(self.timeout, self._on_timeout)
+
+    def stop_connecting(self) -> None:
+        if self.state != "connecting":
+            raise RuntimeError(f"Cannot stop connecting {self!r}: not connecting.")
+        self._fail(ConnectError(
+            f"Connection attempt to {_format_hostport(self.host, self.port)} was abandoned."))
+
+    def disconnect(self) -> None:
+        if self.state == "connecting":
+            self.stop_connecting()
+        elif self.state == "connected" and self.transport is not None:
+            self.transport.lose_connection()
+
+    # -- the attempt ---------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self._start_call = None
+        try:
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            attempt = self._attempt
+            d = self.reactor.defer_to_thread(
+                socket.getaddrinfo, self.host, self.port, 0, socket.SOCK_STREAM)
+            d.add_callback(self._resolved, attempt)
+            d.add_errback(self._resolve_failed, attempt)
+            return
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        self._addresses = [(family, (self.host, self.port))]
+        self._try_next()
+
+    def _resolved(self, infos: list[Any], attempt: int) -> None:
+        if attempt != self._attempt:
+            return
+        self._addresses = [(info[0], info[4]) for info in infos]
+        if not self._addresses:
+            self._fail(DNSLookupError(f"No addresses found for {self.host!r}."))
+            return
+        self._try_next()
+
+    def _resolve_failed(self, failure: Failure, attempt: int) -> None:
+        if attempt != self._attempt:
+            return
+        exc = failure.value
+        error = DNSLookupError(f"DNS lookup failed for {self.host!r}: {exc}")
+        error.__cause__ = exc
+        self._fail(error)
+
+    def _try_next(self) -> None:
+        family, sockaddr = self._addresses.pop(0)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if self.bind_address is not None:
+                sock.bind(self.bind_address)
+            err = sock.connect_ex(sockaddr)
+        except OSError as exc:
+            sock.close()
+            self._address_failed(exc)
+            return
+        if err not in _CONNECT_IN_PROGRESS:
+            sock.close()
+            self._address_failed(OSError(err, os.strerror(err)))
+            return
+        self._sock = sock
+        self.reactor.add_writer(sock.fileno(), self._on_connect_ready)
+
+    def _on_connect_ready(self) -> None:
+        sock, self._sock = self._sock, None
+        assert sock is not None
+        self.reactor.remove_writer(sock.fileno())
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        try:
+            if err:
+                raise OSError(err, os.strerror(err))
+            peer = address_from_sockaddr("TCP", sock.family, sock.getpeername())
+        except OSError as exc:
+            sock.close()
+            self._address_failed(exc)
+            return
+        self._connected(sock, peer)
+
+    def _address_failed(self, exc: OSError) -> None:
+        if self._addresses:
+            self._try_next()
+        else:
+            self._fail(self._translate(exc))
+
+    def _translate(self, exc: OSError) -> ConnectError:
+        where = _format_hostport(self.host, self.port)
+        error: ConnectError
+        if exc.errno == errno.ECONNREFUSED:
+            error = ConnectionRefusedError(f"Connection refused by {where}")
+        elif exc.errno == errno.ETIMEDOUT:
+            error = ConnectTimeoutError(f"Connection to {where} timed out")
+        else:
+            error = ConnectError(f"Could not connect to {where}: {exc.strerror or exc}")
+        error.__cause__ = exc
+        return error
+
+    def _on_timeout(self) -> None:
+        self._timeout_call = None
+        self._fail(ConnectTimeoutError(
+            f"Connection to {_format_hostport(self.host, self.port)} timed out after {self.timeout}s"))
+
+    def _connected(self, sock: socket.socket, peer: Address) -> None:
+        self._end_attempt()
+        try:
+            protocol = self.factory.build_protocol(peer)
+        except Exception as exc:
+            log.exception("%r: build_protocol failed", self.factory)
+            sock.close()
+            error = ConnectError(f"build_protocol failed: {exc}")
+            error.__cause__ = exc
+            self._fail(error)
+            return
+        if protocol is None:
+            sock.close()
+            self._fail(ConnectError(f"{self.factory!r} refused to build a protocol."))
+            return
+        try:
+            transport = self.transport_class(
+                sock, protocol, self.reactor, peer=peer, on_lost=self._connection_lost)
+        except OSError as exc:  # reset already
+            sock.close()
+            self._fail(self._translate(exc))
+            return
+        self.state = "connected"
+        self.transport = transport
+        transport.start()
+
+    def _end_attempt(self) -> None:
+        """Cancel the timeout and drop whatever the attempt holds."""
+        self._attempt += 1
+        self._addresses = []
+        for name in ("_start_call", "_timeout_call"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
+        if self._sock is not None:
+            self.reactor.remove_writer(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    def _fail(self, error: ConnectError) -> None:
+        self._end_attempt()
+        self.state = "disconnected"
+        try:
+            self.factory.client_connection_failed(self, Failure(error))
+        except Exception:
+            log.exception("%r: client_connection_failed failed", self.factory)
+        self._maybe_stop_factory()
+
+    def _connection_lost(self, reason: Failure) -> None:
+        self.state = "disconnected"
+        self.transport = None
+        try:
+            self.factory.client_connection_lost(self, reason)
+        except Exception:
+            log.exception("%r: client_connection_lost failed", self.factory)
+        self._maybe_stop_factory()
+
+    def _maybe_stop_factory(self) -> None:
+        # The factory may have called connect() again (reconnecting); then it is still in use.
+        if self.state == "disconnected" and self._factory_started:
+            self._factory_started = False
+            try:
+                self.factory.do_stop()
+            except Exception:
+                log.exception("%r: do_stop failed", self.factory)
+
+
+def listen_tcp(reactor: Any, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Port:
+    """Listen on ``interface:port`` (port 0 picks a free one). Raises CannotListenError."""
+    p = Port(reactor, port, factory, backlog, interface)
+    p.start_listening()
+    return p
+
+
+def connect_tcp(
+    reactor: Any,
+    host: str,
+    port: int,
+    factory: Any,
+    timeout: float | None = 30,
+    bind_address: tuple[str, int] | None = None,
+) -> Connector:
+    """Connect to ``host:port`` for a ClientFactory; outcomes go to the factory's hooks."""
+    connector = Connector(reactor, host, port, factory, timeout, bind_address)
+    connector.connect()
+    return connector

@@ -1,0 +1,156 @@
+"""``tls:`` endpoint strings, registered with :mod:`net.endpoints` when this package is imported.
+
+Server: ``tls:8801:cert=server.pem:key=server.key`` (+ ``ca=ca.pem`` to require client
+certificates, ``interface=127.0.0.1``, ``backlog=50``, ``handshake_timeout=30``).
+Client: ``tls:HOST:8801:ca=ca.pem`` (+ ``cert=client.pem:key=client.key``, ``timeout=5`` for the
+TCP connect and the handshake each, ``hostname=NAME`` to check another name than HOST). Without
+``ca=`` the client trusts the system's certificate store; there is deliberately no string to turn
+verification off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL import SSL
+from zope.interface import implementer
+
+from ..defer import Deferred, Failure, fail, succeed
+from ..endpoints import (  # the shared value parsers are module-private; reuse, don't fork
+    WrappingClientFactory,
+    _int,
+    _port,
+    _timeout,
+    register_endpoint_type,
+)
+from ..interfaces import IStreamClientEndpoint, IStreamServerEndpoint
+from .contexts import client_context, server_context
+from .transport import DEFAULT_HANDSHAKE_TIMEOUT, connect_tls, listen_tls
+
+__all__ = ["TLSServerEndpoint", "TLSClientEndpoint"]
+
+
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint:
+    """Listen for TLS on a TCP port."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        port: int,
+        context: SSL.Context,
+        backlog: int = 50,
+        interface: str = "",
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.context = context
+        self.backlog = backlog
+        self.interface = interface
+        self.handshake_timeout = handshake_timeout
+
+    def __repr__(self) -> str:
+        return f"<TLSServerEndpoint {self.interface or '*'}:{self.port}>"
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        try:
+            return succeed(listen_tls(self.reactor, self.port, factory, self.context, self.backlog,
+                                      self.interface, handshake_timeout=self.handshake_timeout))
+        except Exception as exc:  # CannotListenError, mostly
+            return fail(Failure(exc))
+
+
+@implementer(IStreamClientEndpoint)
+class TLSClientEndpoint:
+    """Connect over TLS; the Deferred fires once the handshake completed and the protocol's
+    connection_made ran, or fails with a ConnectError (TLSError/CertificateError for TLS)."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        host: str,
+        port: int,
+        context: SSL.Context,
+        hostname: str | None = None,
+        timeout: float | None = 30,
+        bind_address: tuple[str, int] | None = None,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.context = context
+        self.hostname = hostname
+        self.timeout = timeout
+        self.bind_address = bind_address
+        self.handshake_timeout = handshake_timeout
+
+    def __repr__(self) -> str:
+        return f"<TLSClientEndpoint {self.host}:{self.port}>"
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        wrapper = _HandshakeAwareWrapper(factory)
+        wrapper.connector = connect_tls(
+            self.reactor, self.host, self.port, wrapper, self.context, self.timeout,
+            self.bind_address, hostname=self.hostname, handshake_timeout=self.handshake_timeout)
+        return wrapper.deferred
+
+
+class _HandshakeAwareWrapper(WrappingClientFactory):
+    """Cancelling during the handshake (TCP already "connected") must drop the connection too."""
+
+    def _cancel(self, deferred: Deferred[Any]) -> None:
+        connector = self.connector
+        if connector is not None and connector.state == "connected" and connector.transport is not None:
+            self._cancelled = True
+            connector.transport.abort_connection()
+        super()._cancel(deferred)
+
+
+def _tls_server(
+    reactor: Any,
+    port: str,
+    cert: str,
+    key: str,
+    *,
+    ca: str = "",
+    interface: str = "",
+    backlog: str = "50",
+    handshake_timeout: str = "30",
+) -> TLSServerEndpoint:
+    try:
+        context = server_context(cert, key, ca or None)
+    except (OSError, SSL.Error) as exc:
+        raise ValueError(f"cannot load cert={cert!r} key={key!r} ca={ca!r}: {exc}") from exc
+    return TLSServerEndpoint(reactor, _port(port), context, _int("backlog", backlog, 0, 1 << 20),
+                             interface, _timeout(handshake_timeout))
+
+
+def _tls_client(
+    reactor: Any,
+    host: str,
+    port: str,
+    *,
+    ca: str = "",
+    cert: str = "",
+    key: str = "",
+    hostname: str = "",
+    timeout: str = "30",
+    bind_address: str = "",
+) -> TLSClientEndpoint:
+    if not host:
+        raise ValueError("host must not be empty")
+    if bool(cert) != bool(key):
+        raise ValueError("a client certificate needs both cert= and key=")
+    try:
+        context = client_context(ca or None, cert or None, key or None)
+    except (OSError, SSL.Error) as exc:
+        raise ValueError(f"cannot load ca={ca!r} cert={cert!r} key={key!r}: {exc}") from exc
+    seconds = _timeout(timeout)
+    bind = (bind_address, 0) if bind_address else None
+    return TLSClientEndpoint(reactor, host, _port(port), context, hostname or None, seconds, bind,
+                             handshake_timeout=seconds)
+
+
+register_endpoint_type("tls", _tls_server, _tls_client)

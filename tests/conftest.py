@@ -1,0 +1,105 @@
+"""Shared fixtures: ``reactor`` (every available backend, fresh per test) and ``run``.
+
+``run(reactor, awaitable, timeout=30.0)`` runs the reactor until a Deferred (or a coroutine, driven
+with ``net.defer.ensure_deferred`` once the reactor runs) fires, stops it, and returns the result
+or raises the failure's exception. On timeout it stops the reactor and raises TimeoutError, so a
+broken test fails instead of hanging. The same reactor may be run again afterwards.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from net.error import ReactorNotRunning
+from net.reactor import available_reactors, make_reactor
+
+
+def _backends() -> list[str]:
+    names = []
+    for name in available_reactors():
+        if name == "asyncio":
+            try:
+                import net.asyncioreactor  # noqa: F401
+            except ImportError:  # not written yet
+                continue
+        names.append(name)
+    return names
+
+
+BACKENDS = _backends()
+
+
+def run_until(reactor: Any, awaitable: Any, timeout: float = 30.0) -> Any:
+    """Run ``reactor`` until ``awaitable`` (a Deferred or a coroutine) fires; see the module doc."""
+    from net.defer import ensure_deferred
+
+    outcome: list[Any] = []
+
+    def finish(result: Any) -> None:
+        outcome.append(result)
+        try:
+            reactor.stop()
+        except ReactorNotRunning:  # fired before run(), or the test stopped the reactor itself
+            pass
+
+    def start() -> None:
+        d = ensure_deferred(awaitable) if inspect.iscoroutine(awaitable) else awaitable
+        holder.append(d)
+        d.add_both(finish)
+
+    holder: list[Any] = []
+    if inspect.iscoroutine(awaitable):
+        reactor.call_when_running(start)
+    else:
+        start()
+        if outcome:
+            return _unwrap(outcome[0])
+
+    timed_out: list[bool] = []
+
+    def on_timeout() -> None:
+        timed_out.append(True)
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass
+
+    timer = reactor.call_later(timeout, on_timeout)
+    reactor.run()
+    if timer.active():
+        timer.cancel()
+    if not outcome:
+        if holder:
+            d = holder[0]
+            d.add_errback(lambda _failure: None)  # the cancellation is ours: don't report it
+            d.cancel()
+        raise TimeoutError(f"{awaitable!r} did not fire within {timeout} seconds")
+    return _unwrap(outcome[0])
+
+
+def _unwrap(result: Any) -> Any:
+    from net.defer import Failure
+
+    if isinstance(result, Failure):
+        result.raise_exception()
+    return result
+
+
+@pytest.fixture(params=BACKENDS)
+def reactor(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh reactor of each available backend; its fds and threads are released afterwards."""
+    r = make_reactor(request.param)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def run() -> Callable[..., Any]:
+    """``run(reactor, awaitable, timeout=30.0)``: run until it fires; return or raise its outcome."""
+    return run_until

@@ -1,0 +1,458 @@
+"""The wire codec against the shared vectors (``tests/vectors/wire.json``), plus unit tests.
+
+Every vector is fed to a fresh decoder whole, byte by byte, and followed by the end of the stream,
+exactly as ``docs/PROTOCOL.md`` ("Test vectors") tells the Java client to do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from broker import wire
+from broker.messages import (
+    CALL_NO_ANSWER,
+    Answer,
+    Call,
+    Cancel,
+    CopyState,
+    Decref,
+    Error,
+    ExportedRef,
+    ExtCode,
+    FailureInfo,
+    Goodbye,
+    Hello,
+    Message,
+    MessageType,
+    ReturnedRef,
+)
+from broker.wire import (
+    CLOSED,
+    NEED_DATA,
+    ContainerTooLong,
+    FrameTooLarge,
+    HandshakeError,
+    LocalProtocolError,
+    MalformedMessage,
+    MessageTooLarge,
+    NestingTooDeep,
+    RemoteProtocolError,
+    TruncatedFrame,
+    UnencodableValue,
+    UnknownExtCode,
+    UnknownMessageType,
+    VersionMismatch,
+    WireDecoder,
+    WireEncoder,
+    WireError,
+    decode,
+    encode,
+)
+
+VECTORS_DIR = Path(__file__).with_name("vectors")
+
+
+def _load_generator() -> Any:
+    spec = importlib.util.spec_from_file_location("make_vectors", VECTORS_DIR / "make_vectors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_vectors = _load_generator()
+VECTORS: list[dict[str, Any]] = json.loads((VECTORS_DIR / "wire.json").read_text(encoding="utf-8"))
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality that tells True from 1, 1 from 1.0 and -0.0 from 0.0, and finds NaN equal to NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) and same(k, k2) for k, k2 in zip(a, b))
+    if hasattr(a, "__dataclass_fields__"):
+        return all(same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    return bool(a == b)
+
+
+def _decoder(vector: dict[str, Any]) -> WireDecoder:
+    return WireDecoder(expect_hello=vector.get("handshake", False), **vector.get("limits", {}))
+
+
+def _run(vector: dict[str, Any], chunk: int | None = None) -> list[Any]:
+    """Feed the vector (in ``chunk``-byte pieces), then the end of the stream; all messages."""
+    data = bytes.fromhex(vector["hex"])
+    decoder = _decoder(vector)
+    out: list[Any] = []
+    pieces = [data] if chunk is None else [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    for piece in pieces:
+        decoder.receive_data(piece)
+        while (message := decoder.next_message()) is not NEED_DATA:
+            out.append(message)
+    decoder.receive_data(b"")
+    while (message := decoder.next_message()) is not CLOSED:
+        out.append(message)
+    return out
+
+
+def test_vectors_file_is_up_to_date() -> None:
+    assert make_vectors.build() == VECTORS, "run: python tests/vectors/make_vectors.py"
+
+
+def test_vectors_cover_every_message_type_and_error() -> None:
+    types = {v["message"]["type"] for v in VECTORS if "message" in v}
+    assert types == {"hello", "goodbye", "call", "answer", "error", "cancel", "decref"}
+    errors = {v["error"] for v in VECTORS if "error" in v}
+    classes = [c for c in vars(wire).values() if isinstance(c, type)]
+    remote = {c.__name__ for c in classes if issubclass(c, RemoteProtocolError)}
+    assert errors == remote - {"RemoteProtocolError"}
+
+
+VALID = [v for v in VECTORS if "message" in v]
+INVALID = [v for v in VECTORS if "error" in v]
+
+
+@pytest.mark.parametrize("vector", VALID, ids=[v["name"] for v in VALID])
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_valid_vector(vector: dict[str, Any], chunk: int | None) -> None:
+    expected = make_vectors.from_json(vector["message"])
+    messages = _run(vector, chunk)
+    assert len(messages) == 1
+    assert same(messages[0], expected), (messages[0], expected)
+    canonical = bytes.fromhex(vector.get("canonical_hex", vector["hex"]))
+    assert encode(messages[0]) == canonical
+    assert encode(expected) == canonical
+    assert make_vectors.to_json(messages[0]) == vector["message"]
+
+
+@pytest.mark.parametrize("vector", INVALID, ids=[v["name"] for v in INVALID])
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_invalid_vector(vector: dict[str, Any], chunk: int | None) -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        _run(vector, chunk)
+    assert type(info.value).__name__ == vector["error"]
+
+
+def test_spec_worked_example() -> None:
+    """The hex example in docs/PROTOCOL.md, byte for byte."""
+    call = Call(1, 0, "add", [1, 2])
+    assert encode(call).hex(" ") == "00 00 00 0d 97 03 01 00 a3 61 64 64 92 01 02 80 00"
+    assert encode(Answer(1, 3)).hex(" ") == "00 00 00 04 93 04 01 03"
+    spec = (Path(__file__).parents[1] / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    assert "00 00 00 0d 97 03 01 00 a3 61 64 64 92 01 02 80 00" in spec
+    assert "00 00 00 04 93 04 01 03" in spec
+
+
+def test_numbering_matches_the_spec_tables() -> None:
+    assert [(m.name, m.value) for m in MessageType] == [
+        ("HELLO", 1), ("GOODBYE", 2), ("CALL", 3), ("ANSWER", 4), ("ERROR", 5), ("CANCEL", 6),
+        ("DECREF", 7), ("RESOLVE", 8), ("FINISH", 9), ("CACHE_CREATED", 16), ("CACHE_UPDATED", 17),
+        ("CACHE_RELEASED", 18),
+    ]  # fmt: skip
+    assert [(c.name, c.value) for c in ExtCode] == [
+        ("SENDER_REF", 1), ("RECEIVER_REF", 2), ("COPY", 3), ("FAILURE", 4),
+        ("PROMISED_ANSWER", 5), ("CACHE_REF", 6),
+    ]  # fmt: skip
+
+
+# --- streaming -------------------------------------------------------------------------------
+
+
+def _stream() -> tuple[list[Message], bytes]:
+    messages: list[Message] = [
+        Call(1, 0, "add", [1, 2]),
+        Answer(1, {"big": b"x" * 100_000, "ref": ExportedRef(3)}),
+        Cancel(1),
+        Error(2, FailureInfo("cancelled")),
+        Decref(3, 2),
+        Goodbye("normal"),
+    ]
+    return messages, WireEncoder().encode_all(messages)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 5, 7, 64, 4096, 65536])
+def test_stream_in_pieces(chunk: int) -> None:
+    messages, data = _stream()
+    decoder = WireDecoder(expect_hello=False)
+    out: list[Any] = []
+    for i in range(0, len(data), chunk):
+        decoder.receive_data(data[i : i + chunk])
+        out.extend(decoder.messages())
+    assert out == messages
+    assert decoder.buffered == 0
+    decoder.receive_data(b"")
+    assert decoder.next_message() is CLOSED
+
+
+def test_many_frames_from_one_read() -> None:
+    messages, data = _stream()
+    decoder = WireDecoder(expect_hello=False)
+    decoder.receive_data(data + data[:10])
+    assert decoder.messages() == messages
+    assert decoder.buffered == 10
+    assert decoder.next_message() is NEED_DATA
+
+
+def test_messages_keeps_what_came_before_a_bad_frame() -> None:
+    good = encode(Cancel(1)) + encode(Cancel(2))
+    bad = struct.pack(">I", 2) + msgpack.packb([99])
+    decoder = WireDecoder(expect_hello=False)
+    decoder.receive_data(good + bad + encode(Cancel(3)))
+    assert decoder.messages() == [Cancel(1), Cancel(2)]
+    with pytest.raises(UnknownMessageType):
+        decoder.messages()
+    # A bad body does not lose the frame boundary: the next frame still decodes.
+    assert decoder.messages() == [Cancel(3)]
+
+
+def test_frame_too_large_is_refused_before_the_body_arrives() -> None:
+    decoder = WireDecoder(expect_hello=False, max_frame_size=100)
+    decoder.receive_data(struct.pack(">I", 101))
+    with pytest.raises(FrameTooLarge):
+        decoder.next_message()
+    with pytest.raises(FrameTooLarge):  # fatal: it stays broken
+        decoder.next_message()
+
+
+def test_truncated_frame_only_at_end_of_stream() -> None:
+    decoder = WireDecoder(expect_hello=False)
+    decoder.receive_data(encode(Cancel(1))[:-1])
+    assert decoder.next_message() is NEED_DATA
+    decoder.receive_data(b"")
+    with pytest.raises(TruncatedFrame):
+        decoder.next_message()
+
+
+def test_receive_after_end_of_stream_is_a_bug() -> None:
+    decoder = WireDecoder(expect_hello=False)
+    decoder.receive_data(b"")
+    with pytest.raises(RuntimeError):
+        decoder.receive_data(b"x")
+
+
+def test_receive_copies_mutable_buffers() -> None:
+    data = bytearray(encode(Answer(1, "abc"))[:-1])
+    decoder = WireDecoder(expect_hello=False)
+    decoder.receive_data(data)
+    data[:] = b"\x00" * len(data)
+    decoder.receive_data(b"c")
+    assert decoder.next_message() == Answer(1, "abc")
+
+
+# --- handshake -------------------------------------------------------------------------------
+
+
+def test_handshake_then_messages() -> None:
+    decoder = WireDecoder()
+    hello = decoder.hello(["x-test"])
+    decoder.receive_data(encode(hello) + encode(Cancel(4)))
+    assert decoder.messages() == [hello, Cancel(4)]
+
+
+def test_version_mismatch_says_which_version() -> None:
+    body = msgpack.packb([1, "pbroker", 9, 100, 10, 10, []])
+    with pytest.raises(VersionMismatch) as info:
+        decode(struct.pack(">I", len(body)) + body, expect_hello=True)
+    assert info.value.peer_version == 9
+    assert info.value.kind == "unimplemented"
+    assert isinstance(info.value, HandshakeError)
+
+
+# --- resolve / default hooks -----------------------------------------------------------------
+
+
+def test_resolve_sees_each_ext_value_innermost_first() -> None:
+    seen: list[Any] = []
+
+    def resolve(value: Any) -> Any:
+        seen.append(value)
+        return ("resolved", type(value).__name__)
+
+    message = Answer(1, [ExportedRef(1), {"c": CopyState("t", [ReturnedRef(2)])}, FailureInfo("failed")])
+    decoded = decode(encode(message), resolve=resolve)
+    assert decoded == Answer(
+        1,
+        [
+            ("resolved", "ExportedRef"),
+            {"c": ("resolved", "CopyState")},
+            ("resolved", "FailureInfo"),
+        ],
+    )
+    assert seen == [
+        ExportedRef(1),
+        ReturnedRef(2),
+        CopyState("t", [("resolved", "ReturnedRef")]),
+        FailureInfo("failed"),
+    ]
+
+
+def test_resolve_errors_propagate_unchanged_and_the_frame_is_consumed() -> None:
+    class Refused(Exception):
+        pass
+
+    def resolve(value: Any) -> Any:
+        raise Refused(value)
+
+    decoder = WireDecoder(expect_hello=False, resolve=resolve)
+    decoder.receive_data(encode(Answer(1, ExportedRef(5))) + encode(Cancel(2)))
+    with pytest.raises(Refused):
+        decoder.next_message()
+    assert decoder.next_message() == Cancel(2)
+
+
+def test_default_maps_objects_to_wire_values() -> None:
+    class Thing:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+    encoder = WireEncoder(default=lambda obj: ExportedRef(obj.n) if isinstance(obj, Thing) else obj)
+    frame = encoder.encode(Call(1, 0, "m", [Thing(4)], {"t": (Thing(5), 1)}))
+    assert decode(frame) == Call(1, 0, "m", [ExportedRef(4)], {"t": [ExportedRef(5), 1]})
+    with pytest.raises(UnencodableValue):
+        encoder.encode(Answer(1, {1, 2}))
+
+
+def test_default_used_inside_copies() -> None:
+    encoder = WireEncoder(default=lambda obj: ReturnedRef(7) if obj is Ellipsis else obj)
+    assert decode(encoder.encode(Answer(1, CopyState("t", {"x": ...})))) == Answer(
+        1, CopyState("t", {"x": ReturnedRef(7)})
+    )
+
+
+# --- local errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [object(), {1, 2}, 1 << 64, -(1 << 63) - 1, [[[]]] * 0 + [object()]],
+    ids=["object", "set", "too big int", "too small int", "nested object"],
+)
+def test_unencodable_values_are_local_errors(value: Any) -> None:
+    with pytest.raises(UnencodableValue) as info:
+        encode(Answer(1, value))
+    assert isinstance(info.value, LocalProtocolError)
+    assert not isinstance(info.value, RemoteProtocolError)
+
+
+def test_too_deep_to_encode_is_a_local_error() -> None:
+    value: Any = 1
+    for _ in range(5000):  # msgpack's packer gives up somewhere above 1000 levels
+        value = [value]
+    with pytest.raises(UnencodableValue):
+        encode(Answer(1, value))
+
+
+def test_encoder_recovers_after_an_error() -> None:
+    encoder = WireEncoder()
+    with pytest.raises(UnencodableValue):
+        encoder.encode(Answer(1, [1, 2, object()]))
+    assert encoder.encode(Answer(1, 3)) == bytes.fromhex("0000000493040103")
+
+
+def test_message_too_large_for_the_peer() -> None:
+    encoder = WireEncoder(max_frame_size=10)
+    assert decode(encoder.encode(Answer(1, "x" * 6))) == Answer(1, "x" * 6)
+    with pytest.raises(MessageTooLarge):
+        encoder.encode(Answer(1, "x" * 7))
+    assert encoder.encode(Cancel(1)) == encode(Cancel(1))
+
+
+def test_encoding_a_non_message() -> None:
+    with pytest.raises(UnencodableValue):
+        encode("hello")  # type: ignore[arg-type]
+
+
+# --- messages validate themselves ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Call(-1, 0, "m"),
+        lambda: Call(1, 0, ""),
+        lambda: Call(1, 0, "m", [], {1: 2}),  # type: ignore[dict-item]
+        lambda: Call(True, 0, "m"),
+        lambda: Call(1, 0, "m", flags=1 << 32),
+        lambda: Call(1, 0, "m", args="abc"),  # type: ignore[arg-type]
+        lambda: Answer(1 << 63),
+        lambda: Error(1, "failed"),  # type: ignore[arg-type]
+        lambda: Decref(0, 1),
+        lambda: Decref(1, 0),
+        lambda: Goodbye("whatever"),
+        lambda: Hello(max_frame_size=0),
+        lambda: Hello(features=[1]),  # type: ignore[list-item]
+        lambda: ExportedRef(-1),
+        lambda: ReturnedRef("1"),  # type: ignore[arg-type]
+        lambda: CopyState(""),
+        lambda: FailureInfo("boom"),
+        lambda: FailureInfo("failed", traceback=b"tb"),  # type: ignore[arg-type]
+    ],
+)
+def test_invalid_messages_cannot_be_built(build: Any) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        build()
+
+
+def test_messages_are_frozen_and_normalised() -> None:
+    call = Call(1, 0, "m", (1, 2))
+    assert call.args == [1, 2] and call.kwargs == {} and call.answer_wanted
+    assert not Call(0, 0, "m", flags=CALL_NO_ANSWER).answer_wanted
+    with pytest.raises(AttributeError):
+        call.method = "other"  # type: ignore[misc]
+    assert Hello(features=["a"]).features == ("a",)
+    assert hash(ExportedRef(1)) == hash(ExportedRef(1))
+
+
+def test_error_hierarchy() -> None:
+    for cls in (FrameTooLarge, TruncatedFrame, NestingTooDeep, ContainerTooLong, MalformedMessage,
+                UnknownMessageType, UnknownExtCode, HandshakeError, VersionMismatch):  # fmt: skip
+        assert issubclass(cls, RemoteProtocolError) and issubclass(cls, WireError)
+        assert cls.kind in {"invalid", "unimplemented", "disconnected"}
+    for local in (UnencodableValue, MessageTooLarge):
+        assert issubclass(local, LocalProtocolError) and not issubclass(local, RemoteProtocolError)
+
+
+def test_decoder_limits_are_checked() -> None:
+    with pytest.raises(ValueError):
+        WireDecoder(max_depth=wire.MAX_DEPTH_CAP + 1)
+    with pytest.raises(ValueError):
+        WireDecoder(max_frame_size=0)
+    assert WireDecoder(max_depth=8).hello().max_depth == 8
+
+
+def test_big_bytes_round_trip_in_chunks() -> None:
+    blob = bytes(range(256)) * 4096  # 1 MiB
+    frame = encode(Answer(9, blob))
+    decoder = WireDecoder(expect_hello=False)
+    for i in range(0, len(frame), 65536):
+        decoder.receive_data(frame[i : i + 65536])
+    assert decoder.messages() == [Answer(9, blob)]
+
+
+def test_deep_structures_in_kwargs_count_levels() -> None:
+    # body (1) → kwargs map (2) → list (3) → list (4)
+    frame = encode(Call(1, 0, "m", [], {"a": [[1]]}))
+    assert decode(frame, max_depth=4) == Call(1, 0, "m", [], {"a": [[1]]})
+    with pytest.raises(NestingTooDeep):
+        decode(frame, max_depth=3)
+
+
+def test_fatal_error_after_good_frames_stays_fatal() -> None:
+    decoder = WireDecoder(expect_hello=False, max_frame_size=100)
+    decoder.receive_data(encode(Cancel(1)) + struct.pack(">I", 1000))
+    assert decoder.messages() == [Cancel(1)]
+    for _ in range(2):
+        with pytest.raises(FrameTooLarge):
+            decoder.messages()
