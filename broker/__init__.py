@@ -3,7 +3,9 @@
 Objects travel by reference (:class:`Referenceable`, :class:`Root`, :class:`Viewable`) or by copy
 (:func:`copyable` / :func:`register_copyable`); peers call ``remote_<name>`` methods and get
 Deferreds back. Three client styles: Deferreds (:func:`connect`), asyncio (:mod:`broker.aio`) and
-blocking (:mod:`broker.blocking`). The wire format is in ``docs/PROTOCOL.md``.
+blocking (:mod:`broker.blocking`). Serving a ``cred.portal.Portal`` adds login (:func:`login`,
+:class:`Avatar`; the module ``broker.login``, imported as ``from broker.login import ...`` since
+``broker.login`` is the function). The wire format is in ``docs/PROTOCOL.md``.
 """
 
 from .api import connect, serve
@@ -31,10 +33,17 @@ from .flavors import (
     register_copyable,
 )
 from .session import Limits, RemoteReference, Session
+from .login import AlreadyLoggedIn, Avatar, CertificateLogin, IPerspective, LoginSequenceError, login
 
 __all__ = [
     "serve",
     "connect",
+    "login",
+    "Avatar",
+    "IPerspective",
+    "CertificateLogin",
+    "AlreadyLoggedIn",
+    "LoginSequenceError",
     "Referenceable",
     "Root",
     "Viewable",

@@ -19,7 +19,7 @@ from . import api
 from .flavors import Referenceable
 from .session import RemoteReference
 
-__all__ = ["get_reactor", "connect", "serve"]
+__all__ = ["get_reactor", "connect", "login", "serve"]
 
 _reactors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncioReactor] = weakref.WeakKeyDictionary()
 
@@ -53,7 +53,33 @@ class connect:
             self.root = None
 
 
-async def serve(endpoint: str, root: Referenceable, **options: Any) -> Any:
-    """Listen on ``endpoint`` in the running loop; return the listening port."""
+class login(connect):
+    """Async context manager: connects and logs in on entry (giving the avatar), disconnects on exit.
+
+        async with broker.aio.login("tls:localhost:8801:ca=ca.pem", UsernamePassword("alice", pw)) as me:
+            await me.call_remote("list_notes")
+
+    ``credentials`` and ``mind`` as for :func:`broker.login`; a refused login raises
+    ``cred.error.UnauthorizedLogin``. Disconnecting is the logout.
+    """
+
+    def __init__(self, endpoint: str, credentials: Any, mind: Referenceable | None = None, **options: Any) -> None:
+        super().__init__(endpoint, **options)
+        self.credentials = credentials
+        self.mind = mind
+
+    async def __aenter__(self) -> RemoteReference:
+        from .login import login as login_deferred
+
+        reactor = await get_reactor()
+        self.root = await login_deferred(reactor, self.endpoint, self.credentials, self.mind, **self.options)
+        return self.root
+
+
+async def serve(endpoint: str, root: Referenceable | Any, **options: Any) -> Any:
+    """Listen on ``endpoint`` in the running loop; return the listening port.
+
+    ``root`` and ``options`` as for :func:`broker.serve` (a cred Portal serves login).
+    """
     reactor = await get_reactor()
     return await api.serve(reactor, endpoint, root, **options)

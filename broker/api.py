@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from net.defer import Deferred
@@ -14,12 +15,22 @@ from .session import RemoteReference
 __all__ = ["serve", "connect"]
 
 
-def serve(reactor: Any, endpoint: str, root: Referenceable, **options: Any) -> Deferred[Any]:
+def serve(reactor: Any, endpoint: str, root: Referenceable | Any, **options: Any) -> Deferred[Any]:
     """Listen on ``endpoint`` (e.g. ``"tcp:8800"``) and hand ``root`` to every client.
 
-    Options: ``registry`` (CopyRegistry), ``limits`` (Limits), ``debug`` (send tracebacks),
-    ``handshake_timeout``. Returns a Deferred firing with the listening port.
+    ``root`` may be a ``cred.portal.Portal``: then each connection gets its own login object
+    instead (``broker.login``, docs/PROTOCOL.md section 14), and option ``throttle`` (a
+    ``cred.throttle.LoginThrottle``) limits guessing. Options: ``registry`` (CopyRegistry),
+    ``limits`` (Limits), ``debug`` (send tracebacks), ``handshake_timeout``. Returns a Deferred
+    firing with the listening port.
     """
+    cred_portal = sys.modules.get("cred.portal")  # if cred was never imported, root is no Portal
+    if cred_portal is not None and isinstance(root, cred_portal.Portal):
+        from .login import PortalRoot
+
+        root = PortalRoot(root, throttle=options.pop("throttle", None))
+    elif "throttle" in options:
+        raise TypeError("serve(throttle=...) applies to a cred Portal only")
     return server(reactor, endpoint).listen(BrokerFactory(reactor, root, **options))
 
 

@@ -22,7 +22,7 @@ from net.reactor import make_reactor
 from . import api
 from .session import RemoteReference
 
-__all__ = ["connect", "BlockingReference", "BlockingConnection", "DEFAULT_TIMEOUT"]
+__all__ = ["connect", "login", "BlockingReference", "BlockingConnection", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -117,9 +117,10 @@ class BlockingReference:
 class BlockingConnection:
     """Context manager returned by :func:`connect`; ``root`` is the server's root."""
 
-    def __init__(self, endpoint: str, timeout: float | None, options: dict[str, Any]) -> None:
+    def __init__(self, endpoint: str, timeout: float | None, options: dict[str, Any],
+                 opener: Callable[..., Deferred[RemoteReference]] = api.connect) -> None:
         self._runner = _reactor_thread()
-        remote = self._runner.run(api.connect, self._runner.reactor, endpoint, timeout=timeout, **options)
+        remote = self._runner.run(opener, self._runner.reactor, endpoint, timeout=timeout, **options)
         self.root = BlockingReference(remote, self._runner, timeout)
 
     def close(self) -> None:
@@ -139,3 +140,19 @@ def connect(endpoint: str, *, timeout: float | None = DEFAULT_TIMEOUT, **options
     ``timeout`` bounds connecting and every call (seconds; None waits forever, on your head).
     """
     return BlockingConnection(endpoint, timeout, options)
+
+
+def login(endpoint: str, credentials: Any, *, mind: Any = None, timeout: float | None = DEFAULT_TIMEOUT,
+          **options: Any) -> BlockingConnection:
+    """Connect and log in; a context manager giving the avatar as a BlockingReference.
+
+    ``credentials`` and ``mind`` as for :func:`broker.login` (the mind's methods run in the
+    reactor thread); a refused login raises ``cred.error.UnauthorizedLogin``. Leaving the
+    ``with`` block disconnects, which is the logout.
+    """
+    from .login import login as login_deferred
+
+    def opener(reactor: Any, endpoint: str, **options: Any) -> Deferred[RemoteReference]:
+        return login_deferred(reactor, endpoint, credentials, mind, **options)
+
+    return BlockingConnection(endpoint, timeout, options, opener)

@@ -39,7 +39,7 @@ class Referenceable:
 
     def remote_message_received(self, caller: Caller, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Dispatch a remote call. Raise AttributeError (not found) for unknown methods."""
-        method = getattr(self, "remote_" + name, None)
+        method = getattr(self, "remote_" + name, None) if name != "message_received" else None
         if method is None:
             raise AttributeError(name)
         return method(*args, **kwargs)

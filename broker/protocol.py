@@ -48,6 +48,8 @@ class BrokerProtocol(Protocol):
             limits=self._limits,
             debug=self._debug,
             name=name,
+            peer=peer,
+            peer_certificate=getattr(transport, "get_peer_certificate", lambda: None)(),
         )
         self._timer = self.reactor.call_later(self._handshake_timeout, self._handshake_timed_out)
         self.session.ready.add_both(self._handshake_done)

@@ -144,7 +144,13 @@ class Session:
         limits: Limits = Limits(),
         debug: bool = False,
         name: str = "",
+        peer: Any = None,
+        peer_certificate: Any = None,
     ) -> None:
+        #: The peer's address (``transport.get_peer()``) and TLS client certificate, if any:
+        #: login needs them (throttling per host, certificate login); the session never does.
+        self.peer = peer
+        self.peer_certificate = peer_certificate
         self._send = send
         self._close = close
         self._wake = wake
@@ -288,6 +294,10 @@ class Session:
             return
         self._disconnect_callbacks.append((ref, callback))
 
+    def on_close(self, callback: Callable[[], object]) -> None:
+        """Run ``callback()`` once when the connection closes (at once if it has): e.g. a logout."""
+        self.add_disconnect_callback(self._bootstrap_ref, lambda _ref: callback())
+
     def remove_disconnect_callback(self, ref: RemoteReference, callback: Callable[[RemoteReference], object]) -> None:
         entries = self._disconnect_callbacks
         entries[:] = [(r, c) for r, c in entries if not (r is ref and c == callback)]
@@ -373,19 +383,22 @@ class Session:
         if inspect.iscoroutine(result):
             result = ensure_deferred(result)
         if isinstance(result, Deferred):
+            if no_answer:  # nobody waits: log a failure, keep nothing
+                result.add_errback(lambda f: log.warning("%r: one-way call %r failed: %s", self, call.method, f.value))
+                return
             request_id = call.request_id
             self.answers[request_id] = result
-            result.add_callbacks(self._answer_later, self._error_later, (request_id, no_answer), None, (request_id, no_answer))
+            result.add_callbacks(self._answer_later, self._error_later, (request_id,), None, (request_id,))
         elif not no_answer:
             self._send_answer(call.request_id, result)
 
-    def _answer_later(self, result: Any, request_id: int, no_answer: int) -> None:
-        if self.answers.pop(request_id, None) is not None and not no_answer:
+    def _answer_later(self, result: Any, request_id: int) -> None:
+        if self.answers.pop(request_id, None) is not None:
             self._send_answer(request_id, result)
 
-    def _error_later(self, failure: Failure, request_id: int, no_answer: int) -> None:
+    def _error_later(self, failure: Failure, request_id: int) -> None:
         if self.answers.pop(request_id, None) is not None:
-            self._send_error(request_id, failure.value, no_answer, failure)
+            self._send_error(request_id, failure.value, 0, failure)
 
     def _send_answer(self, request_id: int, value: Any) -> None:
         if self.state is State.CLOSED:
@@ -413,7 +426,7 @@ class Session:
     def _failure_info(self, exc: BaseException, failure: Failure | None) -> FailureInfo:
         from net.defer import CancelledError
 
-        if isinstance(exc, RemoteError) and type(exc) is not RemoteError:
+        if isinstance(exc, RemoteError):  # passing on a peer's failure: keep its kind and type
             kind, type_name, message = exc.kind, exc.remote_type, exc.message
         elif isinstance(exc, CancelledError):
             kind, type_name, message = "cancelled", "net.defer.CancelledError", "call was cancelled"
@@ -504,10 +517,15 @@ class Session:
 
     def _proxy_died(self, object_id: int) -> None:
         """Weakref callback: may run in any thread, inside the GC. Queue only; never send here."""
+        if self.state is State.CLOSED:
+            return  # nothing to release to; the reactor may be gone too
         self._dead_proxies.append(object_id)
         if not self._release_scheduled:
             self._release_scheduled = True
-            self._wake(self.flush_releases)
+            try:
+                self._wake(self.flush_releases)
+            except RuntimeError:  # the event loop closed under us: the connection is gone
+                pass
 
     def flush_releases(self) -> None:
         """Send pending releases together (from the event loop)."""

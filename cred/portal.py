@@ -78,6 +78,11 @@ class Portal:
         """The credentials interfaces a client can log in with, in registration order."""
         return list(self._checkers)
 
+    def checker_for(self, credential_interface: InterfaceClass) -> Any | None:
+        """The checker registered for `credential_interface`, or None: a SCRAM exchange
+        needs the verifier source behind the IUsernameScramSha256 checker."""
+        return self._checkers.get(credential_interface)
+
     def login(self, credentials: Any, mind: Any, *interfaces: InterfaceClass) -> Deferred[LoginResult]:
         """Fire with ``(interface, avatar, logout)``; fail with UnauthorizedLogin (bad
         credentials), LoginDenied (the realm refused) or UnhandledCredentials (no checker

@@ -23,12 +23,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def start_server(script: str, *args: str) -> tuple[subprocess.Popen[str], str]:
-    """Start ``examples/<script> server ...``; wait for its "listening on HOST:PORT" line.
+    """Start ``examples/<script> args...``; wait for its "listening on HOST:PORT" line.
 
     Returns the process (its stdout is still ours to read) and the client endpoint to reach it.
     """
     process = subprocess.Popen(
-        [sys.executable, str(HERE / script), "server", *args], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(HERE / script), *args], stdout=subprocess.PIPE, text=True
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -55,7 +55,7 @@ async def _echo_client(
 
 def echo_demo() -> None:
     """echo: the classic echo server, in its own process; this process is the client."""
-    server, endpoint = start_server("echo.py", "tcp:0:interface=127.0.0.1")
+    server, endpoint = start_server("echo.py", "server", "tcp:0:interface=127.0.0.1")
     try:
         assert server.stdout is not None
         echo.run(_echo_client, endpoint, ["hello", "pbroker"], server.stdout)
@@ -64,7 +64,56 @@ def echo_demo() -> None:
         server.wait()
 
 
-DEMOS: list[Callable[[], None]] = [echo_demo]
+def calculator_demo() -> None:
+    """calculator: remote calls returning values, Deferreds, coroutines, references and copies."""
+    server, endpoint = start_server("calculator/server.py", "tcp:0:interface=127.0.0.1")
+    try:
+        for style in ("deferred", "asyncio", "blocking"):
+            print(f"-- client_{style}.py", flush=True)
+            script = HERE / "calculator" / f"client_{style}.py"
+            subprocess.run([sys.executable, str(script), endpoint], check=True, timeout=60)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def auth_demo() -> None:
+    """authservice: SCRAM login over TLS; each user sees only their own notes, and a Viewable differs."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        certs, users = os.path.join(tmp, "certs"), os.path.join(tmp, "users.db")
+        passwords = {"alice": "alice-secret", "bob": "bob-secret"}
+        subprocess.run([sys.executable, "-m", "net.tls", "make-dev-certs", certs], check=True, stdout=subprocess.DEVNULL)
+        for user, password in passwords.items():
+            print(f"$ python -m cred.userfile users.db add {user} --password-stdin", flush=True)
+            subprocess.run([sys.executable, "-m", "cred.userfile", users, "add", user, "--password-stdin"],
+                           input=password + "\n", text=True, check=True)
+        server, endpoint = start_server(
+            "authservice/server.py", "--users", users, "--certs", certs, "--port", "0")
+        port = endpoint.rsplit(":", 1)[1]
+        try:
+            for user, args in (("alice", ["--note", "buy milk", "--post", "hello board"]),
+                               ("bob", ["--note", "call mum", "--post", "hi alice"]),
+                               ("alice", [])):
+                print(f"-- client.py {' '.join([user, *args])}", flush=True)
+                subprocess.run(
+                    [sys.executable, str(HERE / "authservice" / "client.py"), user, "--certs", certs,
+                     "--host", "127.0.0.1", "--port", port, *args],
+                    env={**os.environ, "PBROKER_PASSWORD": passwords[user]}, check=True, timeout=60)
+            print("-- client.py bob, wrong password", flush=True)
+            wrong = subprocess.run(
+                [sys.executable, str(HERE / "authservice" / "client.py"), "bob", "--certs", certs,
+                 "--host", "127.0.0.1", "--port", port],
+                env={**os.environ, "PBROKER_PASSWORD": "guess"}, timeout=60)
+            assert wrong.returncode == 1
+        finally:
+            server.terminate()
+            server.wait()
+
+
+DEMOS: list[Callable[[], None]] = [echo_demo, calculator_demo, auth_demo]
 
 
 def main() -> None:

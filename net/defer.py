@@ -2,12 +2,14 @@
 
 Why it looks like this:
 
-* **Pure.** No reactor, no I/O, no threads. ``cred`` and the broker's state machine may use it, and
+* **Pure.** No reactor, no I/O. ``cred`` and the broker's state machine may use it, and
   :meth:`Deferred.add_timeout` takes the clock as an argument instead of importing one.
 * **Fast on the hot path.** The broker creates one :class:`Deferred` per remote call, so the class
   uses ``__slots__``, creates no callback list until a callback is added, stores each callback pair as
   one flat tuple, treats ``None`` as "pass the result through" (no pass-through function calls), and
-  never formats a traceback unless someone asks for the text.
+  never formats a traceback unless someone asks for the text. A :class:`Failure` keeps its
+  traceback object only until its chain ends with it; then ``clean_failure`` keeps just
+  (file, line, function) per frame and lets the frames and their locals go.
 * **Iterative chaining.** A callback that returns a Deferred pauses the outer chain until the inner
   Deferred fires. Resuming the outer chain is done by a loop over an explicit stack (as Twisted's
   ``_runCallbacks`` does), never by recursion, so 10,000 Deferreds each waiting on the next fire
@@ -18,8 +20,9 @@ Why it looks like this:
   ``__del__``, so ordinary Deferreds cost the garbage collector nothing extra.
 * **Cancellation.** ``Deferred(canceller)``: :meth:`Deferred.cancel` calls the canceller, errbacks
   with :class:`CancelledError` if the canceller did not fire the Deferred, and then silently ignores
-  the one late ``callback``/``errback`` the underlying operation may still deliver. A Deferred
-  waiting on an inner Deferred cancels the inner one.
+  the one late ``callback``/``errback`` the underlying operation may still deliver (unlike
+  Twisted, also when a canceller ran but did not fire it: a broker answer racing a cancel is
+  normal, not a bug). A Deferred waiting on an inner Deferred cancels the innermost one.
 * **Coroutines, two drivers.** :func:`ensure_deferred` drives a coroutine itself with
   ``send``/``throw`` (no asyncio needed); a coroutine awaiting a Deferred there yields the Deferred to
   the driver. Inside a native asyncio task, ``await deferred`` instead awaits
@@ -480,7 +483,8 @@ class Deferred(Generic[_T]):
 
         Not yet fired: call the canceller; if it did not fire the Deferred, errback with
         :class:`CancelledError` and ignore one late ``callback``/``errback``. Fired but waiting on
-        an inner Deferred returned by a callback: cancel the inner one. Otherwise: nothing.
+        an inner Deferred returned by a callback: cancel that one (the innermost, if it is waiting
+        too); its CancelledError then comes down this chain. Otherwise: nothing.
         """
         if not self.called:
             canceller = self._canceller

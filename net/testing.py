@@ -755,10 +755,10 @@ class _BackPressureEcho(Echo):
     keep = False
 
     def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
         self.spy = _PauseSpy(transport)
         self.max_buffer = 0
         transport.register_producer(self.spy, True)
+        super().connection_made(transport)  # announces the protocol: set up everything first
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -12,6 +12,12 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from hypothesis import settings
+
+# No per-example deadlines: CI shares 2 cores, and a slow example is not a wrong one.
+settings.register_profile("pbroker", deadline=None, print_blob=True)
+settings.load_profile("pbroker")
+
 import pytest
 
 from net.error import ReactorNotRunning

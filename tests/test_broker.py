@@ -250,9 +250,12 @@ def test_one_way_calls(reactor: Any, run: Any) -> None:
         service, _, root = await open_pair(reactor)
         root.call_remote_no_answer("record", 1)
         root.call_remote_no_answer("fail", "ignored")
+        root.call_remote_no_answer("later", "deferred, twice")
+        root.call_remote_no_answer("later", "deferred, twice")
         root.call_remote_no_answer("record", 2)
         assert await root.call_remote("add", 0) == 0  # ordered after the one-way calls
         assert service.one_way == [1, 2]
+        assert service.sessions[0].answers == {}
 
     run(reactor, scenario())
 
@@ -488,3 +491,27 @@ def test_asyncio_client_and_server() -> None:
         return await root.call_remote("add", i, i)  # type: ignore[no-any-return]
 
     asyncio.run(main())
+
+
+def test_live_reference_limit_gives_overloaded(reactor: Any, run: Any) -> None:
+    async def scenario() -> None:
+        service, _, root = await open_pair(reactor, limits=Limits(max_live_references=3))
+        kept = [await root.call_remote("counter") for _ in range(3)]
+        with pytest.raises(broker.OverloadedError, match="live references"):
+            await root.call_remote("counter")
+        assert len(service.sessions[0].exports) == 3  # the refused reference was not counted
+        del kept
+        gc.collect()
+        await turn(reactor)
+        assert await root.call_remote("counter") is not None  # room again after releases
+
+    run(reactor, scenario())
+
+
+def test_dispatcher_is_not_a_remote_method(reactor: Any, run: Any) -> None:
+    async def scenario() -> None:
+        _, _, root = await open_pair(reactor)
+        with pytest.raises(UnimplementedError):
+            await root.call_remote("message_received", None, "add", [1, 2], {})
+
+    run(reactor, scenario())

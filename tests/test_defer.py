@@ -125,9 +125,14 @@ def test_exception_in_callback_goes_to_next_errback() -> None:
     def boom(_: Any) -> None:
         raise ValueError("boom")
 
+    def handle(f: Failure) -> str:
+        calls.append(f.get_error_message())
+        f.trap(ValueError)
+        return "recovered"
+
     d.add_callback(boom)
     d.add_callback(lambda r: calls.append("skipped"))
-    d.add_errback(lambda f: (calls.append(f.get_error_message()), f.trap(ValueError), "recovered")[2])
+    d.add_errback(handle)
     d.add_callback(lambda r: calls.append(r))
     d.callback(0)
     assert calls == ["boom", "recovered"]

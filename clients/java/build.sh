@@ -35,7 +35,8 @@ install_deps() {
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "build.sh: installing ${missing[*]}" >&2
         as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >&2
     fi
 }
 

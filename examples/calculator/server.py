@@ -3,7 +3,7 @@ memory handed out by reference, and a copyable argument.
 
     python examples/calculator/server.py [endpoint]      # default tcp:8800
 
-Prints ``listening on PORT`` once ready.
+Prints ``listening on HOST:PORT`` once ready.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
     endpoint = argv[1] if len(argv) > 1 else "tcp:8800"
     reactor = make_reactor()
     d = broker.serve(reactor, endpoint, Calculator(reactor))
-    d.add_callback(lambda port: print(f"listening on {port.get_host().port}", flush=True))
+    d.add_callback(lambda port: print(f"listening on {port.get_host().host}:{port.get_host().port}", flush=True))
     d.add_errback(lambda f: (print(f"cannot listen: {f.value}", file=sys.stderr), reactor.stop()))
     reactor.run()
 

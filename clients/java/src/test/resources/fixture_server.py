@@ -2,8 +2,9 @@
 
     .venv/bin/python clients/java/src/test/resources/fixture_server.py
 
-Listens on 127.0.0.1 on a free port, prints ``PORT <n>`` on stdout once ready, and exits when its
-standard input closes (so a test that dies never leaves it behind).
+Listens on 127.0.0.1 on two free ports, a ``Fixture`` root and a login portal (user ``alice``,
+password ``s3cret``, anonymous allowed), prints ``PORT <n> LOGIN <m>`` on stdout once ready, and
+exits when its standard input closes (so a test that dies never leaves it behind).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..",
 sys.path.insert(0, ROOT)
 
 import broker  # noqa: E402
+from broker.login import Avatar  # noqa: E402
+from cred.checkers import AllowAnonymousAccess, InMemoryUsernamePasswordDatabase  # noqa: E402
+from cred.portal import Portal, Realm  # noqa: E402
 from net.defer import Deferred  # noqa: E402
 from net.reactor import make_reactor  # noqa: E402
 
@@ -86,12 +90,36 @@ class Fixture(broker.Root):
         return d
 
 
+class User(Avatar):
+    """The avatar of the login server: says who logged in, and can call the mind back."""
+
+    def __init__(self, avatar_id: Any, mind: Any) -> None:
+        self.name = avatar_id if isinstance(avatar_id, str) else "anonymous"
+        self.mind = mind
+
+    def perspective_whoami(self) -> str:
+        return self.name
+
+    def perspective_ask_mind(self, method: str, *args: Any) -> Deferred[Any]:
+        return self.mind.call_remote(method, *args)
+
+
+def login_portal() -> Portal:
+    users = InMemoryUsernamePasswordDatabase(iterations=4096)
+    users.add_user("alice", "s3cret")
+    return Portal(Realm(User), [users, AllowAnonymousAccess()])
+
+
 def main() -> None:
     reactor = make_reactor()
     d = broker.serve(reactor, "tcp:0:interface=127.0.0.1", Fixture(reactor))
 
-    def listening(port: Any) -> None:
-        print(f"PORT {port.get_host().port}", flush=True)
+    def listening(port: Any) -> Deferred[Any]:
+        login = broker.serve(reactor, "tcp:0:interface=127.0.0.1", login_portal())
+        login.add_callback(
+            lambda lport: print(f"PORT {port.get_host().port} LOGIN {lport.get_host().port}", flush=True)
+        )
+        return login
 
     def failed(f: Any) -> None:
         print(f"cannot listen: {f.value}", file=sys.stderr, flush=True)

@@ -76,10 +76,17 @@ import org.pbroker.wire.WireValue;
 public final class PBClient implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(PBClient.class.getName());
 
-    /** Remote method of the server's login object that starts a SCRAM exchange (docs/CRED.md). */
-    public static final String LOGIN_START = "scram_start";
-    /** Remote method of the server's login object that finishes a SCRAM exchange. */
-    public static final String LOGIN_FINISH = "scram_finish";
+    /** Login object method starting a SCRAM exchange: {@code (client_first) -> server_first}. */
+    public static final String LOGIN_START = "login_scram_start";
+    /**
+     * Login object method finishing a SCRAM exchange:
+     * {@code (client_final, mind) -> {"server_final": str, "avatar": ref}}.
+     */
+    public static final String LOGIN_FINISH = "login_scram_finish";
+    /** Login object method for an anonymous login: {@code (mind) -> avatar}. */
+    public static final String LOGIN_ANONYMOUS = "login_anonymous";
+    /** Login object method logging in with the TLS client certificate: {@code (mind) -> avatar}. */
+    public static final String LOGIN_CERTIFICATE = "login_certificate";
 
     /** Connection options; the setters return {@code this} for chaining. */
     public static final class Options {
@@ -367,29 +374,33 @@ public final class PBClient implements AutoCloseable {
     }
 
     /**
-     * Log in with SCRAM-SHA-256 (docs/CRED.md): {@code scram_start(client_first)} then
-     * {@code scram_finish(client_final, mind)} on the server's bootstrap (login) object. The
-     * server's signature is verified before the avatar is handed out.
+     * Log in with SCRAM-SHA-256 on the server's login object (object 0 of a server serving a
+     * portal; see {@code broker/login.py} and docs/CRED.md): {@code login_scram_start(client_first)}
+     * then {@code login_scram_finish(client_final, mind)}. The password never leaves this process,
+     * and the server's signature is verified before the avatar is handed out.
      *
      * @param username the user name
-     * @param password the password (never sent; only a proof is)
-     * @return the avatar the server returns (usually a {@link RemoteReference}); fails with
-     *     {@link RemoteException} (e.g. {@code UnauthorizedLogin}) or {@link ScramException} if
-     *     the server cannot prove it knows the user's key
+     * @param password the password
+     * @return the avatar; fails with {@link RemoteException} of remote type
+     *     {@code cred.error.UnauthorizedLogin} for any refused login, or with
+     *     {@link ScramException} if the server cannot prove it knows the user's key (the connection
+     *     is then closed: the server is an impostor)
      */
-    public CompletableFuture<Object> login(String username, String password) {
+    public CompletableFuture<RemoteReference> login(String username, String password) {
         return login(username, password, null);
     }
 
     /**
-     * Log in with SCRAM-SHA-256, passing a "mind" the server may call back.
+     * Log in with SCRAM-SHA-256, passing a "mind": an object of ours the server's realm receives
+     * by reference and may call back.
      *
      * @param username the user name
      * @param password the password
-     * @param mind an object the server's realm receives, or null
+     * @param mind an object for the realm, or null
      * @return the avatar
      */
-    public CompletableFuture<Object> login(String username, String password, Referenceable mind) {
+    public CompletableFuture<RemoteReference> login(String username, String password,
+            Referenceable mind) {
         ScramClient scram;
         try {
             scram = new ScramClient(username, password, null, options.minScramIterations,
@@ -404,26 +415,63 @@ public final class PBClient implements AutoCloseable {
                     try {
                         clientFinal = scram.clientFinal(serverFirst);
                     } catch (ScramException e) {
+                        close();
                         throw new CompletionException(e);
                     }
                     return login.callRemote(LOGIN_FINISH, clientFinal, mind);
                 })
                 .thenApply(result -> {
-                    List<?> pair = Values.convert(result, List.class);
-                    if (pair.size() != 2 || !(pair.get(0) instanceof String serverFinal)) {
+                    Object serverFinal = result instanceof Map<?, ?> m ? m.get("server_final") : null;
+                    Object avatar = result instanceof Map<?, ?> m ? m.get("avatar") : null;
+                    if (!(serverFinal instanceof String text)) {
+                        close();
                         throw new CompletionException(new ScramException(
-                                "login answer must be [server_final, avatar], got " + result));
+                                "malformed login_scram_finish answer: " + result));
                     }
                     try {
-                        scram.verifyServerFinal(serverFinal);
+                        scram.verifyServerFinal(text); // mutual authentication
                     } catch (ScramException e) {
-                        if (pair.get(1) instanceof RemoteReference avatar) {
-                            avatar.close();
+                        if (avatar instanceof RemoteReference ref) {
+                            ref.close();
                         }
+                        close();
                         throw new CompletionException(e);
                     }
-                    return pair.get(1);
+                    return avatar(avatar);
                 }));
+    }
+
+    /**
+     * Log in anonymously ({@code login_anonymous(mind)}), if the server's portal allows it.
+     *
+     * @param mind an object for the realm, or null
+     * @return the avatar
+     */
+    public CompletableFuture<RemoteReference> loginAnonymous(Referenceable mind) {
+        return getRootObject().thenCompose(login -> login.callRemote(LOGIN_ANONYMOUS, mind))
+                .thenApply(PBClient::avatar);
+    }
+
+    /**
+     * Log in with the certificate this client presented in the TLS handshake
+     * ({@code login_certificate(mind)}; connect with {@link #connectTls} and an SSLContext holding
+     * the client key).
+     *
+     * @param mind an object for the realm, or null
+     * @return the avatar
+     */
+    public CompletableFuture<RemoteReference> loginWithCertificate(Referenceable mind) {
+        return getRootObject().thenCompose(login -> login.callRemote(LOGIN_CERTIFICATE, mind))
+                .thenApply(PBClient::avatar);
+    }
+
+    private static RemoteReference avatar(Object avatar) {
+        if (avatar instanceof RemoteReference ref) {
+            return ref;
+        }
+        throw new CompletionException(new BrokerException(
+                "the server answered the login with " + Values.describe(avatar)
+                        + ", not an avatar reference"));
     }
 
     /**
@@ -566,6 +614,9 @@ public final class PBClient implements AutoCloseable {
      * undo the export counts if encoding fails.
      */
     private byte[] encodeWithRefs(Message message) {
+        if (LOG.isLoggable(Level.FINEST)) {
+            LOG.finest(this + " -> " + message);
+        }
         List<Long> sent = new ArrayList<>();
         WireEncoder encoder = new WireEncoder(obj -> toWire(obj, sent), peerMaxFrameSize());
         try {
@@ -686,6 +737,9 @@ public final class PBClient implements AutoCloseable {
                 goodbyeAndClose(new Goodbye(Wire.INVALID, e.getMessage()), e);
                 return;
             }
+            if (LOG.isLoggable(Level.FINEST)) {
+                LOG.finest(PBClient.this + " <- " + message);
+            }
             if (!problems.isEmpty()) {
                 RuntimeException problem = problems.get(0);
                 problems.clear();
@@ -734,7 +788,10 @@ public final class PBClient implements AutoCloseable {
         } else if (message instanceof ErrorMessage error) {
             questions.fail(error.requestId(), exceptionFrom(error.failure()));
         } else if (message instanceof Call call) {
-            deliver(() -> handleCall(call));
+            // Look the target up now, in message order: a decref that follows this call on the
+            // wire must not free the object before the call runs.
+            Object target = exports.get(call.target());
+            deliver(() -> handleCall(call, target));
         } else if (message instanceof Cancel cancel) {
             CompletableFuture<?> running = answers.get(cancel.requestId());
             if (running != null) {
@@ -772,14 +829,13 @@ public final class PBClient implements AutoCloseable {
 
     // --- incoming calls (callback executor) ---------------------------------------------------
 
-    private void handleCall(Call call) {
+    private void handleCall(Call call, Object target) {
         boolean noAnswer = !call.answerWanted();
         if ((call.flags() & ~Wire.CALL_NO_ANSWER) != 0) {
             reply(call, null, new UnimplementedException("broker.UnsupportedFlags", "call flags "
                     + call.flags() + " use bits this peer does not implement", null));
             return;
         }
-        Object target = exports.get(call.target());
         if (target == null && call.target() == Wire.BOOTSTRAP_ID) {
             reply(call, null, new UnimplementedException("broker.NoSuchObject",
                     "this client has no bootstrap object", null));
@@ -876,6 +932,9 @@ public final class PBClient implements AutoCloseable {
     }
 
     private void sendQuietly(Message message) {
+        if (LOG.isLoggable(Level.FINEST)) {
+            LOG.finest(this + " -> " + message);
+        }
         try {
             conn.send(new WireEncoder().encodeBody(message));
         } catch (IOException e) {

@@ -40,6 +40,7 @@ import org.junit.jupiter.api.Test;
 class InteropTest {
     private static Process server;
     private static int port;
+    private static int loginPort;
     private PBClient client;
 
     record Point(long x, double y) {}
@@ -88,7 +89,9 @@ class InteropTest {
         });
         String first = line.get(30, TimeUnit.SECONDS);
         assertTrue(first != null && first.startsWith("PORT "), "fixture said: " + first);
-        port = Integer.parseInt(first.substring(5).trim());
+        String[] words = first.trim().split(" ");
+        port = Integer.parseInt(words[1]);
+        loginPort = Integer.parseInt(words[3]);
     }
 
     @AfterAll
@@ -214,6 +217,39 @@ class InteropTest {
         CompletableFuture<Object> pending = root.callRemote("slow", 5.0);
         client.close();
         assertInstanceOf(ConnectionLostException.class, failure(pending));
+    }
+
+    static final class Mind implements Referenceable {
+        @Remote
+        public String hello(String who) {
+            return "hello from Java, " + who;
+        }
+    }
+
+    @Test
+    void scramLoginGivesTheAvatar() throws Exception {
+        try (PBClient c = PBClient.connect("127.0.0.1", loginPort)) {
+            RemoteReference avatar = get(c.login("alice", "s3cret", new Mind()));
+            assertEquals("alice", get(avatar.callRemote("whoami")));
+            assertEquals("hello from Java, py", get(avatar.callRemote("ask_mind", "hello", "py")));
+        }
+    }
+
+    @Test
+    void wrongPasswordIsUnauthorized() throws Exception {
+        try (PBClient c = PBClient.connect("127.0.0.1", loginPort)) {
+            RemoteException e = assertInstanceOf(RemoteException.class,
+                    failure(c.login("alice", "wrong")));
+            assertEquals("cred.error.UnauthorizedLogin", e.remoteType());
+        }
+    }
+
+    @Test
+    void anonymousLogin() throws Exception {
+        try (PBClient c = PBClient.connect("127.0.0.1", loginPort)) {
+            RemoteReference avatar = get(c.loginAnonymous(null));
+            assertEquals("anonymous", get(avatar.callRemote("whoami")));
+        }
     }
 
     @Test

@@ -308,6 +308,8 @@ class PBClientTest {
         Throwable e = failure(root.callRemote("m", new Object()));
         assertInstanceOf(LimitExceededException.class, e);
         assertTrue(e.getMessage().contains("cannot encode"), e.getMessage());
+        Throwable k = failure(root.callRemote("m", Map.of(List.of(1), 2)));
+        assertTrue(k.getMessage().contains("map keys"), k.getMessage());
         root.callRemote("after");
         assertEquals("after", server.expect(Call.class).method());
     }

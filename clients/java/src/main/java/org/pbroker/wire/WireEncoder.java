@@ -197,7 +197,14 @@ public final class WireEncoder {
         } else if (v instanceof Map<?, ?> map) {
             p.packMapHeader(map.size());
             for (Map.Entry<?, ?> e : map.entrySet()) {
-                pack(p, e.getKey(), depth + 1);
+                Object key = e.getKey();
+                if (!(key == null || key instanceof Boolean || key instanceof Number
+                        || key instanceof String || key instanceof Character
+                        || key instanceof byte[] || key instanceof Enum<?>)) {
+                    throw new UnencodableValueException("map keys must be nil, bool, int, float,"
+                            + " str or bin, not " + key.getClass().getName());
+                }
+                pack(p, key, depth + 1);
                 pack(p, e.getValue(), depth + 1);
             }
         } else if (v.getClass().isArray()) {

@@ -30,6 +30,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.pbroker.wire.FrameTooLargeException;
 import org.pbroker.wire.MessageTooLargeException;
+import org.pbroker.wire.TruncatedFrameException;
 
 class FramedConnectionTest {
     private ServerSocket server;
@@ -160,6 +161,20 @@ class FramedConnectionTest {
             assertTrue(e.getMessage().contains(Long.toString(0xFFFFFFF0L)), e.getMessage());
             assertTrue(conn.isClosed());
         }
+    }
+
+    @Test
+    void endOfStreamInsideAFrameIsATruncatedFrame() throws Exception {
+        FramedConnection conn = connect();
+        Recorder rec = new Recorder();
+        conn.start(rec);
+        try (Socket peer = server.accept()) {
+            DataOutputStream out = new DataOutputStream(peer.getOutputStream());
+            out.writeInt(10);
+            out.write(new byte[] {1, 2, 3});
+            out.flush();
+        }
+        assertInstanceOf(TruncatedFrameException.class, rec.closed.get(5, TimeUnit.SECONDS));
     }
 
     @Test

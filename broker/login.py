@@ -1,0 +1,317 @@
+"""Login with perspectives: a cred Portal served over the broker, and the client side of it.
+
+``broker.serve(reactor, endpoint, portal)`` gives every connection a fresh :class:`LoginObject`
+as its bootstrap object 0. Before login that object is all a client can reach (references are
+capabilities: nothing else has been sent to it); a successful login answers with a reference to
+the avatar the realm made, an :class:`Avatar` whose ``perspective_<name>`` methods are the
+client's whole API, and makes the avatar the connection's ``perspective`` (what
+``Viewable.view_<name>`` receives). The realm's logout runs once, when the connection closes.
+
+The calls on object 0 (``docs/PROTOCOL.md`` section 14, which the Java client implements)::
+
+    login_scram_start(client_first) -> server_first
+    login_scram_finish(client_final, mind) -> {"server_final": str, "avatar": ref}
+    login_anonymous(mind) -> avatar ref
+    login_certificate(mind) -> avatar ref        (the connection's TLS client certificate)
+
+Every failed login fails with ``cred.error.UnauthorizedLogin`` and its fixed message, whatever
+went wrong (bad proof, unknown user, malformed message, throttled, realm refused), so a client
+learns nothing that helps guessing. SCRAM (``cred.scram``) keeps the password and anything
+replayable off the wire; the client checks the server's signature before it uses the avatar.
+
+This is the only broker module that imports ``cred``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from zope.interface import Interface, implementer
+
+from cred.checkers import IScramVerifierSource
+from cred.credentials import (
+    Anonymous,
+    ClientCertificate,
+    IAnonymous,
+    IUsernamePassword,
+    IUsernameScramSha256,
+)
+from cred.error import LoginFailed, ScramError, UnauthorizedLogin
+from cred.portal import Portal
+from cred.scram import ScramClient, ScramServer, ScramVerifier
+from cred.throttle import LoginThrottle
+from net.defer import CancelledError, Deferred, Failure, ensure_deferred
+
+from . import api
+from .errors import RemoteError
+from .flavors import Caller, Referenceable, Root
+from .session import RemoteReference, Session
+
+__all__ = [
+    "IPerspective",
+    "Avatar",
+    "CertificateLogin",
+    "PortalRoot",
+    "LoginObject",
+    "AlreadyLoggedIn",
+    "LoginSequenceError",
+    "login",
+    "login_with",
+]
+
+log = logging.getLogger(__name__)
+
+UNAUTHORIZED_TYPE = "cred.error.UnauthorizedLogin"
+
+
+class IPerspective(Interface):
+    """What the broker asks the realm for: an avatar a remote client may call.
+
+    The avatar must be a :class:`~broker.flavors.Referenceable` (usually an :class:`Avatar`),
+    because the login answers with a reference to it.
+    """
+
+
+@implementer(IPerspective)
+class Avatar(Referenceable):
+    """A logged-in user's object: remote calls reach ``perspective_<name>`` methods only.
+
+    A distinct prefix keeps an avatar's API separate from anything ``remote_`` a base class
+    may have, so what a user can do is exactly what is spelled ``perspective_``.
+    """
+
+    def remote_message_received(self, caller: Caller, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        method = getattr(self, "perspective_" + name, None)
+        if method is None:
+            raise AttributeError(name)
+        return method(*args, **kwargs)
+
+
+class CertificateLogin:
+    """Client credentials meaning "log me in with the certificate I presented to TLS".
+
+    It carries nothing: the certificate already went through the TLS handshake, which proved
+    that the client holds its key. The server reads it from the connection.
+    """
+
+    def __repr__(self) -> str:
+        return "CertificateLogin()"
+
+
+class AlreadyLoggedIn(RemoteError):
+    """A login call on a connection that is logged in (wire type ``broker.AlreadyLoggedIn``)."""
+
+    def __init__(self, remote_type: str = "broker.AlreadyLoggedIn",
+                 message: str = "this connection is already logged in", remote_traceback: str | None = None) -> None:
+        super().__init__(remote_type, message, remote_traceback)
+
+
+class LoginSequenceError(RemoteError):
+    """A login call out of order, e.g. finish before start (wire type ``broker.LoginSequenceError``)."""
+
+    def __init__(self, remote_type: str = "broker.LoginSequenceError",
+                 message: str = "login call out of order", remote_traceback: str | None = None) -> None:
+        super().__init__(remote_type, message, remote_traceback)
+
+
+#: Wire type names the client turns back into these classes.
+_LOGIN_ERRORS: dict[str, type[RemoteError]] = {
+    "broker.AlreadyLoggedIn": AlreadyLoggedIn,
+    "broker.LoginSequenceError": LoginSequenceError,
+}
+
+
+def _no_verifiers(username: str) -> ScramVerifier | None:
+    return None
+
+
+# -- server ----------------------------------------------------------------------------------
+
+
+class PortalRoot(Root):
+    """What ``broker.serve`` turns a Portal into: one :class:`LoginObject` per connection.
+
+    The throttle is shared by every connection, so guessing from many connections counts
+    together; the default allows 5 failures a minute per user and per peer host.
+    """
+
+    def __init__(self, portal: Portal, *, throttle: LoginThrottle | None = None) -> None:
+        self.portal = portal
+        self.throttle = throttle if throttle is not None else LoginThrottle()
+        checker = portal.checker_for(IUsernameScramSha256)
+        # Without a verifier source every SCRAM login still runs (against fake verifiers) and
+        # fails at the proof, like an unknown user: nothing tells a client what is configured.
+        self.verifiers: Any = checker if IScramVerifierSource.providedBy(checker) else _no_verifiers
+
+    def root_object(self, caller: Caller) -> Referenceable:
+        assert isinstance(caller, Session)
+        return LoginObject(self, caller)
+
+
+class LoginObject(Referenceable):
+    """One connection's bootstrap object until (and after) it logs in; see the module doc.
+
+    States (docs/PROTOCOL.md 14.2): idle, open exchange (after ``login_scram_start``), busy (a
+    login call is running), logged in. A login call while busy is a LoginSequenceError, any
+    other from idle or an open exchange starts over, a failure returns to idle, and once logged
+    in every login call fails with AlreadyLoggedIn.
+    """
+
+    def __init__(self, root: PortalRoot, session: Session) -> None:
+        self._root = root
+        self._session = session
+        self._scram: ScramServer | None = None
+        self._busy = False
+        self._logged_in = False
+
+    def __repr__(self) -> str:
+        return f"<LoginObject {self._session!r}>"
+
+    # -- the four calls ----------------------------------------------------------------------
+
+    def remote_login_scram_start(self, client_first: str) -> Deferred[str]:
+        self._check_idle("login_scram_start")
+        self._scram = None
+        scram = ScramServer(self._root.verifiers)
+
+        def attempt() -> str:
+            server_first = scram.server_first(client_first)
+            self._scram = scram
+            return server_first
+
+        return self._guard(None, attempt)
+
+    def remote_login_scram_finish(self, client_final: str, mind: Any = None) -> Deferred[dict[str, Any]]:
+        self._check_idle("login_scram_finish")
+        scram, self._scram = self._scram, None
+        if scram is None:
+            raise LoginSequenceError(message="login_scram_finish needs a successful login_scram_start first")
+
+        def attempt() -> Deferred[dict[str, Any]]:
+            server_final = scram.server_final(client_final)  # UnauthorizedLogin / ScramError
+            d = self._portal_login(scram.credentials(), mind)
+            return d.add_callback(lambda avatar: {"server_final": server_final, "avatar": avatar})
+
+        return self._guard(scram.claimed_username, attempt)
+
+    def remote_login_anonymous(self, mind: Any = None) -> Deferred[Referenceable]:
+        self._check_idle("login_anonymous")
+        self._scram = None
+        return self._guard(None, lambda: self._portal_login(Anonymous(), mind))
+
+    def remote_login_certificate(self, mind: Any = None) -> Deferred[Referenceable]:
+        self._check_idle("login_certificate")
+        self._scram = None
+
+        def attempt() -> Deferred[Referenceable]:
+            cert = self._session.peer_certificate
+            if cert is None:  # not TLS, or the client sent no certificate
+                raise UnauthorizedLogin()
+            return self._portal_login(ClientCertificate(cert), mind)
+
+        return self._guard(None, attempt)
+
+    # -- machinery -------------------------------------------------------------------------------
+
+    def _check_idle(self, method: str) -> None:
+        if self._logged_in:
+            raise AlreadyLoggedIn()
+        if self._busy:
+            raise LoginSequenceError(message=f"{method}: another login call on this connection is still running")
+
+    def _guard(self, username: str | None, attempt: Callable[[], Any]) -> Deferred[Any]:
+        """Run one login step under the throttle; every failure becomes UnauthorizedLogin."""
+        peer = self._session.peer
+        host = getattr(peer, "host", peer)
+        self._busy = True
+        d = self._root.throttle.guard(username, host, attempt)
+
+        def done(result: Any) -> Any:
+            self._busy = False
+            return result
+
+        return d.add_both(done).add_errback(self._refuse)
+
+    def _refuse(self, failure: Failure) -> Failure:
+        self._scram = None
+        if failure.check(CancelledError):  # the connection closed: nobody to answer
+            return failure
+        if failure.check(LoginFailed):
+            log.info("%r: login refused: %s", self._session, failure.value)
+        else:
+            log.error("%r: login failed with a server error: %s", self._session, failure.get_traceback())
+        raise UnauthorizedLogin()
+
+    def _portal_login(self, credentials: Any, mind: Any) -> Deferred[Referenceable]:
+        return self._root.portal.login(credentials, mind, IPerspective).add_callback(self._logged_in_as)
+
+    def _logged_in_as(self, result: tuple[Any, Any, Callable[[], None]]) -> Referenceable:
+        _interface, avatar, logout = result
+        self._session.on_close(logout)  # runs once, and at once if the connection is gone already
+        if not isinstance(avatar, Referenceable):
+            raise TypeError(f"the realm's avatar {avatar!r} is not Referenceable (subclass broker.Avatar)")
+        self._logged_in = True
+        self._session.perspective = avatar
+        return avatar
+
+
+# -- client ----------------------------------------------------------------------------------
+
+
+def login(reactor: Any, endpoint: str, credentials: Any, mind: Referenceable | None = None,
+          **options: Any) -> Deferred[RemoteReference]:
+    """Connect to ``endpoint``, log in, and fire with a reference to the avatar.
+
+    ``credentials``: ``cred.credentials.UsernamePassword`` (SCRAM-SHA-256: the password never
+    leaves this process), ``cred.credentials.Anonymous()``, or :class:`CertificateLogin`
+    (with a ``tls:`` endpoint carrying ``cert=`` and ``key=``). ``mind`` is an object of ours the
+    server's realm receives as a reference, to call back into. Options as for ``broker.connect``.
+    A failed login fails with a ``cred.error.LoginFailed`` (usually ``UnauthorizedLogin``) and
+    closes the connection; so does a server that cannot prove it knows the password.
+    Disconnect with ``avatar.session.disconnect()`` (that is also the logout).
+    """
+
+    async def connect_and_login() -> RemoteReference:
+        root = await api.connect(reactor, endpoint, **options)
+        try:
+            return await login_with(root, credentials, mind)
+        except BaseException:
+            root.session.disconnect()
+            raise
+
+    return ensure_deferred(connect_and_login())
+
+
+async def login_with(root: RemoteReference, credentials: Any, mind: Referenceable | None = None) -> RemoteReference:
+    """Log in on an open connection whose ``root`` is a server's login object; the avatar.
+
+    Raises ``UnauthorizedLogin`` for a refused login and ``ScramError`` for a server whose
+    signature does not verify (the caller should disconnect: :func:`login` does).
+    """
+    try:
+        if IUsernamePassword.providedBy(credentials):
+            client = ScramClient(credentials.username, credentials.password)
+            server_first = await root.call_remote("login_scram_start", client.client_first())
+            result = await root.call_remote("login_scram_finish", client.client_final(server_first), mind)
+            if not (isinstance(result, dict) and isinstance(result.get("server_final"), str)):
+                raise ScramError(f"malformed login_scram_finish answer: {result!r:.80}")
+            client.verify_server_final(result["server_final"])  # mutual authentication
+            avatar = result.get("avatar")
+        elif IAnonymous.providedBy(credentials):
+            avatar = await root.call_remote("login_anonymous", mind)
+        elif isinstance(credentials, CertificateLogin):
+            avatar = await root.call_remote("login_certificate", mind)
+        else:
+            raise TypeError(f"cannot log in with {credentials!r}: use UsernamePassword, Anonymous or CertificateLogin")
+    except RemoteError as exc:
+        if exc.remote_type == UNAUTHORIZED_TYPE:
+            raise UnauthorizedLogin() from exc
+        known = _LOGIN_ERRORS.get(exc.remote_type)
+        if known is not None and type(exc) is RemoteError:
+            raise known(exc.remote_type, exc.message, exc.remote_traceback) from None
+        raise
+    if not isinstance(avatar, RemoteReference):
+        raise LoginFailed(f"the server answered the login with {avatar!r:.80}, not an avatar reference")
+    return avatar
