@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench java-test clean
+.PHONY: demo test typecheck venv bench java-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -19,7 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) typecheck
 	@if [ -d clients/java ]; then $(MAKE) java-test; fi
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
 
 java-test:
 	bash clients/java/build.sh test

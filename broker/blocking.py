@@ -56,7 +56,11 @@ class _ReactorThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
-            self.reactor.call_from_thread(lambda: deferred_box and deferred_box[0].cancel())
+            def cancel() -> None:
+                if deferred_box:
+                    deferred_box[0].cancel()
+
+            self.reactor.call_from_thread(cancel)
             raise TimeoutError(f"no result within {timeout} seconds") from None
 
 

@@ -43,6 +43,7 @@ class BrokerProtocol(Protocol):
             transport.write,
             self._close,
             self.reactor.call_from_thread,
+            schedule=self.reactor.call_soon,
             root=self._root,
             registry=self._registry,
             limits=self._limits,

@@ -139,6 +139,7 @@ class Session:
         close: Callable[[BaseException | None], None],
         wake: Callable[[Callable[[], None]], None],
         *,
+        schedule: Callable[[Callable[[], None]], object] | None = None,
         root: Referenceable | None = None,
         registry: CopyRegistry | None = None,
         limits: Limits = Limits(),
@@ -154,6 +155,12 @@ class Session:
         self._send = send
         self._close = close
         self._wake = wake
+        self._schedule = schedule
+        # Frames wait in the outbox until the end of the current burst (one receive_data, or one
+        # loop iteration of calls) and leave in one write: one syscall for a burst, not one each.
+        self._outbox: list[bytes] = []
+        self._receiving = False
+        self._flush_scheduled = False
         self.registry = registry or default_registry
         self.limits = limits
         self.debug = debug
@@ -193,22 +200,57 @@ class Session:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the peer; decoded messages are handled in order."""
+        self._decoder.receive_data(data)
+        self.process_received()
+
+    def process_received(self) -> None:
+        """Handle every complete message the decoder holds; what they cause leaves in one write."""
         decoder = self._decoder
-        decoder.receive_data(data)
-        while self.state is not State.CLOSED:
-            try:
-                message = decoder.next_message()
-            except wire.RemoteProtocolError as exc:
-                self._protocol_error(exc)
-                return
-            if message is wire.NEED_DATA or message is wire.CLOSED:
-                return
-            problems = self._problems
-            if problems:
-                self._problems = []
-                self._handle_undecodable(message, problems[0])
-            else:
-                self._dispatch(message)
+        self._receiving = True
+        try:
+            while self.state is not State.CLOSED:
+                try:
+                    message = decoder.next_message()
+                except wire.RemoteProtocolError as exc:
+                    self._protocol_error(exc)
+                    return
+                if message is wire.NEED_DATA or message is wire.CLOSED:
+                    return
+                problems = self._problems
+                if problems:
+                    self._problems = []
+                    self._handle_undecodable(message, problems[0])
+                else:
+                    self._dispatch(message)
+        finally:
+            self._receiving = False
+            if self._outbox:
+                self._flush()
+
+    def _queue(self, frame: bytes) -> None:
+        """Send ``frame`` at the end of the current burst."""
+        self._outbox.append(frame)
+        if self._receiving or self._flush_scheduled:
+            return
+        if self._schedule is None:
+            self._flush()
+        else:
+            self._flush_scheduled = True
+            self._schedule(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outbox = self._outbox
+        if not outbox or self.state is State.CLOSED:
+            outbox.clear()
+            return
+        self._outbox = []
+        self._send(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+
+    def _close_now(self, reason: BaseException | None) -> None:
+        """Close after sending what is queued (a goodbye, answers already made)."""
+        self._flush()
+        self._close(reason)
 
     def connection_lost(self, reason: BaseException | None = None) -> None:
         """The connection is gone: fail pending calls, run disconnect callbacks once, clear tables."""
@@ -216,6 +258,7 @@ class Session:
             return
         was_handshaking = self.state is State.HANDSHAKE
         self.state = State.CLOSED
+        self._outbox.clear()
         lost = ConnectionLost(f"connection lost: {reason}" if reason else "connection lost")
         if reason is not None:
             lost.__cause__ = reason
@@ -244,18 +287,18 @@ class Session:
     def disconnect(self) -> None:
         """Close the connection cleanly (pending calls fail with ConnectionLost)."""
         if self.state is State.OPEN:
-            self._send(self._encoder.encode(Goodbye("normal", "")))
+            self._queue(self._encoder.encode(Goodbye("normal", "")))
         if self.state is not State.CLOSED:
-            self._close(None)
+            self._close_now(None)
 
     def _protocol_error(self, exc: wire.RemoteProtocolError) -> None:
         """The peer broke the protocol: say why in a Goodbye, log it, close this connection only."""
         log.warning("%r: closing, peer sent bad data: %s", self, exc)
         try:
-            self._send(self._encoder.encode(Goodbye(exc.kind, str(exc)[:1000])))
+            self._queue(self._encoder.encode(Goodbye(exc.kind, str(exc)[:1000])))
         except wire.WireError:
             pass
-        self._close(exc)
+        self._close_now(exc)
 
     # -- calls out -----------------------------------------------------------------------------
 
@@ -275,16 +318,16 @@ class Session:
         except Exception as exc:
             return fail(exc)
         if no_answer:
-            self._send(frame)
+            self._queue(frame)
             return Deferred()
         d: Deferred[Any] = Deferred(lambda d: self._cancel_question(request_id))
         self.questions[request_id] = d
-        self._send(frame)
+        self._queue(frame)
         return d
 
     def _cancel_question(self, request_id: int) -> None:
         if self.questions.pop(request_id, None) is not None and self.state is State.OPEN:
-            self._send(self._encoder.encode(Cancel(request_id)))
+            self._queue(self._encoder.encode(Cancel(request_id)))
 
     # -- disconnect notifications --------------------------------------------------------------
 
@@ -327,7 +370,7 @@ class Session:
             self._handle_hello(message)
         elif kind is Goodbye:
             log.info("%r: peer said goodbye (%s) %s", self, message.kind, message.message)
-            self._close(ConnectionLost(f"peer closed the connection: {message.kind} {message.message}".rstrip()))
+            self._close_now(ConnectionLost(f"peer closed the connection: {message.kind} {message.message}".rstrip()))
         else:
             log.info("%r: ignoring unsupported message %r", self, message)
 
@@ -356,7 +399,7 @@ class Session:
         no_answer = call.flags & CALL_NO_ANSWER
         target = self.exports.get(call.target)
         if target is None:
-            error = InvalidReferenceError("broker.NoSuchObject", f"object {call.target} does not exist or was never given to you")
+            error: RemoteError = InvalidReferenceError("broker.NoSuchObject", f"object {call.target} does not exist or was never given to you")
             self._send_error(call.request_id, error, no_answer)
             return
         if len(self.answers) >= self.limits.max_running_calls:
@@ -411,7 +454,7 @@ class Session:
         except Exception as exc:
             self._send_error(request_id, exc)
             return
-        self._send(frame)
+        self._queue(frame)
 
     def _send_error(self, request_id: int, exc: BaseException, no_answer: int = 0, failure: Failure | None = None) -> None:
         if no_answer:
@@ -419,7 +462,7 @@ class Session:
             return
         if self.state is State.CLOSED:
             return
-        self._send(self._encoder.encode(Error(request_id, self._failure_info(exc, failure))))
+        self._queue(self._encoder.encode(Error(request_id, self._failure_info(exc, failure))))
 
     # -- values to and from the wire -----------------------------------------------------------
 
@@ -538,4 +581,5 @@ class Session:
         releases = self.imports.collect_releases(died)
         if releases:
             encode = self._encoder.encode
-            self._send(b"".join(encode(Decref(object_id, count)) for object_id, count in releases.items()))
+            for object_id, count in releases.items():
+                self._queue(encode(Decref(object_id, count)))

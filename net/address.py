@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 __all__ = ["IPv4Address", "IPv6Address", "UNIXAddress", "Address", "address_from_sockaddr"]
 
@@ -35,10 +35,10 @@ def address_from_sockaddr(kind: Literal["TCP", "UDP"], family: int, sockaddr: ob
     import socket
 
     if family == socket.AF_INET:
-        host, port = sockaddr  # type: ignore[misc]
+        host, port = cast("tuple[str, int]", sockaddr)
         return IPv4Address(kind, host, port)
     if family == socket.AF_INET6:
-        host, port = sockaddr[:2]  # type: ignore[index]
+        host, port = cast("tuple[str, int, int, int]", sockaddr)[:2]  # (host, port, flowinfo, scope_id)
         return IPv6Address(kind, host, port)
-    name = sockaddr.decode() if isinstance(sockaddr, bytes) else sockaddr
-    return UNIXAddress(name or None)  # type: ignore[arg-type]
+    name = sockaddr.decode() if isinstance(sockaddr, bytes) else cast("str | None", sockaddr)
+    return UNIXAddress(name or None)

@@ -15,7 +15,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import broker  # noqa: E402
-from net.defer import Deferred  # noqa: E402
+from net.defer import Deferred, Failure  # noqa: E402
 from net.reactor import make_reactor  # noqa: E402
 from shared import Vector  # noqa: E402
 
@@ -71,7 +71,12 @@ def main(argv: list[str]) -> None:
     reactor = make_reactor()
     d = broker.serve(reactor, endpoint, Calculator(reactor))
     d.add_callback(lambda port: print(f"listening on {port.get_host().host}:{port.get_host().port}", flush=True))
-    d.add_errback(lambda f: (print(f"cannot listen: {f.value}", file=sys.stderr), reactor.stop()))
+
+    def cannot_listen(failure: Failure) -> None:
+        print(f"cannot listen: {failure.value}", file=sys.stderr)
+        reactor.stop()
+
+    d.add_errback(cannot_listen)
     reactor.run()
 
 
