@@ -3,6 +3,7 @@
 #
 #   bash clients/java/build.sh test     install what is missing, compile, run the JUnit suite
 #   bash clients/java/build.sh package  same, then build target/pbroker-client-*.jar
+#   bash clients/java/build.sh compile  install what is missing, compile target/classes only
 #   bash clients/java/build.sh deps     only install the Debian packages
 #
 # Maven Central is not reachable: every jar and Maven plugin comes from Debian packages, which
@@ -41,7 +42,7 @@ install_deps() {
 }
 
 mvn_offline() {
-    (cd "$HERE" && mvn -o -B -q -Dmaven.repo.local="$REPO" "$@")
+    (cd "$HERE" && mvn -o -B -q -Dstyle.color=never -Dmaven.repo.local="$REPO" "$@")
 }
 
 cmd="${1:-test}"
@@ -61,8 +62,12 @@ case "$cmd" in
         install_deps
         mvn_offline package
         ;;
+    compile)
+        install_deps
+        mvn_offline compile
+        ;;
     *)
-        echo "usage: $0 [test|package|deps]" >&2
+        echo "usage: $0 [test|package|compile|deps]" >&2
         exit 2
         ;;
 esac

@@ -56,6 +56,13 @@ class InteropTest {
             return values.stream().mapToLong(Long::longValue).sum();
         }
 
+        final CompletableFuture<String> recorded = new CompletableFuture<>();
+
+        @Remote
+        public void record(String s) {
+            recorded.complete(s);
+        }
+
         @Remote
         public void explode() {
             throw new UnsupportedOperationException("no way");
@@ -192,6 +199,16 @@ class InteropTest {
         assertTrue(e.remoteMessage().contains("no way"), e.getMessage());
         assertInstanceOf(RemoteException.class,
                 failure(root.callRemote("call_back", listener, "missing")));
+    }
+
+    @Test
+    void oneWayCallsRunWithoutAnAnswer() throws Exception {
+        RemoteReference root = root();
+        Listener listener = new Listener();
+        // nothing comes back for the call itself; its effect is the server calling us
+        root.callRemoteNoAnswer("call_back", listener, "record", "fire");
+        assertEquals(0, client.pendingCalls());
+        assertEquals("fire", listener.recorded.get(10, TimeUnit.SECONDS));
     }
 
     @Test

@@ -85,7 +85,7 @@ class LoginTest {
         }
         if (!Arrays.equals(MessageDigest.getInstance("SHA-256").digest(clientKey), storedKey)) {
             server.send(new ErrorMessage(finish.requestId(), new FailureInfo("failed",
-                    "cred.error.UnauthorizedLogin", "Unauthorized login", null)));
+                    "cred.error.UnauthorizedLogin", "login failed: invalid credentials", null)));
             return -1;
         }
         byte[] serverSig = hmac(hmac(salted, "Server Key"), authMessage);
@@ -115,6 +115,8 @@ class LoginTest {
                 () -> avatar.get(20, TimeUnit.SECONDS));
         RemoteException r = assertInstanceOf(RemoteException.class, e.getCause());
         assertEquals("cred.error.UnauthorizedLogin", r.remoteType());
+        assertEquals("login failed: invalid credentials", r.remoteMessage());
+        assertEquals("failed", r.kind());
     }
 
     @Test
