@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from zope.interface import implementer
+
 from net.defer import Deferred, Failure
+from net.interfaces import IBufferedProtocol
 from net.protocol import ClientFactory, Factory, Protocol
 
 from .flavors import CopyRegistry, Referenceable
@@ -20,6 +23,7 @@ __all__ = ["BrokerProtocol", "BrokerFactory", "BrokerClientFactory"]
 log = logging.getLogger(__name__)
 
 
+@implementer(IBufferedProtocol)
 class BrokerProtocol(Protocol):
     """One broker connection on a transport."""
 
@@ -80,6 +84,17 @@ class BrokerProtocol(Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.session.receive_data(data)
+
+    # BufferedProtocol shape (net.interfaces.IBufferedProtocol): a TCP transport receives straight
+    # into the wire decoder's reused buffer, so a big frame is not copied chunk by chunk.
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.session._decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        session = self.session
+        session._decoder.buffer_updated(nbytes)
+        session.process_received()
 
     def connection_lost(self, reason: Failure) -> None:
         if self._timer is not None and self._timer.active():

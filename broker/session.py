@@ -499,7 +499,7 @@ class Session:
         """Encode, undoing export counts if encoding fails halfway (nothing was sent)."""
         sent = self._sent_refs = []
         try:
-            return self._encoder.encode(message)
+            return self._encoder.encode_frame(message)  # big frames reuse one buffer: no page faults
         except Exception as exc:
             for object_id in sent:
                 self.exports.undo_send(object_id)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import enum
 import struct
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal, Union
 
@@ -238,6 +239,10 @@ def _body(message: Message) -> list[Any]:
 
 
 _WIRE_VALUE_TYPES: Final = frozenset({ExportedRef, ReturnedRef, CopyState, FailureInfo})
+#: Frame bodies from this size on are encoded by encode_frame() into a reused buffer.
+_REUSE_FROM: Final = 64 * 1024
+#: CPython's reference count tells encode_frame() when its buffer is free again (elsewhere: never).
+_getrefcount: Final = getattr(sys, "getrefcount", None)
 
 
 class WireEncoder:
@@ -259,6 +264,7 @@ class WireEncoder:
         self.max_frame_size = max_frame_size
         self._packer = Packer(use_bin_type=True, autoreset=False, default=self._default)
         self._id_packer = Packer(use_bin_type=True)
+        self._frame: bytearray | None = None  # encode_frame()'s reused buffer for big frames
 
     def encode(self, message: Message) -> bytes:
         """One whole frame (length header + body) for ``message``."""
@@ -274,6 +280,45 @@ class WireEncoder:
                     )
                 frame: bytes = _HEADER.pack(size) + body
                 return frame
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise UnencodableValue(f"cannot encode {type(message).__name__}: {exc}") from exc
+        finally:
+            packer.reset()
+
+    def encode_frame(self, message: Message) -> bytes | bytearray:
+        """Like :meth:`encode`, but a big frame comes in a ``bytearray`` this encoder reuses.
+
+        For transports: frames of at least 64 KiB are written into one buffer that is used again
+        for the next big frame once nothing else refers to it any more (say the transport sent
+        it whole and the caller dropped it); while anything still does, a new one is made. So a
+        stream of big frames needs no fresh allocation each (a fresh megabyte costs page faults,
+        not just a copy). Treat the result as read-only.
+        """
+        packer = self._packer
+        try:
+            packer.pack(_body(message))
+            with packer.getbuffer() as body:
+                size = len(body)
+                if size > self.max_frame_size:
+                    raise MessageTooLarge(
+                        f"{type(message).__name__} encodes to {size} bytes; "
+                        f"the peer accepts at most {self.max_frame_size}"
+                    )
+                if size < _REUSE_FROM or _getrefcount is None:
+                    frame: bytes = _HEADER.pack(size) + body
+                    return frame
+                # Two references: self._frame and getrefcount's argument. More: still in use.
+                if (self._frame is None or _getrefcount(self._frame) > 2
+                        or len(self._frame) < 4 + size):
+                    self._frame = bytearray(4 + size)
+                buffer = self._frame
+                if len(buffer) > 4 + size:
+                    del buffer[4 + size :]
+                _HEADER.pack_into(buffer, 0, size)
+                # Through a memoryview: ``bytearray[a:b] = x`` first copies x into a temporary.
+                with memoryview(buffer) as view:
+                    view[4:] = body
+                return buffer
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise UnencodableValue(f"cannot encode {type(message).__name__}: {exc}") from exc
         finally:
@@ -316,6 +361,11 @@ class WireEncoder:
 _SCALARS: Final = frozenset({type(None), bool, int, float, str, bytes})
 #: Bodies shorter than this are sliced (copied); longer ones are decoded through a memoryview.
 _SLICE_BELOW: Final = 4096
+#: Spare room ``get_buffer`` offers at first; doubled each time a read fills it, up to the max.
+_MIN_READ_SIZE: Final = 4096
+_MAX_READ_SIZE: Final = 256 * 1024
+#: A buffer grown above this (by a frame that big) is dropped once empty instead of kept.
+_RETAIN_CAPACITY: Final = 4 * 1024 * 1024 + 64 * 1024
 
 
 class WireDecoder:
@@ -353,10 +403,11 @@ class WireDecoder:
         self.max_container_length = max_container_length
         self._resolve = resolve
         self._expect_hello = expect_hello
-        self._data = b""
-        self._pos = 0
-        self._chunks: list[bytes] = []
-        self._chunked = 0
+        self._buf = bytearray()
+        self._start = 0
+        self._end = 0
+        self._lent = 0  # size of the view get_buffer() handed out
+        self._read_size = _MIN_READ_SIZE
         self._eof = False
         # An error to raise on the next call: once if deferred by messages(), forever if fatal.
         self._stored_error: Exception | None = None
@@ -384,31 +435,92 @@ class WireDecoder:
 
     # -- stream -----------------------------------------------------------------------------
     #
-    # The buffer is ``_data[_pos:]`` followed by ``_chunks``. A chunk that arrives when nothing is
-    # buffered becomes ``_data`` as it is (no copy: the common case of whole frames per read).
-    # Later chunks are only listed, and joined once the next header, or the whole next frame,
-    # is there; so a big frame arriving in many reads is copied once, not once per read.
+    # The buffer is one ``bytearray`` reused for the life of the decoder: ``_buf[_start:_end]`` is
+    # received but not yet decoded, ``_buf[_end:]`` is spare capacity. Bytes are appended by
+    # ``receive_data`` (one copy) or received straight into the spare capacity by the transport
+    # (``get_buffer``/``buffer_updated``, asyncio's BufferedProtocol shape: no copy at all).
+    # Decoded frames only move ``_start``; the bytes still pending are moved to the front only
+    # when the spare capacity at the end is too small, and the buffer grows geometrically and is
+    # replaced (never resized in place, so a view still held elsewhere cannot break it). Reusing
+    # it matters for big frames: a fresh megabyte costs page faults every time.
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Buffer ``data``; ``b""`` marks the end of the stream."""
+        """Buffer ``data`` (copied); ``b""`` marks the end of the stream."""
         if not data:
             self._eof = True
             return
         if self._eof:
             raise RuntimeError("receive_data() after the end of the stream")
-        if type(data) is not bytes:
-            data = bytes(data)  # we keep it, so it must not change under us
-        if self._pos == len(self._data) and not self._chunks:
-            self._data = data
-            self._pos = 0
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = memoryview(data).cast("B")
+        n = len(data)
+        end = self._end
+        if end + n > len(self._buf):
+            self._make_room(n)
+            end = self._end
+        if n < 4096:
+            self._buf[end : end + n] = data
+        else:  # through a memoryview: ``bytearray[a:b] = x`` copies x to a temporary first
+            with memoryview(self._buf) as view:
+                view[end : end + n] = data
+        self._end = end + n
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Spare capacity at the end of the buffer for the transport to receive into.
+
+        At least ``sizehint`` bytes (when positive) and at least the rest of a frame whose header
+        has arrived, so a big frame takes few reads. Report what was written with
+        :meth:`buffer_updated`; the view must not be used after that.
+        """
+        if self._eof:
+            raise RuntimeError("get_buffer() after the end of the stream")
+        want = self._read_size
+        if sizehint > want:
+            want = sizehint
+        start = self._start
+        pending = self._end - start
+        if pending >= 4:
+            (size,) = _HEADER.unpack_from(self._buf, start)
+            if size <= self.max_frame_size and 4 + size - pending > want:
+                want = 4 + size - pending
+        if len(self._buf) - self._end < want:
+            self._make_room(want)
+        view = memoryview(self._buf)[self._end :]
+        self._lent = len(view)
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the view :meth:`get_buffer` returned."""
+        if not 0 <= nbytes <= self._lent:
+            raise ValueError(f"buffer_updated({nbytes}): the buffer lent was {self._lent} bytes")
+        if nbytes == self._lent and self._read_size < _MAX_READ_SIZE:
+            self._read_size *= 2  # the read filled what we offered: offer more next time
+        self._lent = 0
+        self._end += nbytes
+
+    def _make_room(self, n: int) -> None:
+        """Make ``_buf[_end:]`` at least ``n`` bytes: move pending bytes to the front, or grow."""
+        buf = self._buf
+        start = self._start
+        pending = self._end - start
+        if pending + n <= len(buf) and (start >= pending or start >= len(buf) // 2):
+            # Enough room once compacted, and the move is cheap relative to what it frees.
+            if pending:
+                with memoryview(buf) as view:
+                    view[:pending] = view[start : start + pending]  # memmove
         else:
-            self._chunks.append(data)
-            self._chunked += len(data)
+            new = bytearray(max(pending + n, 2 * len(buf), _MIN_READ_SIZE))
+            if pending:
+                with memoryview(buf) as view, memoryview(new) as target:
+                    target[:pending] = view[start : start + pending]
+            self._buf = new
+        self._start = 0
+        self._end = pending
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet decoded."""
-        return len(self._data) - self._pos + self._chunked
+        return self._end - self._start
 
     def next_message(self) -> Message | Literal[Signal.NEED_DATA, Signal.CLOSED]:
         """The next message, NEED_DATA, or CLOSED once the stream ended at a frame boundary."""
@@ -417,42 +529,33 @@ class WireDecoder:
             if not self._error_is_fatal:
                 self._stored_error = None
             raise exc
-        data = self._data
-        pos = self._pos
-        while True:
-            available = len(data) - pos
-            if available >= 4:
-                (size,) = _HEADER.unpack_from(data, pos)
-                if size > self.max_frame_size:
-                    limit = self.max_frame_size
-                    raise self._fail(FrameTooLarge(f"frame of {size} bytes; the limit is {limit}"))
-                end = pos + 4 + size
-                if end <= len(data):
-                    if end == len(data) and not self._chunks:
-                        self._data = b""  # let go of a big chunk now, not at the next read
-                        self._pos = 0
-                    else:
-                        self._pos = end
-                    if size < _SLICE_BELOW:
-                        return self.decode_body(data[pos + 4 : end])
-                    return self.decode_body(memoryview(data)[pos + 4 : end])
-                needed = 4 + size
-            else:
-                needed = 4
-            if available + self._chunked < needed:
-                break
-            data = b"".join([memoryview(data)[pos:], *self._chunks])
-            pos = 0
-            self._data = data
-            self._pos = 0
-            self._chunks = []
-            self._chunked = 0
+        buf = self._buf
+        start = self._start
+        available = self._end - start
+        if available >= 4:
+            (size,) = _HEADER.unpack_from(buf, start)
+            if size > self.max_frame_size:
+                limit = self.max_frame_size
+                raise self._fail(FrameTooLarge(f"frame of {size} bytes; the limit is {limit}"))
+            end = start + 4 + size
+            if end <= self._end:
+                if end == self._end:
+                    self._start = self._end = 0
+                    if len(buf) > _RETAIN_CAPACITY:
+                        self._buf = bytearray()  # a huge frame passed: do not hold on to it
+                else:
+                    self._start = end
+                if size < _SLICE_BELOW:
+                    return self.decode_body(buf[start + 4 : end])
+                body = memoryview(buf)[start + 4 : end]
+                try:
+                    return self.decode_body(body)
+                finally:
+                    body.release()  # even if an exception (and its traceback) outlives this call
         if not self._eof:
             return NEED_DATA
-        if available + self._chunked:
-            raise self._fail(
-                TruncatedFrame(f"the stream ended {available + self._chunked} bytes into a frame")
-            )
+        if available:
+            raise self._fail(TruncatedFrame(f"the stream ended {available} bytes into a frame"))
         return CLOSED
 
     def _fail(self, exc: RemoteProtocolError) -> RemoteProtocolError:

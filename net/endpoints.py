@@ -294,6 +294,11 @@ class _WrappingProtocol(Protocol):
     def __init__(self, deferred: Deferred[Any], wrapped: Any) -> None:
         self._deferred = deferred
         self.wrapped = wrapped
+        if hasattr(wrapped, "get_buffer") and hasattr(wrapped, "buffer_updated"):
+            # A buffered protocol stays one through the wrapper (instance attributes, so the
+            # transport sees get_buffer only when the wrapped protocol has it).
+            self.get_buffer = wrapped.get_buffer
+            self.buffer_updated = wrapped.buffer_updated
 
     def make_connection(self, transport: Any) -> None:
         self.transport = transport

@@ -39,6 +39,7 @@ __all__ = [
     "ITransport",
     "ITCPTransport",
     "IProtocol",
+    "IBufferedProtocol",
     "IProtocolFactory",
     "IStreamServerEndpoint",
     "IStreamClientEndpoint",
@@ -271,6 +272,30 @@ class IProtocol(Interface):
 
     def connection_lost(reason: Failure) -> None:
         """The connection is closed; ``reason`` is a Failure. Called exactly once."""
+
+
+class IBufferedProtocol(IProtocol):
+    """Optional: a protocol that lends the transport its own buffer to receive into.
+
+    asyncio's BufferedProtocol shape. Stream transports of :mod:`net.tcp` check for
+    ``get_buffer`` on each read and then use ``recv_into`` on the lent buffer instead of
+    ``recv`` + ``data_received``, which saves a fresh bytes object (and a copy) per read: what
+    matters for big messages. ``data_received`` must still work, for transports that do not
+    lend (TLS, the in-memory test transports) and for wrappers.
+    """
+
+    def get_buffer(sizehint: int) -> Any:
+        """A writable buffer (e.g. a memoryview of spare capacity), non-empty.
+
+        ``sizehint`` is the number of bytes the transport would like room for, or -1 for any.
+        The transport writes into it once and then calls :meth:`buffer_updated`.
+        """
+
+    def buffer_updated(nbytes: int) -> None:
+        """``nbytes`` bytes were written at the start of the last buffer lent.
+
+        The transport drops the buffer before this call; the protocol may move or replace it.
+        """
 
 
 class IProtocolFactory(Interface):
