@@ -135,7 +135,7 @@ class Session:
 
     def __init__(
         self,
-        send: Callable[[bytes], None],
+        send: Callable[[bytes | bytearray], None],
         close: Callable[[BaseException | None], None],
         wake: Callable[[Callable[[], None]], None],
         *,
@@ -158,7 +158,7 @@ class Session:
         self._schedule = schedule
         # Frames wait in the outbox until the end of the current burst (one receive_data, or one
         # loop iteration of calls) and leave in one write: one syscall for a burst, not one each.
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes | bytearray] = []
         self._receiving = False
         self._flush_scheduled = False
         self.registry = registry or default_registry
@@ -227,7 +227,7 @@ class Session:
             if self._outbox:
                 self._flush()
 
-    def _queue(self, frame: bytes) -> None:
+    def _queue(self, frame: bytes | bytearray) -> None:
         """Send ``frame`` at the end of the current burst."""
         self._outbox.append(frame)
         if self._receiving or self._flush_scheduled:
@@ -495,7 +495,7 @@ class Session:
                 return exc
         return error_class_for_kind(info.kind)(info.type_name, info.message, info.traceback)
 
-    def _encode_with_refs(self, message: Any) -> bytes:
+    def _encode_with_refs(self, message: Any) -> bytes | bytearray:
         """Encode, undoing export counts if encoding fails halfway (nothing was sent)."""
         sent = self._sent_refs = []
         try:

@@ -268,22 +268,9 @@ class WireEncoder:
 
     def encode(self, message: Message) -> bytes:
         """One whole frame (length header + body) for ``message``."""
-        packer = self._packer
-        try:
-            packer.pack(_body(message))
-            with packer.getbuffer() as body:
-                size = len(body)
-                if size > self.max_frame_size:
-                    raise MessageTooLarge(
-                        f"{type(message).__name__} encodes to {size} bytes; "
-                        f"the peer accepts at most {self.max_frame_size}"
-                    )
-                frame: bytes = _HEADER.pack(size) + body
-                return frame
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise UnencodableValue(f"cannot encode {type(message).__name__}: {exc}") from exc
-        finally:
-            packer.reset()
+        frame = self._encode(message, reuse=False)
+        assert isinstance(frame, bytes)
+        return frame
 
     def encode_frame(self, message: Message) -> bytes | bytearray:
         """Like :meth:`encode`, but a big frame comes in a ``bytearray`` this encoder reuses.
@@ -294,6 +281,9 @@ class WireEncoder:
         stream of big frames needs no fresh allocation each (a fresh megabyte costs page faults,
         not just a copy). Treat the result as read-only.
         """
+        return self._encode(message, reuse=True)
+
+    def _encode(self, message: Message, reuse: bool) -> bytes | bytearray:
         packer = self._packer
         try:
             packer.pack(_body(message))
@@ -304,7 +294,7 @@ class WireEncoder:
                         f"{type(message).__name__} encodes to {size} bytes; "
                         f"the peer accepts at most {self.max_frame_size}"
                     )
-                if size < _REUSE_FROM or _getrefcount is None:
+                if not reuse or size < _REUSE_FROM or _getrefcount is None:
                     frame: bytes = _HEADER.pack(size) + body
                     return frame
                 # Two references: self._frame and getrefcount's argument. More: still in use.
