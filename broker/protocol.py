@@ -48,6 +48,7 @@ class BrokerProtocol(Protocol):
             self._close,
             self.reactor.call_from_thread,
             schedule=self.reactor.call_soon,
+            clock=self.reactor,
             root=self._root,
             registry=self._registry,
             limits=self._limits,

@@ -90,6 +90,9 @@ class Limits:
     max_live_references: int = 100_000
     max_depth: int = DEFAULT_MAX_DEPTH
     max_container_length: int = DEFAULT_MAX_CONTAINER_LENGTH
+    #: Seconds a call may wait for its answer before it is cancelled (on the peer too) and fails
+    #: with TimeoutError; None waits as long as the connection lives. Needs a clock (the reactor).
+    call_timeout: float | None = None
 
 
 class AnonymousPerspective:
@@ -145,6 +148,7 @@ class Session:
         wake: Callable[[Callable[[], None]], None],
         *,
         schedule: Callable[[Callable[[], None]], object] | None = None,
+        clock: Any = None,
         root: Referenceable | None = None,
         registry: CopyRegistry | None = None,
         limits: Limits = Limits(),
@@ -161,6 +165,7 @@ class Session:
         self._close = close
         self._wake = wake
         self._schedule = schedule
+        self._clock = clock  # anything with call_later(); only used for limits.call_timeout
         # Frames wait in the outbox until the end of the current burst (one receive_data, or one
         # loop iteration of calls) and leave in one write: one syscall for a burst, not one each.
         self._outbox: list[bytes | bytearray] = []
@@ -337,6 +342,9 @@ class Session:
         d: Deferred[Any] = Deferred(lambda d: self._cancel_question(request_id))
         self.questions[request_id] = d
         self._queue(frame)
+        timeout = self.limits.call_timeout
+        if timeout is not None and self._clock is not None:
+            d.add_timeout(timeout, self._clock)
         return d
 
     def _cancel_question(self, request_id: int) -> None:

@@ -515,3 +515,18 @@ def test_dispatcher_is_not_a_remote_method(reactor: Any, run: Any) -> None:
             await root.call_remote("message_received", None, "add", [1, 2], {})
 
     run(reactor, scenario())
+
+
+def test_call_timeout_cancels_on_the_server(reactor: Any, run: Any) -> None:
+    async def scenario() -> None:
+        service = Service(reactor)
+        port = await broker.serve(reactor, "tcp:0:interface=127.0.0.1", service)
+        endpoint = f"tcp:127.0.0.1:{port.get_host().port}"
+        root = await broker.connect(reactor, endpoint, limits=Limits(call_timeout=0.05))
+        with pytest.raises(TimeoutError):
+            await root.call_remote("hang")  # the server never answers this one
+        await root.call_remote("add", 0)  # the cancel was handled before this answer
+        assert service.cancelled == 1
+        assert root.session.questions == {}
+
+    run(reactor, scenario())
