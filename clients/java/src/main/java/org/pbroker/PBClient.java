@@ -957,7 +957,19 @@ public final class PBClient implements AutoCloseable {
     }
 
     /** Send the pending releases together (housekeeping thread, or close()). */
+    private final Object releaseLock = new Object();
+
+    /**
+     * Serialised: {@code close()} flushes before its goodbye, and must wait for a flush another
+     * thread has already drained from the queue, or the goodbye could overtake those releases.
+     */
     private void flushReleases() {
+        synchronized (releaseLock) {
+            flushReleasesLocked();
+        }
+    }
+
+    private void flushReleasesLocked() {
         releaseScheduled.set(false);
         List<ImportTable.Entry> died = new ArrayList<>();
         for (ImportTable.Entry e; (e = deadProxies.poll()) != null; ) {
