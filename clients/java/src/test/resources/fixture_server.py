@@ -3,7 +3,7 @@
     .venv/bin/python clients/java/src/test/resources/fixture_server.py
 
 Listens on 127.0.0.1 on two free ports, a ``Fixture`` root and a login portal (user ``alice``,
-password ``s3cret``, anonymous allowed), prints ``PORT <n> LOGIN <m>`` on stdout once ready, and
+password ``s3cret``, anonymous allowed), prints ``READY plain=<n> login=<m>`` on stdout once ready, and
 exits when its standard input closes (so a test that dies never leaves it behind).
 """
 
@@ -117,7 +117,7 @@ def main() -> None:
     def listening(port: Any) -> Deferred[Any]:
         login = broker.serve(reactor, "tcp:0:interface=127.0.0.1", login_portal())
         login.add_callback(
-            lambda lport: print(f"PORT {port.get_host().port} LOGIN {lport.get_host().port}", flush=True)
+            lambda lport: print(f"READY plain={port.get_host().port} login={lport.get_host().port}", flush=True)
         )
         return login
 

@@ -7,13 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.io.BufferedReader;
-import java.io.IOException;
-import java.io.InputStreamReader;
 import java.math.BigInteger;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -26,7 +20,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -38,7 +31,7 @@ import org.junit.jupiter.api.Test;
  * not there, so the Java build works on its own.
  */
 class InteropTest {
-    private static Process server;
+    private static PythonFixture server;
     private static int port;
     private static int loginPort;
     private PBClient client;
@@ -71,43 +64,15 @@ class InteropTest {
 
     @BeforeAll
     static void startServer() throws Exception {
-        Path root = Path.of(System.getProperty("pbroker.root", "../..")).toAbsolutePath().normalize();
-        String python = System.getProperty("pbroker.python",
-                root.resolve(".venv/bin/python").toString());
-        Path fixture = root.resolve("clients/java/src/test/resources/fixture_server.py");
-        Assumptions.assumeTrue(Files.isExecutable(Path.of(python)),
-                "no Python at " + python + " (run `make venv`); interop tests skipped");
-        Process probe = new ProcessBuilder(python, "-c", "import broker.api")
-                .directory(root.toFile()).redirectErrorStream(true).start();
-        String probeOutput = new String(probe.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        Assumptions.assumeTrue(probe.waitFor() == 0,
-                "the Python broker is not importable; interop tests skipped: " + probeOutput);
-
-        server = new ProcessBuilder(python, fixture.toString()).directory(root.toFile())
-                .redirectError(ProcessBuilder.Redirect.INHERIT).start();
-        BufferedReader out = new BufferedReader(
-                new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8));
-        CompletableFuture<String> line = CompletableFuture.supplyAsync(() -> {
-            try {
-                return out.readLine();
-            } catch (IOException e) {
-                throw new RuntimeException(e);
-            }
-        });
-        String first = line.get(30, TimeUnit.SECONDS);
-        assertTrue(first != null && first.startsWith("PORT "), "fixture said: " + first);
-        String[] words = first.trim().split(" ");
-        port = Integer.parseInt(words[1]);
-        loginPort = Integer.parseInt(words[3]);
+        server = PythonFixture.start("fixture_server.py");
+        port = server.port("plain");
+        loginPort = server.port("login");
     }
 
     @AfterAll
     static void stopServer() throws Exception {
         if (server != null) {
-            server.getOutputStream().close(); // the fixture exits when stdin closes
-            if (!server.waitFor(10, TimeUnit.SECONDS)) {
-                server.destroyForcibly();
-            }
+            server.close();
         }
     }
 
