@@ -4,12 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test typecheck venv bench java-test clean
+.PHONY: demo test typecheck docs venv bench java-test clean fuzz
 
+# The editable install is a plain path entry (pyproject.toml's package-dir), which mypy follows.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[test,dev]' --config-settings editable_mode=lenient
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,12 +26,22 @@ test: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# The API reference, from the docstrings, into docs/api/ (offline; fails on any pdoc warning).
+docs: $(STAMP)
+	$(PY) docs/build_api.py docs/api
+
 java-test:
 	bash clients/java/build.sh test
+
+# Coverage-guided fuzzing (atheris) of every parser, FUZZ_SECONDS each; see fuzz/README.md.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[fuzz]' --config-settings editable_mode=lenient
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

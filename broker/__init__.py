@@ -8,6 +8,8 @@ blocking (:mod:`broker.blocking`). Serving a ``cred.portal.Portal`` adds login (
 ``broker.login`` is the function). The wire format is in ``docs/PROTOCOL.md``.
 """
 
+from net._version import __version__
+
 from .api import connect, serve
 from .errors import (
     BrokerError,
@@ -15,6 +17,7 @@ from .errors import (
     HandshakeError,
     InvalidReferenceError,
     LimitExceeded,
+    NoSuchMethodError,
     OverloadedError,
     RemoteCancelledError,
     RemoteError,
@@ -36,6 +39,7 @@ from .session import Limits, RemoteReference, Session
 from .login import AlreadyLoggedIn, Avatar, CertificateLogin, IPerspective, LoginSequenceError, login
 
 __all__ = [
+    "__version__",
     "serve",
     "connect",
     "login",
@@ -60,6 +64,7 @@ __all__ = [
     "RemoteError",
     "OverloadedError",
     "UnimplementedError",
+    "NoSuchMethodError",
     "InvalidReferenceError",
     "RemoteCancelledError",
     "ConnectionLost",

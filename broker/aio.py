@@ -34,10 +34,20 @@ async def get_reactor() -> AsyncioReactor:
     return reactor
 
 
+def _check_endpoint(function: str, endpoint: Any) -> None:
+    if not isinstance(endpoint, str):
+        raise TypeError(
+            f"broker.aio.{function}() takes the endpoint string first, e.g. "
+            f"broker.aio.{function}('tcp:127.0.0.1:8800'): it uses the running asyncio loop's "
+            f"reactor itself (broker.aio.get_reactor()); got {type(endpoint).__name__}. "
+            f"With a reactor of your own, use broker.{function}(reactor, endpoint, ...)")
+
+
 class connect:
     """Async context manager: connects on entry (giving the root), disconnects on exit."""
 
     def __init__(self, endpoint: str, **options: Any) -> None:
+        _check_endpoint("connect", endpoint)
         self.endpoint = endpoint
         self.options = options
         self.root: RemoteReference | None = None
@@ -64,6 +74,7 @@ class login(connect):
     """
 
     def __init__(self, endpoint: str, credentials: Any, mind: Referenceable | None = None, **options: Any) -> None:
+        _check_endpoint("login", endpoint)
         super().__init__(endpoint, **options)
         self.credentials = credentials
         self.mind = mind
@@ -81,5 +92,6 @@ async def serve(endpoint: str, root: Referenceable | Any, **options: Any) -> Any
 
     ``root`` and ``options`` as for :func:`broker.serve` (a cred Portal serves login).
     """
+    _check_endpoint("serve", endpoint)
     reactor = await get_reactor()
     return await api.serve(reactor, endpoint, root, **options)

@@ -119,15 +119,41 @@ class BlockingReference:
 
 
 class BlockingConnection:
-    """Context manager returned by :func:`connect`; ``root`` is the server's root."""
+    """An open connection; ``root`` is the server's root (or the avatar, after :func:`login`).
+
+    Use it in a ``with`` block (which gives ``root`` and closes on exit), or directly:
+    ``conn = broker.blocking.connect(...)``, then ``conn.call_remote(...)`` (forwarded to
+    ``conn.root``) and finally ``conn.close()``.
+    """
 
     def __init__(self, endpoint: str, timeout: float | None, options: dict[str, Any],
                  opener: Callable[..., Deferred[RemoteReference]] = api.connect) -> None:
+        if not isinstance(endpoint, str):
+            raise TypeError(f"broker.blocking takes the endpoint string first (it runs its own reactor), "
+                            f"e.g. broker.blocking.connect('tcp:127.0.0.1:8800'); got {type(endpoint).__name__}")
         self._runner = _reactor_thread()
         remote = self._runner.run(opener, self._runner.reactor, endpoint, timeout=timeout, **options)
         self.root = BlockingReference(remote, self._runner, timeout)
+        self.endpoint = endpoint
+
+    def call_remote(self, _name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """``self.root.call_remote(...)``: call a method of the server's root; wait for the result."""
+        return self.root.call_remote(_name, *args, **kwargs)
+
+    def call_remote_no_answer(self, _name: str, /, *args: Any, **kwargs: Any) -> None:
+        """``self.root.call_remote_no_answer(...)``: a one-way call on the server's root."""
+        self.root.call_remote_no_answer(_name, *args, **kwargs)
+
+    def notify_on_disconnect(self, callback: Callable[[RemoteReference], object]) -> None:
+        """``callback`` runs in the reactor thread when the connection closes."""
+        self.root.notify_on_disconnect(callback)
+
+    @property
+    def closed(self) -> bool:
+        return self.root.remote.session.state.value == "closed"
 
     def close(self) -> None:
+        """Disconnect (idempotent); pending and later calls fail with ``broker.ConnectionLost``."""
         remote = self.root.remote
         self._runner.reactor.call_from_thread(remote.session.disconnect)
 
@@ -137,9 +163,15 @@ class BlockingConnection:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        return f"<BlockingConnection {self.endpoint} {self.root.remote.session!r}>"
+
 
 def connect(endpoint: str, *, timeout: float | None = DEFAULT_TIMEOUT, **options: Any) -> BlockingConnection:
-    """Connect and return a context manager giving the server's root as a BlockingReference.
+    """Connect; the connection gives the server's root as a BlockingReference.
+
+    ``with connect(...) as root:`` closes on exit; or keep the connection and call
+    ``conn.call_remote(...)`` / ``conn.root`` directly, then ``conn.close()``.
 
     ``timeout`` bounds connecting and every call (seconds; None waits forever, on your head).
     """

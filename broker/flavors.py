@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Protocol, TypeVar, overload, runtime_checkable
 
-from .errors import UnregisteredCopyError
+from .errors import NoSuchMethodError, UnregisteredCopyError
 
 __all__ = [
     "Referenceable",
@@ -38,10 +38,10 @@ class Referenceable:
     """An object passed by reference. Peers holding the reference may call ``remote_<name>``."""
 
     def remote_message_received(self, caller: Caller, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        """Dispatch a remote call. Raise AttributeError (not found) for unknown methods."""
+        """Dispatch a remote call. Raise NoSuchMethodError for unknown methods."""
         method = getattr(self, "remote_" + name, None) if name != "message_received" else None
         if method is None:
-            raise AttributeError(name)
+            raise NoSuchMethodError.lookup_failed(self, name, ("remote_",))
         return method(*args, **kwargs)
 
 
@@ -64,6 +64,8 @@ class Viewable(Referenceable):
         method = getattr(self, "view_" + name, None)
         if method is not None:
             return method(caller.perspective, *args, **kwargs)
+        if getattr(self, "remote_" + name, None) is None or name == "message_received":
+            raise NoSuchMethodError.lookup_failed(self, name, ("view_", "remote_"))
         return super().remote_message_received(caller, name, args, kwargs)
 
 

@@ -24,6 +24,7 @@ This is the only broker module that imports ``cred``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -45,7 +46,7 @@ from cred.throttle import LoginThrottle
 from net.defer import CancelledError, Deferred, Failure, ensure_deferred
 
 from . import api
-from .errors import RemoteError
+from .errors import NoSuchMethodError, RemoteError
 from .flavors import Caller, Referenceable, Root
 from .session import RemoteReference, Session
 
@@ -61,7 +62,7 @@ __all__ = [
     "login_with",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__name__)  # "broker.login": refused logins (WARNING), logins (INFO)
 
 UNAUTHORIZED_TYPE = "cred.error.UnauthorizedLogin"
 
@@ -85,7 +86,7 @@ class Avatar(Referenceable):
     def remote_message_received(self, caller: Caller, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         method = getattr(self, "perspective_" + name, None)
         if method is None:
-            raise AttributeError(name)
+            raise NoSuchMethodError.lookup_failed(self, name, ("perspective_",), "perspective method")
         return method(*args, **kwargs)
 
 
@@ -159,6 +160,9 @@ class LoginObject(Referenceable):
     in every login call fails with AlreadyLoggedIn.
     """
 
+    #: Raised to answer the caller, not crashes: broker.calls logs them at INFO (we log at WARNING).
+    expected_errors = (LoginFailed,)
+
     def __init__(self, root: PortalRoot, session: Session) -> None:
         self._root = root
         self._session = session
@@ -168,6 +172,17 @@ class LoginObject(Referenceable):
 
     def __repr__(self) -> str:
         return f"<LoginObject {self._session!r}>"
+
+    def remote_message_received(self, caller: Caller, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        # Wrong arguments would answer a builtins.TypeError quoting our Python signature: answer
+        # a LoginSequenceError with a neutral text instead (docs/PROTOCOL.md 14.2).
+        method = getattr(self, "remote_" + name, None) if name != "message_received" else None
+        if method is not None:
+            try:
+                inspect.signature(method).bind(*args, **kwargs)
+            except TypeError:
+                raise LoginSequenceError(message="malformed login call") from None
+        return super().remote_message_received(caller, name, args, kwargs)
 
     # -- the four calls ----------------------------------------------------------------------
 
@@ -181,7 +196,7 @@ class LoginObject(Referenceable):
             self._scram = scram
             return server_first
 
-        return self._guard(None, attempt)
+        return self._guard(None, attempt, lambda: scram.claimed_username)
 
     def remote_login_scram_finish(self, client_final: str, mind: Any = None) -> Deferred[dict[str, Any]]:
         self._check_idle("login_scram_finish")
@@ -199,7 +214,7 @@ class LoginObject(Referenceable):
     def remote_login_anonymous(self, mind: Any = None) -> Deferred[Referenceable]:
         self._check_idle("login_anonymous")
         self._scram = None
-        return self._guard(None, lambda: self._portal_login(Anonymous(), mind))
+        return self._guard(None, lambda: self._portal_login(Anonymous(), mind), lambda: "<anonymous>")
 
     def remote_login_certificate(self, mind: Any = None) -> Deferred[Referenceable]:
         self._check_idle("login_certificate")
@@ -211,7 +226,7 @@ class LoginObject(Referenceable):
                 raise UnauthorizedLogin()
             return self._portal_login(ClientCertificate(cert), mind)
 
-        return self._guard(None, attempt)
+        return self._guard(None, attempt, self._certificate_subject)
 
     # -- machinery -------------------------------------------------------------------------------
 
@@ -221,8 +236,12 @@ class LoginObject(Referenceable):
         if self._busy:
             raise LoginSequenceError(message=f"{method}: another login call on this connection is still running")
 
-    def _guard(self, username: str | None, attempt: Callable[[], Any]) -> Deferred[Any]:
-        """Run one login step under the throttle; every failure becomes UnauthorizedLogin."""
+    def _guard(self, username: str | None, attempt: Callable[[], Any],
+               who: Callable[[], str | None] | None = None) -> Deferred[Any]:
+        """Run one login step under the throttle; every failure becomes UnauthorizedLogin.
+
+        ``who`` names the user for the log once known (never the password: none reaches us).
+        """
         peer = self._session.peer
         host = getattr(peer, "host", peer)
         self._busy = True
@@ -232,16 +251,41 @@ class LoginObject(Referenceable):
             self._busy = False
             return result
 
-        return d.add_both(done).add_errback(self._refuse)
+        def user() -> str | None:
+            try:
+                return username or (who() if who is not None else None)
+            except Exception:
+                return None
 
-    def _refuse(self, failure: Failure) -> Failure:
+        return d.add_both(done).add_errback(self._refuse, user)
+
+    def _peer_text(self) -> str:
+        peer = self._session.peer
+        if hasattr(peer, "host") and hasattr(peer, "port"):
+            return f"{peer.host}:{peer.port}"
+        return str(peer) if peer is not None else self._session.name or "?"
+
+    def _certificate_subject(self) -> str | None:
+        cert = self._session.peer_certificate
+        if cert is None:
+            return None
+        try:
+            return f"certificate {cert.subject.rfc4514_string()}"
+        except Exception:
+            return "certificate"
+
+    def _refuse(self, failure: Failure, user: Callable[[], str | None]) -> Failure:
         self._scram = None
         if failure.check(CancelledError):  # the connection closed: nobody to answer
             return failure
+        name = user()
+        who = f"user {name!r}" if name is not None else "unknown user"
+        extra = {"user": name, "peer": self._peer_text()}
         if failure.check(LoginFailed):
-            log.info("%r: login refused: %s", self._session, failure.value)
+            log.warning("login refused for %s from %s: %s", who, self._peer_text(), failure.value, extra=extra)
         else:
-            log.error("%r: login failed with a server error: %s", self._session, failure.get_traceback())
+            log.error("login for %s from %s failed with a server error: %s", who, self._peer_text(),
+                      failure.get_traceback(), extra=extra)
         raise UnauthorizedLogin()
 
     def _portal_login(self, credentials: Any, mind: Any) -> Deferred[Referenceable]:
@@ -254,12 +298,14 @@ class LoginObject(Referenceable):
             raise TypeError(f"the realm's avatar {avatar!r} is not Referenceable (subclass broker.Avatar)")
         self._logged_in = True
         self._session.perspective = avatar
+        log.info("logged in from %s as %r", self._peer_text(), avatar, extra={"peer": self._peer_text()})
         return avatar
 
 
 # -- client ----------------------------------------------------------------------------------
 
 
+@api.needs_reactor("login", "'tls:HOST:8801:ca=ca.pem', credentials")
 def login(reactor: Any, endpoint: str, credentials: Any, mind: Referenceable | None = None,
           **options: Any) -> Deferred[RemoteReference]:
     """Connect to ``endpoint``, log in, and fire with a reference to the avatar.

@@ -38,6 +38,8 @@ class BrokerProtocol(Protocol):
         self._debug = debug
         self._handshake_timeout = handshake_timeout
         self._timer: Any = None
+        self._sniffing = True  # the session keeps the first bytes until the handshake is over
+        self._lent: memoryview | None = None
         self.on_ready: Deferred[RemoteReference] | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -56,6 +58,7 @@ class BrokerProtocol(Protocol):
             name=name,
             peer=peer,
             peer_certificate=getattr(transport, "get_peer_certificate", lambda: None)(),
+            side="client" if self.on_ready is not None else "server",
         )
         self._timer = self.reactor.call_later(self._handshake_timeout, self._handshake_timed_out)
         self.session.ready.add_both(self._handshake_done)
@@ -90,10 +93,17 @@ class BrokerProtocol(Protocol):
     # into the wire decoder's reused buffer, so a big frame is not copied chunk by chunk.
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.session._decoder.get_buffer(sizehint)
+        view = self.session._decoder.get_buffer(sizehint)
+        if self._sniffing:
+            self._lent = view
+        return view
 
     def buffer_updated(self, nbytes: int) -> None:
         session = self.session
+        if self._sniffing:
+            lent, self._lent = self._lent, None
+            if lent is not None:
+                self._sniffing = session.note_received(lent[:nbytes])
         session._decoder.buffer_updated(nbytes)
         session.process_received()
 

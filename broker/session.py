@@ -18,6 +18,7 @@ Lifecycle, one table (illegal moves raise :class:`LocalProtocolError` or close t
 from __future__ import annotations
 
 import enum
+import errno
 import inspect
 import itertools
 import logging
@@ -27,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from net.defer import Deferred, Failure, ensure_deferred, fail
+import net.error
+from net.defer import CancelledError, Deferred, Failure, ensure_deferred, fail
 
 from . import wire
 from .errors import (
@@ -36,6 +38,7 @@ from .errors import (
     HandshakeError,
     InvalidReferenceError,
     LimitExceeded,
+    NoSuchMethodError,
     OverloadedError,
     RemoteCancelledError,
     RemoteError,
@@ -66,6 +69,27 @@ from .tables import ExportTable, ImportTable
 __all__ = ["Session", "Limits", "RemoteReference", "AnonymousPerspective", "State"]
 
 log = logging.getLogger(__name__)
+#: Exceptions raised by remote methods (WARNING, with the caller and the traceback) and refused
+#: calls (INFO). Its own name so operators can route or silence it: docs/ARCHITECTURE.md "Logging".
+calls_log = logging.getLogger("broker.calls")
+
+#: Socket errors that mean the connection was reset or broke under us.
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENETRESET,
+                           errno.EHOSTUNREACH, errno.ENETUNREACH})
+#: How many of the first bytes received are kept to tell what a non-pbroker peer speaks.
+_SNIFF = 8
+
+
+def _looks_like_tls(first: bytes) -> bool:
+    """A TLS record header: content type 20..23 (handshake 22, alert 21), major version 3."""
+    return len(first) >= 2 and 0x14 <= first[0] <= 0x17 and first[1] == 0x03
+
+
+def _preview(first: bytes) -> str:
+    text = first.decode("ascii", "replace")
+    if text.isprintable():
+        return repr(text) + "..."
+    return "bytes " + first.hex(" ") + " ..."
 
 
 
@@ -156,11 +180,21 @@ class Session:
         name: str = "",
         peer: Any = None,
         peer_certificate: Any = None,
+        side: str = "",
     ) -> None:
         #: The peer's address (``transport.get_peer()``) and TLS client certificate, if any:
         #: login needs them (throttling per host, certificate login); the session never does.
         self.peer = peer
         self.peer_certificate = peer_certificate
+        #: "client" or "server" (or "" when unknown): only to word error messages.
+        self.side = side
+        #: Why the connection ended, once it has: the ConnectionLost its pending calls failed with.
+        self.lost: ConnectionLost | None = None
+        # How this side knows the connection is ending (cause, text, goodbye kind), set before
+        # the close so that connection_lost can say why; None: the transport will tell.
+        self._ending: tuple[str, str, str | None] | None = None
+        self._first_bytes = b""  # the first bytes received, to name what a non-pbroker peer speaks
+        self._handshake_problem: HandshakeError | None = None
         self._send = send
         self._close = close
         self._wake = wake
@@ -182,7 +216,8 @@ class Session:
         bootstrap = root.root_object(self) if isinstance(root, Root) else root
         self.exports = ExportTable(bootstrap)
         self.imports: ImportTable[RemoteReference] = ImportTable(self._proxy_died)
-        self.questions: dict[int, Deferred[Any]] = {}
+        #: request id -> (Deferred, target object id, method name) of each call awaiting its answer
+        self.questions: dict[int, tuple[Deferred[Any], int, str]] = {}
         self.answers: dict[int, Deferred[Any]] = {}
         self._request_ids = itertools.count(1)
         self._dead_proxies: deque[int] = deque()
@@ -210,6 +245,8 @@ class Session:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the peer; decoded messages are handled in order."""
+        if len(self._first_bytes) < _SNIFF and self.state is State.HANDSHAKE:
+            self.note_received(data)
         self._decoder.receive_data(data)
         self.process_received()
 
@@ -236,6 +273,17 @@ class Session:
             self._receiving = False
             if self._outbox:
                 self._flush()
+
+    def note_received(self, data: bytes | bytearray | memoryview) -> bool:
+        """Keep the first bytes the peer sent (for handshake diagnostics); True while it wants more.
+
+        ``receive_data`` calls this itself; a transport receiving straight into the decoder's
+        buffer calls it with what arrived, until it returns False.
+        """
+        have = self._first_bytes
+        if len(have) < _SNIFF and self.state is State.HANDSHAKE:
+            self._first_bytes = have + bytes(data[: _SNIFF - len(have)])
+        return len(self._first_bytes) < _SNIFF and self.state is State.HANDSHAKE
 
     def _queue(self, frame: bytes | bytearray) -> None:
         """Send ``frame`` at the end of the current burst, or sooner once a chunk is ready.
@@ -278,7 +326,8 @@ class Session:
         was_handshaking = self.state is State.HANDSHAKE
         self.state = State.CLOSED
         self._outbox.clear()
-        lost = ConnectionLost(f"connection lost: {reason}" if reason else "connection lost")
+        cause, text, goodbye_kind = self._why_lost(reason, was_handshaking)
+        lost = self.lost = ConnectionLost(f"connection lost: {text}", cause, goodbye_kind)
         if reason is not None:
             lost.__cause__ = reason
         self.exports.clear()
@@ -294,17 +343,67 @@ class Session:
         for d in answers.values():
             d.cancel()
         questions, self.questions = self.questions, {}
-        for d in questions.values():
-            d.errback(Failure(lost))
+        for d, target, name in questions.values():
+            each = ConnectionLost(str(lost), cause, goodbye_kind)  # one each: notes name the call
+            each.__cause__ = reason
+            d.errback(Failure(self._noted(each, target, name)))
         if was_handshaking and not self.ready.called:
-            if isinstance(reason, (HandshakeError, wire.HandshakeError)):
-                failure: BaseException = HandshakeError(str(reason))
-            else:
-                failure = lost
+            failure: BaseException = lost
+            if self._handshake_problem is not None:
+                failure = self._handshake_problem
+            elif isinstance(reason, (HandshakeError, wire.HandshakeError)):
+                failure = HandshakeError(str(reason))
+                failure.__cause__ = reason
+            elif self._first_bytes:  # something arrived, but never a hello
+                failure = HandshakeError(self._not_pbroker(reason))
+                failure.__cause__ = reason
             self.ready.errback(Failure(failure))
+
+    def _why_lost(self, reason: BaseException | None, handshaking: bool) -> tuple[str, str, str | None]:
+        """(cause, text, goodbye kind) of a closed connection; see broker.errors.CAUSES."""
+        if self._ending is not None:
+            return self._ending
+        peer = {"client": "the server", "server": "the client"}.get(self.side, "the peer")
+        if isinstance(reason, TimeoutError) or (isinstance(reason, OSError) and reason.errno == errno.ETIMEDOUT):
+            return "timeout", str(reason), None
+        if reason is None or (isinstance(reason, net.error.ConnectionClosed) and reason.by_peer):
+            if handshaking and not self._first_bytes:
+                return ("closed", "the peer closed the connection during the handshake without sending "
+                        "anything: is it a pbroker server? (one serving TLS needs a tls: endpoint)", None)
+            return ("closed", f"the peer closed the connection without a goodbye: "
+                    f"{peer} process may have exited", None)
+        if isinstance(reason, net.error.ConnectionDone):
+            return "local", "the connection was closed on this side", None
+        if isinstance(reason, OSError):  # net.error.ConnectionLost, TLS errors, socket errors
+            if reason.errno in _RESET_ERRNOS:
+                return "reset", f"the connection was reset ({reason}): {peer} host or process may have crashed, or the network dropped it", None
+            return "reset", f"the connection broke: {reason}", None
+        return "local", f"closed on this side after an error: {type(reason).__name__}: {reason}", None
+
+    def _not_pbroker(self, reason: BaseException | None) -> str:
+        """Why a handshake failed, from the first bytes the peer sent."""
+        first = self._first_bytes
+        if _looks_like_tls(first):
+            if self.side == "server":
+                return ("the client seems to speak TLS to this plain endpoint: serve a tls: endpoint, "
+                        "or have the client connect with tcp:")
+            return "the peer seems to expect TLS: use a tls: endpoint (e.g. 'tls:HOST:PORT:ca=ca.pem')"
+        if isinstance(reason, wire.HandshakeError) and not isinstance(reason, HandshakeError):
+            return str(reason)
+        detail = f" ({reason})" if reason is not None else ""
+        return f"not a pbroker peer: it sent {_preview(first)} instead of a pbroker hello{detail}"
+
+    def _noted(self, exc: BaseException, target: int, name: str) -> BaseException:
+        """Name the call a failure belongs to: shown in tracebacks and the unhandled-error log."""
+        note = f"in call_remote({name!r}) on <RemoteReference {target} via {self!r}>"
+        if note not in getattr(exc, "__notes__", ()):
+            exc.add_note(note)
+        return exc
 
     def disconnect(self) -> None:
         """Close the connection cleanly (pending calls fail with ConnectionLost)."""
+        if self.state is not State.CLOSED and self._ending is None:
+            self._ending = ("local", "this side closed the connection (disconnect())", None)
         if self.state is State.OPEN:
             self._queue(self._encoder.encode(Goodbye("normal", "")))
         if self.state is not State.CLOSED:
@@ -312,7 +411,14 @@ class Session:
 
     def _protocol_error(self, exc: wire.RemoteProtocolError) -> None:
         """The peer broke the protocol: say why in a Goodbye, log it, close this connection only."""
-        log.warning("%r: closing, peer sent bad data: %s", self, exc)
+        if self.state is State.HANDSHAKE:
+            problem = self._handshake_problem = HandshakeError(self._not_pbroker(exc))
+            problem.__cause__ = exc
+            log.warning("%r: closing, peer sent bad data in the handshake: %s", self, problem)
+        else:
+            log.warning("%r: closing, peer sent bad data: %s", self, exc)
+        if self._ending is None:
+            self._ending = ("protocol", f"the peer broke the protocol: {exc}", None)
         try:
             self._queue(self._encoder.encode(Goodbye(exc.kind, str(exc)[:1000])))
         except wire.WireError:
@@ -327,25 +433,39 @@ class Session:
 
     def call(self, target: int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], no_answer: bool) -> Deferred[Any]:
         if self.state is not State.OPEN:
-            return fail(ConnectionLost(f"cannot call {name!r}: connection is {self.state.value}"))
+            return fail(self._noted(self._cannot_call(name), target, name))
         if len(self.questions) >= self.limits.max_outstanding_calls:
-            return fail(LimitExceeded(f"{len(self.questions)} calls outstanding; the limit is {self.limits.max_outstanding_calls}"))
+            return fail(self._noted(LimitExceeded(f"{len(self.questions)} calls outstanding; the limit is {self.limits.max_outstanding_calls}"), target, name))
         request_id = 0 if no_answer else next(self._request_ids)
         message = Call(request_id, target, name, list(args), kwargs, CALL_NO_ANSWER if no_answer else 0)
         try:
             frame = self._encode_with_refs(message)
         except Exception as exc:
-            return fail(exc)
+            return fail(self._noted(exc, target, name))
         if no_answer:
             self._queue(frame)
             return Deferred()
         d: Deferred[Any] = Deferred(lambda d: self._cancel_question(request_id))
-        self.questions[request_id] = d
+        self.questions[request_id] = (d, target, name)
         self._queue(frame)
         timeout = self.limits.call_timeout
         if timeout is not None and self._clock is not None:
             d.add_timeout(timeout, self._clock)
+            d.add_errback(self._note_failure, target, name)  # the TimeoutError is made by add_timeout
         return d
+
+    def _note_failure(self, failure: Failure, target: int, name: str) -> Failure:
+        self._noted(failure.value, target, name)
+        return failure
+
+    def _cannot_call(self, name: str) -> ConnectionLost:
+        lost = self.lost
+        if lost is None:  # still handshaking (or closing): the call cannot be sent
+            return ConnectionLost(f"cannot call {name!r}: the connection is {self.state.value}, not open")
+        text = str(lost).removeprefix("connection lost: ")
+        error = ConnectionLost(f"cannot call {name!r}: the connection is closed: {text}", lost.cause, lost.goodbye_kind)
+        error.__cause__ = lost.__cause__
+        return error
 
     def _cancel_question(self, request_id: int) -> None:
         if self.questions.pop(request_id, None) is not None and self.state is State.OPEN:
@@ -374,13 +494,14 @@ class Session:
         if kind is Call:
             self._handle_call(message)
         elif kind is Answer:
-            d = self.questions.pop(message.request_id, None)
-            if d is not None:
-                d.callback(message.value)
+            question = self.questions.pop(message.request_id, None)
+            if question is not None:
+                question[0].callback(message.value)
         elif kind is Error:
-            d = self.questions.pop(message.request_id, None)
-            if d is not None:
-                d.errback(Failure(self._exception_from(message.failure)))
+            question = self.questions.pop(message.request_id, None)
+            if question is not None:
+                d, target, name = question
+                d.errback(Failure(self._noted(self._exception_from(message.failure), target, name)))
         elif kind is Cancel:
             running = self.answers.get(message.request_id)
             if running is not None:
@@ -392,7 +513,10 @@ class Session:
             self._handle_hello(message)
         elif kind is Goodbye:
             log.info("%r: peer said goodbye (%s) %s", self, message.kind, message.message)
-            self._close_now(ConnectionLost(f"peer closed the connection: {message.kind} {message.message}".rstrip()))
+            said = f"{message.kind}: {message.message}" if message.message else message.kind
+            if self._ending is None:
+                self._ending = ("goodbye", f"the peer said goodbye ({said})", message.kind)
+            self._close_now(ConnectionLost(f"the peer closed the connection: {said}", "goodbye", message.kind))
         else:
             log.info("%r: ignoring unsupported message %r", self, message)
 
@@ -411,9 +535,10 @@ class Session:
             else:
                 log.warning("%r: refused one-way call %r: %s", self, message.method, problem)
         elif isinstance(message, (Answer, Error)):
-            d = self.questions.pop(message.request_id, None)
-            if d is not None:
-                d.errback(Failure(problem))
+            question = self.questions.pop(message.request_id, None)
+            if question is not None:
+                d, target, name = question
+                d.errback(Failure(self._noted(problem, target, name)))
         else:
             log.warning("%r: refused %r: %s", self, message, problem)
 
@@ -435,25 +560,23 @@ class Session:
             return
         try:
             result = receive(self, call.method, call.args, call.kwargs)
-        except AttributeError as exc:
-            if exc.args == (call.method,):
-                error = UnimplementedError("broker.NoSuchMethod", f"{type(target).__name__} has no remote method {call.method!r}")
-                self._send_error(call.request_id, error, no_answer)
-            else:
-                self._send_error(call.request_id, exc, no_answer)
-            return
         except Exception as exc:
-            self._send_error(call.request_id, exc, no_answer)
+            if type(exc) is AttributeError and exc.args == (call.method,):
+                # The old convention of a custom remote_message_received: "not found".
+                exc = NoSuchMethodError(message=f"{type(target).__name__} has no remote method {call.method!r}")
+            self._report_failure(call, target, exc, None)
+            if not no_answer:
+                self._send_error(call.request_id, exc)
             return
         if inspect.iscoroutine(result):
             result = ensure_deferred(result)
         if isinstance(result, Deferred):
             if no_answer:  # nobody waits: log a failure, keep nothing
-                result.add_errback(lambda f: log.warning("%r: one-way call %r failed: %s", self, call.method, f.value))
+                result.add_errback(lambda f: self._report_failure(call, target, f.value, f))
                 return
             request_id = call.request_id
             self.answers[request_id] = result
-            result.add_callbacks(self._answer_later, self._error_later, (request_id,), None, (request_id,))
+            result.add_callbacks(self._answer_later, self._error_later, (request_id,), None, (request_id, call, target))
         elif not no_answer:
             self._send_answer(call.request_id, result)
 
@@ -461,9 +584,39 @@ class Session:
         if self.answers.pop(request_id, None) is not None:
             self._send_answer(request_id, result)
 
-    def _error_later(self, failure: Failure, request_id: int) -> None:
+    def _error_later(self, failure: Failure, request_id: int, call: Call, target: Any) -> None:
         if self.answers.pop(request_id, None) is not None:
+            self._report_failure(call, target, failure.value, failure)
             self._send_error(request_id, failure.value, 0, failure)
+
+    def _report_failure(self, call: Call, target: Any, exc: BaseException, failure: Failure | None) -> None:
+        """Log what a remote method raised, on ``broker.calls``, with who called.
+
+        Unexpected exceptions at WARNING with the traceback; those that answer the caller on
+        purpose at INFO: RemoteError subclasses (NoSuchMethodError, ...), registered copyable
+        exceptions, and the classes in the target's ``expected_errors`` attribute, if any.
+        Cancellations are not logged.
+        """
+        if isinstance(exc, CancelledError):
+            return
+        expected = (isinstance(exc, RemoteError) or self.registry.name_for(exc) is not None
+                    or isinstance(exc, getattr(target, "expected_errors", ())))
+        level = logging.INFO if expected else logging.WARNING
+        if not calls_log.isEnabledFor(level):
+            return
+        peer = self.peer
+        where = f"{peer.host}:{peer.port}" if hasattr(peer, "host") and hasattr(peer, "port") else (self.name or "?")
+        one_way = " (one-way)" if call.flags & CALL_NO_ANSWER else ""
+        said = exc.message if isinstance(exc, RemoteError) else str(exc)
+        text = (f"remote call {call.method!r}{one_way} on {type(target).__name__} from {where} "
+                f"(perspective {self.perspective!r}) raised {type(exc).__name__}: {said}")
+        extra = {"peer": where, "perspective": self.perspective, "method": call.method, "target": target}
+        if expected:
+            calls_log.log(level, "%s", text, extra=extra)
+        elif failure is not None:
+            calls_log.log(level, "%s\n%s", text, failure.get_traceback().rstrip("\n"), extra=extra)
+        else:
+            calls_log.log(level, "%s", text, exc_info=exc, extra=extra)
 
     def _send_answer(self, request_id: int, value: Any) -> None:
         if self.state is State.CLOSED:
@@ -515,7 +668,7 @@ class Session:
                 exc = None
             if isinstance(exc, BaseException):
                 return exc
-        return error_class_for_kind(info.kind)(info.type_name, info.message, info.traceback)
+        return error_class_for_kind(info.kind, info.type_name)(info.type_name, info.message, info.traceback)
 
     def _encode_with_refs(self, message: Any) -> bytes | bytearray:
         """Encode, undoing export counts if encoding fails halfway (nothing was sent)."""

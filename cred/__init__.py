@@ -8,4 +8,19 @@ Nothing is re-exported here: ``python -m cred.userfile`` must not find its modul
 imported by the package.
 """
 
-__all__: list[str] = []
+__all__ = ["__version__"]
+
+# The version is net's (net/_version.py), but cred may import only net.defer of net: read it from
+# the installed distribution's metadata, on first use, so importing cred reads no metadata.
+__version__: str
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("pbroker")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,11 +2,12 @@
 
 A section is a function in :data:`DEMOS` (its docstring's first line is the heading); later demos
 (calculator, login) append theirs. Servers run in their own process, as they would in real life,
-and the client runs here. The reactor is ``make_reactor()``'s, so ``PBROKER_REACTOR`` applies.
+and the client runs here, on a reactor from ``net.react`` (so ``PBROKER_REACTOR`` applies).
 """
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,8 +17,9 @@ from typing import IO, Any
 import echo
 from net.endpoints import client
 from net.protocol import ClientFactory
+from net.react import react
 
-__all__ = ["DEMOS", "start_server", "echo_demo", "main"]
+__all__ = ["DEMOS", "start_server", "run_here", "echo_demo", "main"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,6 +42,15 @@ def start_server(script: str, *args: str) -> tuple[subprocess.Popen[str], str]:
     return process, f"tcp:{host}:{port}"
 
 
+def run_here(main: Callable[..., Any], *args: Any) -> None:
+    """``net.react(main, args)`` in this process: return if it succeeded, else exit with its code."""
+    try:
+        react(main, args)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+
+
 async def _echo_client(
     reactor: Any, endpoint: str, messages: list[str], server_says: IO[str]
 ) -> None:
@@ -58,7 +69,7 @@ def echo_demo() -> None:
     server, endpoint = start_server("echo.py", "server", "tcp:0:interface=127.0.0.1")
     try:
         assert server.stdout is not None
-        echo.run(_echo_client, endpoint, ["hello", "pbroker"], server.stdout)
+        run_here(_echo_client, endpoint, ["hello", "pbroker"], server.stdout)
     finally:
         server.terminate()  # SIGTERM stops its reactor cleanly
         server.wait()
@@ -117,6 +128,7 @@ DEMOS: list[Callable[[], None]] = [echo_demo, calculator_demo, auth_demo]
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for demo in DEMOS:
         print(f"== {(demo.__doc__ or demo.__name__).splitlines()[0]}", flush=True)
         demo()

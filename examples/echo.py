@@ -1,27 +1,32 @@
 """The echo server from the classic Twisted talk, on net: the whole server is ``Echo`` below.
 
-    python examples/echo.py server [ENDPOINT]             # default tcp:8000; Ctrl-C stops it
-    python examples/echo.py client [ENDPOINT] MESSAGE...  # default tcp:127.0.0.1:8000
-    python examples/echo.py demo                          # both in one process, over loopback
+    .venv/bin/python examples/echo.py server [ENDPOINT]             # default tcp:8000:interface=127.0.0.1
+    .venv/bin/python examples/echo.py client [ENDPOINT] MESSAGE...  # default tcp:127.0.0.1:8000
+    .venv/bin/python examples/echo.py demo                          # both in one process, over loopback
 
-The reactor comes from ``make_reactor()``, so ``PBROKER_REACTOR=asyncio`` (say) picks the backend.
+Each mode is a coroutine run by ``net.react``: a fresh reactor from ``make_reactor()`` (so
+``PBROKER_REACTOR=asyncio``, say, picks the backend), exit status 0 when it is done, 1 with the
+error, and Ctrl-C (130) or SIGTERM (0) stop the server cleanly.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from net.basic import LineReceiver
-from net.defer import Deferred, Failure, ensure_deferred
+from net.defer import Deferred, Failure
 from net.endpoints import client, server
 from net.error import NetError
 from net.protocol import ClientFactory, Factory, Protocol
-from net.reactor import make_reactor
+from net.react import react
 
 __all__ = ["Echo", "EchoFactory", "LoggingEcho", "EchoClient"]
-__all__ += ["serve", "serve_forever", "talk", "demo", "run", "main"]
+__all__ += ["serve", "serve_forever", "talk", "demo", "echo_main", "main"]
+
+SERVER_ENDPOINT = "tcp:8000:interface=127.0.0.1"  # loopback only; "tcp:8000" would listen everywhere
+CLIENT_ENDPOINT = "tcp:127.0.0.1:8000"
 
 
 class Echo(Protocol):
@@ -65,7 +70,7 @@ class EchoClient(LineReceiver):
         self.closed.callback(None)
 
 
-async def serve(reactor: Any, endpoint: str = "tcp:8000") -> Any:
+async def serve(reactor: Any, endpoint: str = SERVER_ENDPOINT) -> Any:
     """Listen on ``endpoint``; say where on stdout (a parent process may be waiting for it)."""
     port = await server(reactor, endpoint).listen(EchoFactory.for_protocol(LoggingEcho))
     address = port.get_host()
@@ -73,7 +78,7 @@ async def serve(reactor: Any, endpoint: str = "tcp:8000") -> Any:
     return port
 
 
-async def serve_forever(reactor: Any, endpoint: str = "tcp:8000") -> None:
+async def serve_forever(reactor: Any, endpoint: str = SERVER_ENDPOINT) -> None:
     await serve(reactor, endpoint)
     await Deferred()  # never fires: Ctrl-C or SIGTERM stops the reactor
 
@@ -97,25 +102,6 @@ async def demo(reactor: Any, messages: list[str] | None = None) -> None:
         await port.stop_listening()
 
 
-def run(main: Callable[..., Coroutine[Any, Any, object]], *args: Any) -> None:
-    """Run ``main(reactor, *args)`` on a new reactor; stop it when main ends; re-raise errors."""
-    reactor = make_reactor()
-    outcome: list[object] = []
-
-    def start() -> None:
-        done = ensure_deferred(main(reactor, *args))
-        done.add_both(outcome.append)
-        done.add_both(lambda _: reactor.stop())
-
-    reactor.call_when_running(start)
-    try:
-        reactor.run()
-    finally:
-        reactor.close()
-    if outcome and isinstance(outcome[0], Failure):
-        outcome[0].raise_exception()
-
-
 def _client_args(args: list[str]) -> tuple[str, list[str]]:
     """``[ENDPOINT] MESSAGE...``: the first argument is the endpoint if it parses as one."""
     if args:
@@ -125,27 +111,28 @@ def _client_args(args: list[str]) -> tuple[str, list[str]]:
             pass
         else:
             return args[0], args[1:]
-    return "tcp:127.0.0.1:8000", args
+    return CLIENT_ENDPOINT, args
 
 
-def main(argv: list[str] | None = None) -> None:
-    mode, *args = argv if argv is not None else sys.argv[1:] or ["demo"]
+async def echo_main(reactor: Any, mode: str = "demo", *args: str) -> None:
+    """``echo.py MODE ARGS...`` as one coroutine, for ``net.react``."""
     try:
-        _main(mode, args)
+        if mode == "server":
+            await serve_forever(reactor, *args[:1])
+        elif mode == "client":
+            endpoint, messages = _client_args(list(args))
+            await talk(reactor, endpoint, messages or ["hello"])
+        elif mode == "demo":
+            await demo(reactor, list(args) or None)
+        else:
+            sys.exit(__doc__)
     except (NetError, ValueError) as exc:  # refused, cannot listen, bad endpoint: no traceback
         sys.exit(f"echo.py {mode}: {exc}")
 
 
-def _main(mode: str, args: list[str]) -> None:
-    if mode == "server":
-        run(serve_forever, *args[:1])
-    elif mode == "client":
-        endpoint, messages = _client_args(args)
-        run(talk, endpoint, messages or ["hello"])
-    elif mode == "demo":
-        run(demo, args or None)
-    else:
-        sys.exit(__doc__)
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    react(echo_main, argv)
 
 
 if __name__ == "__main__":

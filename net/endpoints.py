@@ -14,6 +14,7 @@ ones keyword-only, and every value arrives as a string. Error messages are deriv
 from __future__ import annotations
 
 import inspect
+import re
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from zope.interface import implementer
@@ -45,6 +46,31 @@ class _EndpointType(NamedTuple):
 
 
 _TYPES: dict[str, _EndpointType] = {}
+
+#: Endpoint types whose module registers them on first use (so their dependencies load only then).
+_LAZY_TYPES: dict[str, str] = {"tls": "net.tls"}
+
+
+def _load_lazy(prefix: str) -> None:
+    module = _LAZY_TYPES.get(prefix)
+    if module is not None and prefix not in _TYPES:
+        import importlib
+
+        importlib.import_module(module)  # registers the type
+
+
+def _suggest(spec: str) -> str | None:
+    """The endpoint string meant by a URL-ish or prefix-less ``spec``, if it looks like one."""
+    url = re.fullmatch(r"\s*([A-Za-z][\w+.-]*)://([^/]*)/?\s*", spec)
+    if url:
+        scheme, rest = url.group(1).lower(), url.group(2)
+        kind = scheme if scheme in _TYPES or scheme in _LAZY_TYPES else "tcp"
+        return f"{kind}:{rest.lstrip(':')}" if rest else None
+    if re.fullmatch(r"(localhost|[\w-]+(\.[\w-]+)+|\[[0-9A-Fa-f:.]+\]):\d+", spec):  # host:port
+        return f"tcp:{spec}"
+    if re.fullmatch(r"\d+", spec):  # a bare port
+        return f"tcp:{spec}"
+    return None
 
 
 def register_endpoint_type(
@@ -90,8 +116,15 @@ def parse(spec: str) -> tuple[str, list[str], dict[str, str]]:
             text.append(ch)
     segments.append(("".join(text), equals))
     prefix = segments[0][0].strip().lower()
+    if re.match(r"\s*[A-Za-z][\w+.-]*://", spec):
+        meant = _suggest(spec)
+        raise ValueError(
+            f"endpoint {spec!r} looks like a URL; endpoint strings are TYPE:HOST:PORT without '//'"
+            + (f": write {meant!r}" if meant else ", e.g. 'tcp:HOST:8000'"))
     if not prefix.isidentifier():
-        raise ValueError(f"endpoint {spec!r} needs a type prefix, e.g. 'tcp:8000' or 'tcp:HOST:8000'")
+        meant = _suggest(spec)
+        raise ValueError(f"endpoint {spec!r} needs a type prefix, e.g. 'tcp:8000' or 'tcp:HOST:8000'"
+                         + (f"; did you mean {meant!r}?" if meant else ""))
     args: list[str] = []
     kwargs: dict[str, str] = {}
     for value, eq in segments[1:]:
@@ -121,14 +154,22 @@ def _usage(prefix: str, parser: Parser) -> str:
 
 
 def _build(reactor: Any, spec: str, role: str) -> Any:
+    if not isinstance(spec, str):
+        raise TypeError(f"an endpoint is a string like 'tcp:HOST:8000', not {type(spec).__name__}")
     prefix, args, kwargs = parse(spec)
-    if prefix == "tls" and prefix not in _TYPES:
-        import net.tls  # noqa: F401  registers "tls"; imported on first use so pyOpenSSL loads only then
+    _load_lazy(prefix)  # e.g. "tls": pyOpenSSL loads only when a tls: endpoint is used
     kind = _TYPES.get(prefix)
     parser = None if kind is None else kind.server_parser if role == "server" else kind.client_parser
     if parser is None:
-        known = sorted(p for p, k in _TYPES.items() if k[0 if role == "server" else 1] is not None)
-        raise ValueError(f"unknown {role} endpoint type {prefix!r} in {spec!r}; known: {', '.join(known)}")
+        index = 0 if role == "server" else 1
+        known = sorted({p for p, k in _TYPES.items() if k[index] is not None} | set(_LAZY_TYPES))
+        import difflib
+
+        close = difflib.get_close_matches(prefix, known, n=1)
+        meant = _suggest(spec) if not close else None
+        hint = (f"; did you mean {close[0]!r}?" if close
+                else f"; did you mean {meant!r}?" if meant else "")
+        raise ValueError(f"unknown {role} endpoint type {prefix!r} in {spec!r}; known: {', '.join(known)}{hint}")
     usage = _usage(prefix, parser)
     try:
         inspect.signature(parser).bind(reactor, *args, **kwargs)

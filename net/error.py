@@ -2,10 +2,27 @@
 
 ``ConnectionDone`` means the connection closed cleanly; ``ConnectionLost`` means it did not.
 Connect failures share the base :class:`ConnectError` so a client can catch them all. ``OSError`` is
-translated into these at the socket boundary only, with the original kept in ``__cause__``.
+translated into these at the socket boundary only, with the original kept in ``__cause__`` (and its
+``errno`` copied).
+
+The I/O failures are also the matching builtin exceptions, so code written against the standard
+library's names works unchanged::
+
+    ConnectError            ⊂ OSError                  (any failed connection attempt)
+    ConnectionRefusedError  ⊂ builtins.ConnectionRefusedError (nobody listens there)
+    ConnectTimeoutError     ⊂ TimeoutError             (itself an OSError)
+    DNSLookupError          ⊂ OSError                  (the name did not resolve)
+    ConnectionLost          ⊂ builtins.ConnectionError (reset, aborted, broken: an I/O failure)
+    CannotListenError       ⊂ OSError                  (bind/listen failed)
+
+``ConnectionDone`` is deliberately *not* an ``OSError``: a clean close is no I/O error.
+``ConnectionClosed.by_peer`` tells whether the peer ended the connection (end of stream, or a
+close without TLS close_notify) rather than this side.
 """
 
 from __future__ import annotations
+
+import builtins
 
 __all__ = [
     "NetError",
@@ -28,29 +45,47 @@ class NetError(Exception):
 
 
 class ConnectionClosed(NetError):
-    """The connection is closed; base of the clean and unclean cases."""
+    """The connection is closed; base of the clean and unclean cases.
+
+    ``by_peer`` is True when the peer ended it (we read the end of its stream), False when this
+    side closed it or it is not known.
+    """
+
+    by_peer: bool = False
+
+    def __init__(self, message: str = "Connection was closed.", *, by_peer: bool = False) -> None:
+        super().__init__(message)
+        self.by_peer = by_peer
 
 
 class ConnectionDone(ConnectionClosed):
     """The connection was closed cleanly (by either side, after flushing)."""
 
-    def __init__(self, message: str = "Connection was closed cleanly.") -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "Connection was closed cleanly.", *, by_peer: bool = False) -> None:
+        super().__init__(message, by_peer=by_peer)
 
 
-class ConnectionLost(ConnectionClosed):
-    """The connection was closed uncleanly: reset, aborted, or an I/O error."""
+class ConnectionLost(ConnectionClosed, builtins.ConnectionError):
+    """The connection was closed uncleanly: reset, aborted, or an I/O error.
 
-    def __init__(self, message: str = "Connection was lost in a non-clean fashion.") -> None:
-        super().__init__(message)
+    Also a builtin ``ConnectionError`` (so an ``OSError``); ``errno`` is the socket error's when
+    there was one (``errno.ECONNRESET`` for a reset), else None.
+    """
+
+    def __init__(self, message: str = "Connection was lost in a non-clean fashion.", *, by_peer: bool = False) -> None:
+        super().__init__(message, by_peer=by_peer)
 
 
-class ConnectError(NetError):
-    """A client connection attempt failed."""
+class ConnectError(NetError, OSError):
+    """A client connection attempt failed (also an ``OSError``; ``errno`` set when known)."""
 
 
-class ConnectionRefusedError(ConnectError):
-    """Nobody listens at the address (the peer answered with a reset)."""
+class ConnectionRefusedError(ConnectError, builtins.ConnectionRefusedError):
+    """Nobody listens at the address (the peer answered with a reset).
+
+    Also the builtin ``ConnectionRefusedError``: ``except ConnectionRefusedError:`` catches it
+    whichever of the two names is in scope.
+    """
 
 
 class ConnectTimeoutError(ConnectError, TimeoutError):
@@ -61,14 +96,18 @@ class DNSLookupError(ConnectError):
     """The host name could not be resolved."""
 
 
-class CannotListenError(NetError):
-    """A listening socket could not be bound (address in use, permission, ...)."""
+class CannotListenError(NetError, OSError):
+    """A listening socket could not be bound (address in use, permission, ...); an ``OSError``."""
 
     def __init__(self, interface: str, port: int, reason: BaseException) -> None:
         super().__init__(f"Couldn't listen on {interface or 'any'}:{port}: {reason}.")
         self.interface = interface
         self.port = port
         self.reason = reason
+        self.errno = getattr(reason, "errno", None)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.interface, self.port, self.reason))
 
 
 class ReactorNotRunning(NetError, RuntimeError):

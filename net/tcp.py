@@ -100,6 +100,7 @@ def _as_bytes_like(data: Any) -> Any:
 def _lost_from(exc: OSError) -> ConnectionLost:
     """Translate a socket error into ConnectionLost, keeping the OSError as the cause."""
     lost = ConnectionLost(f"Connection lost: {exc.strerror or exc}.")
+    lost.errno = exc.errno  # ECONNRESET tells a reset from other failures
     lost.__cause__ = exc
     return lost
 
@@ -459,7 +460,8 @@ class Connection:
             self._close(exc)
             return
         if not keep_open:
-            self.lose_connection()
+            # Not the default ConnectionDone: the peer ended it, and the protocol may want to say so.
+            self.lose_connection(ConnectionDone("The peer closed the connection.", by_peer=True))
 
     def _on_writable(self) -> None:
         queue = self._queue
@@ -858,11 +860,12 @@ class Connector:
         where = _format_hostport(self.host, self.port)
         error: ConnectError
         if exc.errno == errno.ECONNREFUSED:
-            error = ConnectionRefusedError(f"Connection refused by {where}")
+            error = ConnectionRefusedError(f"Connection refused by {where}: is the server running and listening on that port?")
         elif exc.errno == errno.ETIMEDOUT:
             error = ConnectTimeoutError(f"Connection to {where} timed out")
         else:
             error = ConnectError(f"Could not connect to {where}: {exc.strerror or exc}")
+        error.errno = exc.errno
         error.__cause__ = exc
         return error
 

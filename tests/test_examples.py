@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,63 @@ def test_echo_demo() -> None:
     out = subprocess.run([sys.executable, str(EXAMPLES / "echo.py"), "demo"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "client <- 'hello'" in out.stdout
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    assert line.startswith("listening on 127.0.0.1:"), line
+    return server, line.split()[-1]
+
+
+def test_echo_server_and_client() -> None:
+    """``echo.py server`` under net.react: serves until SIGTERM, then exits 0."""
+    server, address = _start(str(EXAMPLES / "echo.py"), "server", "tcp:0:interface=127.0.0.1")
+    try:
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / "echo.py"), "client", f"tcp:{address}", "hi", "there"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == ["client -> 'hi'", "client <- 'hi'", "client -> 'there'", "client <- 'there'"]
+    finally:
+        server.terminate()
+        stdout, _ = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert "server <- 'hi'" in stdout.splitlines()
+
+
+def test_servers_report_a_port_in_use_and_exit_1() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / "calculator" / "server.py"), f"tcp:{port}:interface=127.0.0.1"],
+            capture_output=True, text=True, timeout=60,
+        )
+        echo = subprocess.run(
+            [sys.executable, str(EXAMPLES / "echo.py"), "server", f"tcp:{port}:interface=127.0.0.1"],
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        taken.close()
+    assert out.returncode == 1 and "cannot listen on" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert echo.returncode == 1 and "echo.py server:" in echo.stderr, echo.stderr
+
+
+def test_a_client_that_cannot_connect_exits_1() -> None:
+    """client_deferred.py runs under net.react: a failed connection is exit status 1, with why."""
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "calculator" / "client_deferred.py"), f"tcp:127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 1
+    assert "Traceback" in out.stderr and "Connection refused" in out.stderr, out.stderr

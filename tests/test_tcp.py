@@ -200,7 +200,7 @@ def test_connection_refused_names_the_address(reactor: Any, run: Any) -> None:
     assert connector.state == "connecting" and factory.started == 1
     error = run(reactor, factory.failed)
     assert isinstance(error, ConnectionRefusedError)
-    assert str(error) == f"Connection refused by 127.0.0.1:{port}"
+    assert str(error) == f"Connection refused by 127.0.0.1:{port}: is the server running and listening on that port?"
     assert isinstance(error.__cause__, OSError) and error.__cause__.errno == errno.ECONNREFUSED
     assert connector.state == "disconnected" and not factory.built
     assert factory.num_ports == 0  # do_stop ran: nobody reconnects

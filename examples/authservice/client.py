@@ -1,7 +1,7 @@
 """Log in to the notes service as USER, add notes or board posts, and show what USER sees.
 
-    PBROKER_PASSWORD=... python examples/authservice/client.py alice --note "buy milk" --post hello
-    printf '%s\\n' "$PW" | python examples/authservice/client.py alice
+    PBROKER_PASSWORD=... .venv/bin/python examples/authservice/client.py alice --note "buy milk" --post hello
+    printf '%s\\n' "$PW" | .venv/bin/python examples/authservice/client.py alice
 
 The password comes from ``PBROKER_PASSWORD`` or one line of stdin (asked for on a terminal); it is
 never an argument, where ``ps`` would show it, and never crosses the wire (SCRAM).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", action="append", default=[], help="add a private note (repeatable)")
     parser.add_argument("--post", action="append", default=[], help="post to the shared board (repeatable)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     endpoint = f"tls:{args.host}:{args.port}:ca={Path(args.certs) / 'ca.pem'}"
     credentials = UsernamePassword(args.user, read_password(args.user))
     try:

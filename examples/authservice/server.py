@@ -1,16 +1,18 @@
 """An authenticated notes service over TLS: each user sees only their own notes.
 
-    python examples/authservice/server.py --users users.db --certs certs [--port 8801]
+    .venv/bin/python examples/authservice/server.py --users users.db --certs certs [--port 8801]
 
 Users log in with SCRAM-SHA-256 against a hashed user file (``python -m cred.userfile``); the
 connection is TLS (``python -m net.tls make-dev-certs``). After login a client holds nothing but
 its own avatar, so "alice cannot read bob's notes" needs no access checks: no reference to bob's
-notes is ever sent to alice. Prints ``listening on HOST:PORT`` once ready.
+notes is ever sent to alice. Listens on 127.0.0.1 unless ``--interface`` says otherwise; prints
+``listening on HOST:PORT`` once ready; Ctrl-C or SIGTERM stops it (``net.react``).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,9 @@ from typing import Any
 import broker
 from cred.portal import Portal, Realm
 from cred.userfile import FileUserDatabase
-from net.reactor import make_reactor
+from net.defer import Deferred
+from net.error import NetError
+from net.react import react
 
 __all__ = ["Board", "NotesUser", "make_portal", "main"]
 
@@ -71,25 +75,27 @@ def make_portal(users_path: str | Path) -> Portal:
     return Portal(Realm(avatar), [FileUserDatabase(users_path)])
 
 
+async def serve(reactor: Any, endpoint: str, portal: Portal) -> None:
+    """Serve ``portal`` on ``endpoint`` until the reactor is stopped."""
+    try:
+        port = await broker.serve(reactor, endpoint, portal)
+    except (NetError, OSError, ValueError) as exc:  # port taken, unreadable certificates, ...
+        sys.exit(f"cannot listen: {exc}")
+    print(f"listening on {port.get_host().host}:{port.get_host().port}", flush=True)
+    await Deferred()  # never fires: Ctrl-C or SIGTERM stops the reactor
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", required=True, help="user file (python -m cred.userfile USERS add NAME)")
     parser.add_argument("--certs", required=True, help="directory from python -m net.tls make-dev-certs")
     parser.add_argument("--port", type=int, default=8801, help="0 picks a free port (default %(default)s)")
-    parser.add_argument("--interface", default="127.0.0.1")
+    parser.add_argument("--interface", default="127.0.0.1", help="address to listen on (default %(default)s)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     certs = Path(args.certs)
     endpoint = f"tls:{args.port}:cert={certs / 'server.pem'}:key={certs / 'server.key'}:interface={args.interface}"
-    reactor = make_reactor()
-    d = broker.serve(reactor, endpoint, make_portal(args.users))
-    d.add_callback(lambda port: print(f"listening on {port.get_host().host}:{port.get_host().port}", flush=True))
-
-    def cannot_listen(failure: Any) -> None:
-        print(f"cannot listen: {failure.value}", file=sys.stderr)
-        reactor.stop()
-
-    d.add_errback(cannot_listen)
-    reactor.run()
+    react(serve, [endpoint, make_portal(args.users)])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""The calculator from a plain asyncio program.  python examples/calculator/client_asyncio.py tcp:127.0.0.1:8800"""
+"""The calculator from a plain asyncio program.  .venv/bin/python examples/calculator/client_asyncio.py tcp:127.0.0.1:8800"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 
@@ -27,4 +28,5 @@ async def _square(root: broker.RemoteReference, x: int) -> float:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "tcp:127.0.0.1:8800"))

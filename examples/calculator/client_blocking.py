@@ -1,7 +1,8 @@
-"""The calculator from a script, blocking.  python examples/calculator/client_blocking.py tcp:127.0.0.1:8800"""
+"""The calculator from a script, blocking.  .venv/bin/python examples/calculator/client_blocking.py tcp:127.0.0.1:8800"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -24,4 +25,5 @@ def main(endpoint: str) -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     main(sys.argv[1] if len(sys.argv) > 1 else "tcp:127.0.0.1:8800")

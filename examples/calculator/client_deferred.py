@@ -1,7 +1,8 @@
-"""The calculator from Deferred-style code.  python examples/calculator/client_deferred.py tcp:127.0.0.1:8800"""
+"""The calculator from Deferred-style code.  .venv/bin/python examples/calculator/client_deferred.py tcp:127.0.0.1:8800"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -9,12 +10,13 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import broker  # noqa: E402
-from net.reactor import make_reactor  # noqa: E402
+from net.defer import Deferred  # noqa: E402
+from net.react import react  # noqa: E402
 from shared import Vector  # noqa: E402
 
 
-def main(endpoint: str) -> None:
-    reactor = make_reactor()
+def main(reactor: Any, endpoint: str = "tcp:127.0.0.1:8800") -> Deferred[Any]:
+    """The whole conversation as one Deferred; ``net.react`` stops the reactor when it fires."""
 
     def got_root(root: broker.RemoteReference) -> Any:
         d = root.call_remote("add", 1, 2)
@@ -27,10 +29,9 @@ def main(endpoint: str) -> None:
 
     d = broker.connect(reactor, endpoint)
     d.add_callback(got_root)
-    d.add_errback(lambda f: print("error:", f.value))
-    d.add_both(lambda _: reactor.stop())
-    reactor.run()
+    return d  # a failure to connect fails it: react prints it and exits 1
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tcp:127.0.0.1:8800")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    react(main)

@@ -1,13 +1,14 @@
 """A calculator service: remote methods returning values, Deferreds and coroutines, a per-client
 memory handed out by reference, and a copyable argument.
 
-    python examples/calculator/server.py [endpoint]      # default tcp:8800
+    .venv/bin/python examples/calculator/server.py [ENDPOINT]   # default tcp:8800:interface=127.0.0.1
 
-Prints ``listening on HOST:PORT`` once ready.
+Prints ``listening on HOST:PORT`` once ready; Ctrl-C or SIGTERM stops it (``net.react``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import broker  # noqa: E402
-from net.defer import Deferred, Failure  # noqa: E402
-from net.reactor import make_reactor  # noqa: E402
+from net.defer import Deferred  # noqa: E402
+from net.error import NetError  # noqa: E402
+from net.react import react  # noqa: E402
 from shared import Vector  # noqa: E402
 
 
@@ -66,19 +68,20 @@ class Calculator(broker.Root):
         return Vector(v.x * k, v.y * k)
 
 
-def main(argv: list[str]) -> None:
-    endpoint = argv[1] if len(argv) > 1 else "tcp:8800"
-    reactor = make_reactor()
-    d = broker.serve(reactor, endpoint, Calculator(reactor))
-    d.add_callback(lambda port: print(f"listening on {port.get_host().host}:{port.get_host().port}", flush=True))
+async def serve(reactor: Any, endpoint: str = "tcp:8800:interface=127.0.0.1") -> None:
+    """Serve a Calculator on ``endpoint`` until the reactor is stopped."""
+    try:
+        port = await broker.serve(reactor, endpoint, Calculator(reactor))
+    except (NetError, OSError, ValueError) as exc:  # port taken, bad endpoint: say so, exit 1
+        sys.exit(f"cannot listen on {endpoint}: {exc}")
+    print(f"listening on {port.get_host().host}:{port.get_host().port}", flush=True)
+    await Deferred()  # never fires: Ctrl-C or SIGTERM stops the reactor
 
-    def cannot_listen(failure: Failure) -> None:
-        print(f"cannot listen: {failure.value}", file=sys.stderr)
-        reactor.stop()
 
-    d.add_errback(cannot_listen)
-    reactor.run()
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    react(serve, argv)
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    main()

@@ -4,8 +4,6 @@ Tests generate these at run time into a temporary directory, so no private key i
 into the repository. EC P-256 keys keep generation fast (milliseconds, not the seconds RSA takes).
 """
 
-from __future__ import annotations
-
 import datetime
 import ipaddress
 import os

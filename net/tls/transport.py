@@ -60,6 +60,8 @@ DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 _SEND_SLICE = 256 * 1024  # plaintext encrypted per send(): bounds the ciphertext held at once
 _RECV_SIZE = 64 * 1024  # plaintext asked of each recv(); OpenSSL returns at most one 16 KiB record
 _BIO_SLACK = 16 * 1024  # room for record overhead when draining after a send
+#: A TLS record: alert (21), version 3.1, length 2, level fatal (2), protocol_version (70).
+_ALERT_PROTOCOL_VERSION = bytes([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46])
 
 
 def _where(address: Any) -> str:
@@ -110,6 +112,7 @@ class TLSProtocol(Protocol):
                 tls.set_tlsext_host_name(hostname.encode("idna"))  # SNI: never for IP literals
         self._tls = tls
         self._handshake_done = False
+        self._sent_any = False  # has OpenSSL produced any bytes for the peer yet
         self._error: BaseException | None = None  # overrides the reason connection_lost reports
         self._closing = False  # lose_connection/abort/failure: no more writes or reads
         self._close_notify_received = False
@@ -153,7 +156,7 @@ class TLSProtocol(Protocol):
             if self._handshake_done:
                 self._error = ConnectionLost(
                     f"{_where(self.get_peer())} closed the connection without a TLS close_notify; "
-                    "the data may have been truncated.")
+                    "the data may have been truncated.", by_peer=True)
             else:
                 self._error = TLSError(f"TLS handshake with {_where(self._addr)} failed: "
                                        "the peer closed the connection during the handshake")
@@ -275,7 +278,7 @@ class TLSProtocol(Protocol):
         if keep:
             self._keep_writing = True
         else:
-            self.lose_connection()
+            self.lose_connection(ConnectionDone("The peer closed the TLS connection.", by_peer=True))
 
     def _flush(self, size: int = _RECV_SIZE) -> None:
         """Move the ciphertext OpenSSL produced to the transport below, in as few writes as fit."""
@@ -290,18 +293,25 @@ class TLSProtocol(Protocol):
             if len(chunk) < size:  # a memory BIO hands over all it has: it is empty now
                 break
         if chunks:
+            self._sent_any = True
             self.transport.write(b"".join(chunks) if len(chunks) > 1 else chunks[0])
 
     def _fail(self, exc: SSL.Error) -> None:
         """OpenSSL refused something: say why, send its alert, and close."""
         reason = self.verify_error or describe_ssl_error(exc)
         cls = CertificateError if self.verify_error or is_certificate_problem(reason) else TLSError
+        if not self._handshake_done and "wrong version number" in reason:
+            reason += " (the peer does not seem to speak TLS: is it a plain tcp: endpoint?)"
         if self._handshake_done:
             error = cls(f"TLS error on the connection with {_where(self._addr)}: {reason}")
         else:
             error = cls(f"TLS handshake with {_where(self._addr)} failed: {reason}")
         error.__cause__ = exc
         self._flush()
+        if self.server_side and not self._handshake_done and not self._sent_any:
+            # The client spoke something that is not TLS (OpenSSL answers a bad record header with
+            # silence): a fatal protocol_version alert lets it see that this port expects TLS.
+            self.transport.write(_ALERT_PROTOCOL_VERSION)
         self._close_with(error)
 
     def _close_with(self, error: BaseException) -> None:
