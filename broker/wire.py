@@ -354,7 +354,8 @@ _SLICE_BELOW: Final = 4096
 #: Spare room ``get_buffer`` offers at first; doubled each time a read fills it, up to the max.
 _MIN_READ_SIZE: Final = 4096
 _MAX_READ_SIZE: Final = 256 * 1024
-#: A buffer grown above this (by a frame that big) is dropped once empty instead of kept.
+#: A buffer grown above this (by a frame that big) is not kept once that frame is decoded: it is
+#: dropped if empty, or what is pending (at most ``_MAX_READ_SIZE``) moves to a small new one.
 _RETAIN_CAPACITY: Final = 4 * 1024 * 1024 + 64 * 1024
 
 
@@ -430,9 +431,13 @@ class WireDecoder:
     # ``receive_data`` (one copy) or received straight into the spare capacity by the transport
     # (``get_buffer``/``buffer_updated``, asyncio's BufferedProtocol shape: no copy at all).
     # Decoded frames only move ``_start``; the bytes still pending are moved to the front only
-    # when the spare capacity at the end is too small, and the buffer grows geometrically and is
-    # replaced (never resized in place, so a view still held elsewhere cannot break it). Reusing
-    # it matters for big frames: a fresh megabyte costs page faults every time.
+    # when the spare capacity at the end is too small, and the buffer grows geometrically: in
+    # place when nothing else holds a view of it (realloc: usually no copy), else it is replaced,
+    # so a view still held elsewhere cannot break it. Reusing it matters for big frames: a fresh
+    # megabyte costs page faults every time. The size follows the bytes actually received, never
+    # a length header (a header is a promise, and 16 idle peers each promising 16 MiB must not
+    # cost 256 MiB), and a buffer a huge frame grew is given up once that frame is decoded (an
+    # idle connection holds no more than _RETAIN_CAPACITY).
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer ``data`` (copied); ``b""`` marks the end of the stream."""
@@ -458,9 +463,13 @@ class WireDecoder:
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Spare capacity at the end of the buffer for the transport to receive into.
 
-        At least ``sizehint`` bytes (when positive) and at least the rest of a frame whose header
-        has arrived, so a big frame takes few reads. Report what was written with
-        :meth:`buffer_updated`; the view must not be used after that.
+        At least ``sizehint`` bytes (when positive). Inside a big frame the room offered grows
+        with the bytes that have arrived (as many again, or the rest of the frame once that is at
+        most twice as many), so the buffer grows geometrically, stays within three times what was
+        received, and a frame of n bytes costs O(n) copying in all; it never grows with the size
+        the header announces: a peer sending a header alone costs a few KiB, not
+        ``max_frame_size``. Report what was written with :meth:`buffer_updated`; the view must
+        not be used after that.
         """
         if self._eof:
             raise RuntimeError("get_buffer() after the end of the stream")
@@ -469,10 +478,13 @@ class WireDecoder:
             want = sizehint
         start = self._start
         pending = self._end - start
-        if pending >= 4:
+        if pending > want:
             (size,) = _HEADER.unpack_from(self._buf, start)
-            if size <= self.max_frame_size and 4 + size - pending > want:
-                want = 4 + size - pending
+            if size <= self.max_frame_size:
+                rest = 4 + size - pending
+                # Room for as many bytes again as have arrived; for the whole rest once that is at
+                # most twice as many (one last step, rather than two with a big copy between).
+                want = max(want, rest if rest <= 2 * pending else pending)
         if len(self._buf) - self._end < want:
             self._make_room(want)
         view = memoryview(self._buf)[self._end :]
@@ -489,7 +501,12 @@ class WireDecoder:
         self._end += nbytes
 
     def _make_room(self, n: int) -> None:
-        """Make ``_buf[_end:]`` at least ``n`` bytes: move pending bytes to the front, or grow."""
+        """Make ``_buf[_end:]`` at least ``n`` bytes: move pending bytes to the front, or grow.
+
+        Growing at least doubles the buffer (amortised O(1) copying per byte) but never past what
+        the bytes pending and ``n`` need plus the largest frame, so the size stays proportional to
+        what was received (``n`` is bounded by the caller: a read size, or data in hand).
+        """
         buf = self._buf
         start = self._start
         pending = self._end - start
@@ -499,11 +516,33 @@ class WireDecoder:
                 with memoryview(buf) as view:
                     view[:pending] = view[start : start + pending]  # memmove
         else:
-            new = bytearray(max(pending + n, 2 * len(buf), _MIN_READ_SIZE))
+            doubled = min(2 * len(buf), 4 + self.max_frame_size + _MAX_READ_SIZE)
+            size = max(pending + n, doubled, _MIN_READ_SIZE)
+            if start == 0 and pending >= _MIN_READ_SIZE:
+                # In place: realloc can often extend without copying (mremap for big buffers).
+                # Refused while a view of the buffer is still held somewhere: then copy.
+                try:
+                    buf.extend(bytes(size - len(buf)))
+                except BufferError:
+                    pass
+                else:
+                    self._end = pending
+                    return
+            new = bytearray(size)
             if pending:
                 with memoryview(buf) as view, memoryview(new) as target:
                     target[:pending] = view[start : start + pending]
             self._buf = new
+        self._start = 0
+        self._end = pending
+
+    def _shrink(self, start: int) -> None:
+        """A big frame ending at ``start`` is decoded: copy what follows it to a small buffer."""
+        pending = self._end - start
+        new = bytearray(max(pending + self._read_size, _MIN_READ_SIZE))
+        with memoryview(self._buf) as view, memoryview(new) as target:
+            target[:pending] = view[start : self._end]
+        self._buf = new  # the caller still holds the old one, to decode the frame from
         self._start = 0
         self._end = pending
 
@@ -533,6 +572,8 @@ class WireDecoder:
                     self._start = self._end = 0
                     if len(buf) > _RETAIN_CAPACITY:
                         self._buf = bytearray()  # a huge frame passed: do not hold on to it
+                elif len(buf) > _RETAIN_CAPACITY and self._end - end <= _MAX_READ_SIZE:
+                    self._shrink(end)  # likewise, keeping the few bytes that follow it
                 else:
                     self._start = end
                 if size < _SLICE_BELOW:

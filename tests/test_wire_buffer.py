@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from typing import Any
 
 import pytest
@@ -63,17 +64,64 @@ def test_random_splits_decode_identically(msgs: list[Any], cuts: list[int], lent
     assert decoder.messages() == []
 
 
-def test_room_for_the_whole_frame_once_its_header_is_in() -> None:
-    frame = encode(Answer(1, os.urandom(3 * MIB)))
+def capacity(decoder: WireDecoder) -> int:
+    """The size of the decoder's receive buffer (what it holds on to), via a lent view."""
+    with decoder.get_buffer(-1) as view:
+        size = len(view.obj)  # type: ignore[arg-type]
+    decoder.buffer_updated(0)
+    return size
+
+
+def test_a_header_alone_does_not_make_room_for_its_frame() -> None:
+    # A length header is a promise: the buffer grows with bytes received, not with the promise
+    # (issue 12: 16 peers each announcing 16 MiB cost the server 256 MiB, held forever).
     decoder = WireDecoder(expect_hello=False)
-    feed_lent(decoder, frame[:10])
+    feed_lent(decoder, struct.pack(">I", 16 * MIB))  # the default limit: a legal frame
     assert decoder.next_message() is NEED_DATA
-    view = decoder.get_buffer(-1)
-    assert len(view) >= len(frame) - 10
-    view[: len(frame) - 10] = frame[10:]
-    view.release()
-    decoder.buffer_updated(len(frame) - 10)
-    assert decoder.messages() == [Answer(1, frame[-3 * MIB :])]
+    assert capacity(decoder) < 256 * 1024
+    for _ in range(20):  # trickled bytes: still only what arrived counts
+        feed_lent(decoder, b"\x00" * 50)
+        assert decoder.next_message() is NEED_DATA
+        assert capacity(decoder) < 256 * 1024
+    decoder = WireDecoder(expect_hello=False)  # the copying path likewise
+    decoder.receive_data(struct.pack(">I", 16 * MIB) + b"\x00")
+    assert decoder.next_message() is NEED_DATA and capacity(decoder) < 256 * 1024
+
+
+def test_a_big_frame_grows_the_buffer_geometrically() -> None:
+    blob = os.urandom(16 * MIB - 64)
+    frame = encode(Answer(1, blob))
+    decoder = WireDecoder(expect_hello=False)
+    received = 0
+    sizes = []
+    copied = 0  # at most what was pending each time the buffer changed
+    while received < len(frame):
+        view = decoder.get_buffer(-1)  # and the peer fills every view offered
+        buffer = (id(view.obj), len(view.obj))  # type: ignore[arg-type]
+        if not sizes or sizes[-1] != buffer:
+            sizes.append(buffer)
+            copied += decoder.buffered
+        assert buffer[1] <= 4 * received + 512 * 1024  # proportional to what arrived
+        n = min(len(view), len(frame) - received)
+        view[:n] = frame[received : received + n]
+        view.release()
+        decoder.buffer_updated(n)
+        received += n
+    assert decoder.messages() == [Answer(1, blob)]
+    assert len(sizes) <= 16  # few steps (4 KiB → 16 MiB), not one per read
+    assert copied <= 2 * len(frame)  # amortised O(n): each byte copied about once at most
+    assert capacity(decoder) < MIB  # and once the frame is decoded it is not kept
+
+
+def test_a_big_frame_is_not_retained_when_bytes_follow_it() -> None:
+    blob = os.urandom(16 * MIB - 64)
+    second = encode(Answer(2, b"after"))
+    decoder = WireDecoder(expect_hello=False)
+    feed_lent(decoder, encode(Answer(1, blob)) + second[:7])
+    assert decoder.messages() == [Answer(1, blob)]
+    assert capacity(decoder) < MIB  # idle now, a partial frame pending: 16 MiB given back
+    feed_lent(decoder, second[7:])
+    assert decoder.messages() == [Answer(2, b"after")]
 
 
 def test_the_buffer_is_reused_across_frames() -> None:
