@@ -10,7 +10,7 @@ blocking (:mod:`broker.blocking`). Serving a ``cred.portal.Portal`` adds login (
 
 from net._version import __version__
 
-from .api import connect, serve
+from .api import connect
 from .errors import (
     BrokerError,
     ConnectionLost,
@@ -36,7 +36,7 @@ from .flavors import (
     register_copyable,
 )
 from .session import Limits, RemoteReference, Session
-from .login import AlreadyLoggedIn, Avatar, CertificateLogin, IPerspective, LoginSequenceError, login
+from .login import AlreadyLoggedIn, Avatar, CertificateLogin, IPerspective, LoginSequenceError, login, serve
 
 __all__ = [
     "__version__",

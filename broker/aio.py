@@ -92,6 +92,8 @@ async def serve(endpoint: str, root: Referenceable | Any, **options: Any) -> Any
 
     ``root`` and ``options`` as for :func:`broker.serve` (a cred Portal serves login).
     """
+    from .login import serve as serve_any_root  # broker.serve: a Portal is served with login
+
     _check_endpoint("serve", endpoint)
     reactor = await get_reactor()
-    return await api.serve(reactor, endpoint, root, **options)
+    return await serve_any_root(reactor, endpoint, root, **options)

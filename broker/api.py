@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -56,22 +55,13 @@ def check_reactor(function: str, reactor: Any, endpoint: Any, example: str) -> N
 
 
 @needs_reactor("serve", "'tcp:8800', root")
-def serve(reactor: Any, endpoint: str, root: Referenceable | Any, **options: Any) -> Deferred[Any]:
+def serve(reactor: Any, endpoint: str, root: Referenceable | None, **options: Any) -> Deferred[Any]:
     """Listen on ``endpoint`` (e.g. ``"tcp:8800"``) and hand ``root`` to every client.
 
-    ``root`` may be a ``cred.portal.Portal``: then each connection gets its own login object
-    instead (``broker.login``, docs/PROTOCOL.md section 14), and option ``throttle`` (a
-    ``cred.throttle.LoginThrottle``) limits guessing. Options: ``registry`` (CopyRegistry),
-    ``limits`` (Limits), ``debug`` (send tracebacks), ``handshake_timeout``. Returns a Deferred
-    firing with the listening port.
+    Any root: ``broker.serve`` (:func:`broker.login.serve`) turns a cred Portal into one first.
+    Options: ``registry`` (CopyRegistry), ``limits`` (Limits), ``debug`` (send tracebacks),
+    ``handshake_timeout``. Returns a Deferred firing with the listening port.
     """
-    cred_portal = sys.modules.get("cred.portal")  # if cred was never imported, root is no Portal
-    if cred_portal is not None and isinstance(root, cred_portal.Portal):
-        from .login import PortalRoot
-
-        root = PortalRoot(root, throttle=options.pop("throttle", None))
-    elif "throttle" in options:
-        raise TypeError("serve(throttle=...) applies to a cred Portal only")
     return server(reactor, endpoint).listen(BrokerFactory(reactor, root, **options))
 
 

@@ -150,7 +150,8 @@ class BlockingConnection:
 
     @property
     def closed(self) -> bool:
-        return self.root.remote.session.state.value == "closed"
+        """True once the connection is ending or gone (calls fail with ConnectionLost)."""
+        return self.root.remote.session.state.value in ("closing", "closed")
 
     def close(self) -> None:
         """Disconnect (idempotent); pending and later calls fail with ``broker.ConnectionLost``."""

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from typing import Any
+
 import net.error  # pure exception classes, no I/O: the broker's errors extend the net ones
 
 from . import wire
@@ -67,6 +69,11 @@ class RemoteError(BrokerError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.remote_type, self.message, self.remote_traceback))
+
+    @classmethod
+    def from_copyable_state(cls, state: dict[str, Any]) -> RemoteError:
+        """Build a RemoteError subclass registered as copyable from the failure that named it."""
+        return cls(state["type_name"], state["message"], state.get("traceback"))
 
     def __str__(self) -> str:
         # With debug=True on the server the traceback travels: show it wherever this is printed,
@@ -186,8 +193,10 @@ _KINDS: dict[str, type[RemoteError]] = {
 }
 
 
-def error_class_for_kind(kind: str, type_name: str = "") -> type[RemoteError]:
-    """The exception class for a wire failure kind; unknown kinds read as plain ``failed``."""
-    if type_name == "broker.NoSuchMethod" and kind == "unimplemented":
-        return NoSuchMethodError
+def error_class_for_kind(kind: str) -> type[RemoteError]:
+    """The exception class for a wire failure kind; unknown kinds read as plain ``failed``.
+
+    :func:`broker.failures.from_failure` refines this by type name (NoSuchMethodError, and
+    RemoteError subclasses registered as copyable).
+    """
     return _KINDS.get(kind, RemoteError)

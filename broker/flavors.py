@@ -101,6 +101,8 @@ def _builder_for(cls: type) -> Unjelly:
     """How to make an instance of ``cls`` from its state, by the kind of class it is."""
     if dataclasses.is_dataclass(cls):
         return lambda state: cls(**state)
+    if hasattr(cls, "from_copyable_state"):  # its own way, even for an exception (RemoteError)
+        return cls.from_copyable_state  # type: ignore[no-any-return]
     if issubclass(cls, BaseException):
         return lambda state: _build_exception(cls, state)
     if hasattr(cls, "set_copyable_state"):
@@ -111,8 +113,6 @@ def _builder_for(cls: type) -> Unjelly:
             return obj
 
         return build
-    if hasattr(cls, "from_copyable_state"):
-        return cls.from_copyable_state  # type: ignore[no-any-return]
     raise TypeError(
         f"{cls.__name__} cannot be built from a copy: make it a dataclass, an exception, "
         "a RemoteCopy subclass, or give it set_copyable_state / from_copyable_state"

@@ -1,6 +1,6 @@
 """Login with perspectives: a cred Portal served over the broker, and the client side of it.
 
-``broker.serve(reactor, endpoint, portal)`` gives every connection a fresh :class:`LoginObject`
+:func:`serve` (``broker.serve``) given a Portal gives every connection a fresh :class:`LoginObject`
 as its bootstrap object 0. Before login that object is all a client can reach (references are
 capabilities: nothing else has been sent to it); a successful login answers with a reference to
 the avatar the realm made, an :class:`Avatar` whose ``perspective_<name>`` methods are the
@@ -47,7 +47,7 @@ from net.defer import CancelledError, Deferred, Failure, ensure_deferred
 
 from . import api
 from .errors import NoSuchMethodError, RemoteError
-from .flavors import Caller, Referenceable, Root
+from .flavors import Caller, Referenceable, Root, register_copyable
 from .session import RemoteReference, Session
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "LoginSequenceError",
     "login",
     "login_with",
+    "serve",
 ]
 
 log = logging.getLogger(__name__)  # "broker.login": refused logins (WARNING), logins (INFO)
@@ -117,11 +118,9 @@ class LoginSequenceError(RemoteError):
         super().__init__(remote_type, message, remote_traceback)
 
 
-#: Wire type names the client turns back into these classes.
-_LOGIN_ERRORS: dict[str, type[RemoteError]] = {
-    "broker.AlreadyLoggedIn": AlreadyLoggedIn,
-    "broker.LoginSequenceError": LoginSequenceError,
-}
+# A client gets these back as themselves (broker.failures.from_failure asks the registry).
+register_copyable("broker.AlreadyLoggedIn", AlreadyLoggedIn)
+register_copyable("broker.LoginSequenceError", LoginSequenceError)
 
 
 def _no_verifiers(username: str) -> ScramVerifier | None:
@@ -129,6 +128,24 @@ def _no_verifiers(username: str) -> ScramVerifier | None:
 
 
 # -- server ----------------------------------------------------------------------------------
+
+
+@api.needs_reactor("serve", "'tcp:8800', root")
+def serve(reactor: Any, endpoint: str, root: Referenceable | Portal | None, *,
+          throttle: LoginThrottle | None = None, **options: Any) -> Deferred[Any]:
+    """``broker.serve``: listen on ``endpoint`` and hand ``root`` to every client.
+
+    ``root`` is any Referenceable (a :class:`~broker.flavors.Root` may make one per
+    connection), or a ``cred.portal.Portal``: then each connection's bootstrap object is a fresh
+    login object (:class:`PortalRoot`, docs/PROTOCOL.md section 14) and ``throttle`` (a
+    ``cred.throttle.LoginThrottle``, shared by every connection) limits guessing. The other
+    options are :func:`broker.api.serve`'s. Returns a Deferred firing with the listening port.
+    """
+    if isinstance(root, Portal):
+        root = PortalRoot(root, throttle=throttle)
+    elif throttle is not None:
+        raise TypeError("serve(throttle=...) applies to a cred Portal only")
+    return api.serve(reactor, endpoint, root, **options)
 
 
 class PortalRoot(Root):
@@ -354,9 +371,6 @@ async def login_with(root: RemoteReference, credentials: Any, mind: Referenceabl
     except RemoteError as exc:
         if exc.remote_type == UNAUTHORIZED_TYPE:
             raise UnauthorizedLogin() from exc
-        known = _LOGIN_ERRORS.get(exc.remote_type)
-        if known is not None and type(exc) is RemoteError:
-            raise known(exc.remote_type, exc.message, exc.remote_traceback) from None
         raise
     if not isinstance(avatar, RemoteReference):
         raise LoginFailed(f"the server answered the login with {avatar!r:.80}, not an avatar reference")

@@ -16,16 +16,28 @@ from net.interfaces import IBufferedProtocol
 from net.protocol import ClientFactory, Factory, Protocol
 
 from .flavors import CopyRegistry, Referenceable
+from .lifecycle import State
 from .session import Limits, RemoteReference, Session
 
-__all__ = ["BrokerProtocol", "BrokerFactory", "BrokerClientFactory"]
+__all__ = ["BrokerProtocol", "BrokerFactory", "BrokerClientFactory", "FLUSH_FRAMES", "FLUSH_BYTES"]
 
 log = logging.getLogger(__name__)
 
 
+#: The adapter writes once the session has queued this many frames, or this many bytes, so the
+#: peer starts on the first answers of a burst while we work on the rest: the two processes
+#: overlap instead of taking turns (pipelined, 100 in flight: ~50k -> ~100k calls/s here).
+FLUSH_FRAMES = 16
+FLUSH_BYTES = 64 * 1024
+
+
 @implementer(IBufferedProtocol)
 class BrokerProtocol(Protocol):
-    """One broker connection on a transport."""
+    """One broker connection on a transport: feeds the session, writes what it queues, closes.
+
+    This is the only place that knows about the transport, the reactor's timers and threads;
+    the flush policy (FLUSH_FRAMES / FLUSH_BYTES) is here too.
+    """
 
     session: Session
 
@@ -38,19 +50,14 @@ class BrokerProtocol(Protocol):
         self._debug = debug
         self._handshake_timeout = handshake_timeout
         self._timer: Any = None
-        self._sniffing = True  # the session keeps the first bytes until the handshake is over
-        self._lent: memoryview | None = None
+        self._write_scheduled = False
+        self._closing = False
         self.on_ready: Deferred[RemoteReference] | None = None
 
     def connection_made(self, transport: Any) -> None:
         peer = transport.get_peer()
         name = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self.session = Session(
-            transport.write,
-            self._close,
-            self.reactor.call_from_thread,
-            schedule=self.reactor.call_soon,
-            clock=self.reactor,
             root=self._root,
             registry=self._registry,
             limits=self._limits,
@@ -59,10 +66,13 @@ class BrokerProtocol(Protocol):
             peer=peer,
             peer_certificate=getattr(transport, "get_peer_certificate", lambda: None)(),
             side="client" if self.on_ready is not None else "server",
+            clock=self.reactor,
+            on_output=self._output_waiting,
+            release_due=self._release_due,
         )
         self._timer = self.reactor.call_later(self._handshake_timeout, self._handshake_timed_out)
         self.session.ready.add_both(self._handshake_done)
-        self.session.start()
+        self._write_out()  # our hello
 
     def _handshake_done(self, result: Any) -> Any:
         if self._timer is not None and self._timer.active():
@@ -80,32 +90,65 @@ class BrokerProtocol(Protocol):
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
-        self._close(TimeoutError(f"no pbroker hello within {self._handshake_timeout} seconds"))
+        self.session.disconnect(TimeoutError(f"no pbroker hello within {self._handshake_timeout} seconds"))
 
-    def _close(self, reason: BaseException | None) -> None:
-        if self.transport is not None:
-            self.transport.lose_connection(reason)
+    # -- bytes in: feed, then let the session work in chunks, writing after each -------------
 
     def data_received(self, data: bytes) -> None:
         self.session.receive_data(data)
+        self._process()
 
     # BufferedProtocol shape (net.interfaces.IBufferedProtocol): a TCP transport receives straight
     # into the wire decoder's reused buffer, so a big frame is not copied chunk by chunk.
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        view = self.session._decoder.get_buffer(sizehint)
-        if self._sniffing:
-            self._lent = view
-        return view
+        return self.session.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.session.buffer_updated(nbytes)
+        self._process()
+
+    def _process(self) -> None:
         session = self.session
-        if self._sniffing:
-            lent, self._lent = self._lent, None
-            if lent is not None:
-                self._sniffing = session.note_received(lent[:nbytes])
-        session._decoder.buffer_updated(nbytes)
-        session.process_received()
+        while session.process(FLUSH_FRAMES, FLUSH_BYTES):
+            self._write_out()
+        self._write_out()
+
+    # -- bytes out ---------------------------------------------------------------------------
+
+    def _output_waiting(self) -> None:
+        """The session queued output outside process(): write now if a chunk is ready, else soon."""
+        session = self.session
+        if session.output_frames >= FLUSH_FRAMES or session.output_bytes >= FLUSH_BYTES or session.close_reason is not None:
+            self._write_out()
+        elif not self._write_scheduled:
+            self._write_scheduled = True
+            self.reactor.call_soon(self._scheduled_write)
+
+    def _scheduled_write(self) -> None:
+        self._write_scheduled = False
+        self._write_out()
+
+    def _write_out(self) -> None:
+        """Write what the session queued; close the transport once the session is CLOSING."""
+        session = self.session
+        transport = self.transport
+        data = session.data_to_send()
+        if transport is None:
+            return
+        if data:
+            transport.write(data)
+        if session.state is State.CLOSING and not self._closing:
+            self._closing = True
+            transport.lose_connection(session.close_reason)
+
+    def _release_due(self) -> None:
+        """Proxies died (in any thread, inside the GC): release them from the reactor thread."""
+        self.reactor.call_from_thread(self._flush_releases)
+
+    def _flush_releases(self) -> None:
+        self.session.flush_releases()
+        self._write_out()
 
     def connection_lost(self, reason: Failure) -> None:
         if self._timer is not None and self._timer.active():

@@ -1,52 +1,58 @@
 """One connection's broker: handshake, object tables, calls out and calls in.
 
-Sans-I/O in the manner of h11, one layer up from the codec: bytes go in through
-:meth:`Session.receive_data`, bytes come out through the ``send`` callable, and the session asks
-its ``close`` callable to end the connection. Deferreds (pure) carry results; no socket, clock or
-reactor is touched here, so the whole object model is testable with two sessions wired together.
+Sans-I/O in the manner of h11, one layer up from the codec. Nothing here touches a socket, a
+thread or the time; the I/O adapter (``broker/protocol.py``) drives it:
 
-Lifecycle, one table (illegal moves raise :class:`LocalProtocolError` or close the connection)::
+* **Bytes in**: :meth:`Session.receive_data` (a copy) or :meth:`Session.get_buffer` /
+  :meth:`Session.buffer_updated` (the transport receives straight into the decoder's buffer)
+  only buffer; :meth:`Session.process` then handles what arrived, a bounded number of messages
+  at a time if the adapter asks, and says whether more is waiting.
+* **Bytes out** are queued; :meth:`Session.data_to_send` takes them. Whatever is queued outside
+  :meth:`Session.process` (an answer computed later, a call the application made, a close) is
+  announced by the ``on_output`` callable, so the adapter knows to come and take it: the adapter
+  decides when to write (its flush policy).
+* **Closing**: when the session wants the connection closed, its state is CLOSING and
+  :attr:`Session.close_reason` says why; the adapter writes what is queued (the goodbye last),
+  closes the transport, and reports :meth:`Session.connection_lost`.
+* **Releases**: proxies die in the garbage collector, in any thread; the session then calls
+  ``release_due`` (from that thread) and the adapter arranges :meth:`Session.flush_releases` on
+  its own thread.
 
-    state        event                      next
-    HANDSHAKE    peer Hello, same version   OPEN      (ready Deferred fires)
-    HANDSHAKE    peer Hello, other version  CLOSED    (HandshakeError, connection closed)
-    HANDSHAKE    any other message          CLOSED    (RemoteProtocolError)
-    OPEN         Call/Answer/Error/...      OPEN
-    any          connection lost            CLOSED    (pending calls fail, tables cleared)
+The lifecycle (HANDSHAKE, OPEN, CLOSING, CLOSED) is the table in :mod:`broker.lifecycle`;
+every lifecycle event goes through :meth:`Session._advance`. Exceptions travel as failures
+through :mod:`broker.failures`.
 """
 
 from __future__ import annotations
 
-import enum
-import errno
 import inspect
 import itertools
 import logging
+import sys
 import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import net.error
 from net.defer import CancelledError, Deferred, Failure, ensure_deferred, fail
 
 from . import wire
+from .diagnosis import SNIFF_BYTES, Ending, not_pbroker, why_lost
 from .errors import (
     BrokerError,
     ConnectionLost,
     HandshakeError,
     InvalidReferenceError,
     LimitExceeded,
-    NoSuchMethodError,
     OverloadedError,
-    RemoteCancelledError,
     RemoteError,
     UnimplementedError,
     UnregisteredCopyError,
-    error_class_for_kind,
 )
+from .failures import from_failure, to_failure
 from .flavors import CopyRegistry, Referenceable, Root, default_registry, state_of
+from .lifecycle import ACTIVE, Event, State, advance
 from .messages import (
     CALL_NO_ANSWER,
     DEFAULT_MAX_CONTAINER_LENGTH,
@@ -62,6 +68,7 @@ from .messages import (
     FailureInfo,
     Goodbye,
     Hello,
+    Message,
     ReturnedRef,
 )
 from .tables import ExportTable, ImportTable
@@ -73,35 +80,7 @@ log = logging.getLogger(__name__)
 #: calls (INFO). Its own name so operators can route or silence it: docs/ARCHITECTURE.md "Logging".
 calls_log = logging.getLogger("broker.calls")
 
-#: Socket errors that mean the connection was reset or broke under us.
-_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENETRESET,
-                           errno.EHOSTUNREACH, errno.ENETUNREACH})
-#: How many of the first bytes received are kept to tell what a non-pbroker peer speaks.
-_SNIFF = 8
-
-
-def _looks_like_tls(first: bytes) -> bool:
-    """A TLS record header: content type 20..23 (handshake 22, alert 21), major version 3."""
-    return len(first) >= 2 and 0x14 <= first[0] <= 0x17 and first[1] == 0x03
-
-
-def _preview(first: bytes) -> str:
-    text = first.decode("ascii", "replace")
-    if text.isprintable():
-        return repr(text) + "..."
-    return "bytes " + first.hex(" ") + " ..."
-
-
-
-#: The outbox is written once it holds this many frames, or a frame of at least FLUSH_BYTES.
-FLUSH_FRAMES = 16
-FLUSH_BYTES = 64 * 1024
-
-
-class State(enum.Enum):
-    HANDSHAKE = "handshake"
-    OPEN = "open"
-    CLOSED = "closed"
+_UNBOUNDED = sys.maxsize
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +89,7 @@ class Limits:
 
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     max_outstanding_calls: int = 10_000
+    #: Calls of the peer running here at once, one-way calls included.
     max_running_calls: int = 10_000
     max_live_references: int = 100_000
     max_depth: int = DEFAULT_MAX_DEPTH
@@ -141,11 +121,15 @@ class RemoteReference:
 
     def call_remote(self, _name: str, /, *args: Any, **kwargs: Any) -> Deferred[Any]:
         """Call ``remote_<_name>(*args, **kwargs)`` on the peer's object."""
-        return self._session.call(self.object_id, _name, args, kwargs, False)
+        return self._session.call(self.object_id, _name, args, kwargs)
 
     def call_remote_no_answer(self, _name: str, /, *args: Any, **kwargs: Any) -> None:
-        """A one-way call: no answer is sent, errors are logged by the peer."""
-        self._session.call(self.object_id, _name, args, kwargs, True)
+        """A one-way call: no answer is sent, errors are logged by the peer.
+
+        Raises at once if the call cannot be sent (arguments that cannot be encoded, a closed
+        connection): nothing would report it later.
+        """
+        self._session.call_no_answer(self.object_id, _name, args, kwargs)
 
     def notify_on_disconnect(self, callback: Callable[[RemoteReference], object]) -> None:
         """Run ``callback(self)`` once when the connection closes."""
@@ -162,17 +146,16 @@ class RemoteReference:
         return f"<RemoteReference {self.object_id} via {self._session!r}>"
 
 
+def _nothing() -> None:
+    pass
+
+
 class Session:
-    """The broker half of one connection. See the module docstring for the lifecycle."""
+    """The broker half of one connection. See the module docstring for how it is driven."""
 
     def __init__(
         self,
-        send: Callable[[bytes | bytearray], None],
-        close: Callable[[BaseException | None], None],
-        wake: Callable[[Callable[[], None]], None],
         *,
-        schedule: Callable[[Callable[[], None]], object] | None = None,
-        clock: Any = None,
         root: Referenceable | None = None,
         registry: CopyRegistry | None = None,
         limits: Limits = Limits(),
@@ -181,6 +164,9 @@ class Session:
         peer: Any = None,
         peer_certificate: Any = None,
         side: str = "",
+        clock: Any = None,
+        on_output: Callable[[], None] = _nothing,
+        release_due: Callable[[], None] = _nothing,
     ) -> None:
         #: The peer's address (``transport.get_peer()``) and TLS client certificate, if any:
         #: login needs them (throttling per host, certificate login); the session never does.
@@ -188,43 +174,38 @@ class Session:
         self.peer_certificate = peer_certificate
         #: "client" or "server" (or "" when unknown): only to word error messages.
         self.side = side
-        #: Why the connection ended, once it has: the ConnectionLost its pending calls failed with.
-        self.lost: ConnectionLost | None = None
-        # How this side knows the connection is ending (cause, text, goodbye kind), set before
-        # the close so that connection_lost can say why; None: the transport will tell.
-        self._ending: tuple[str, str, str | None] | None = None
-        self._first_bytes = b""  # the first bytes received, to name what a non-pbroker peer speaks
-        self._handshake_problem: HandshakeError | None = None
-        self._send = send
-        self._close = close
-        self._wake = wake
-        self._schedule = schedule
-        self._clock = clock  # anything with call_later(); only used for limits.call_timeout
-        # Frames wait in the outbox until the end of the current burst (one receive_data, or one
-        # loop iteration of calls) and leave in one write: one syscall for a burst, not one each.
-        self._outbox: list[bytes | bytearray] = []
-        self._receiving = False
-        self._flush_scheduled = False
         self.registry = registry or default_registry
         self.limits = limits
         self.debug = debug
         self.name = name
         self.state = State.HANDSHAKE
+        #: Why this side wants the connection closed, once it is CLOSING (None: an orderly close).
+        self.close_reason: BaseException | None = None
+        #: Why the connection ended, once it has: the ConnectionLost its pending calls failed with.
+        self.lost: ConnectionLost | None = None
         self.perspective: Any = AnonymousPerspective()
         self.peer_limits: Hello | None = None
         self.ready: Deferred[RemoteReference] = Deferred()
+        self._clock = clock  # anything with call_later(); only used for limits.call_timeout
+        self._on_output = on_output
+        self._release_due = release_due
+        self._outbox: list[bytes | bytearray] = []
+        self._outbox_bytes = 0
+        self._processing = False  # inside process(): the adapter writes when it returns
+        self._first_bytes = b""  # the first bytes received, to name what a non-pbroker peer speaks
+        self._lent: memoryview | None = None  # get_buffer()'s view while sniffing them
         bootstrap = root.root_object(self) if isinstance(root, Root) else root
         self.exports = ExportTable(bootstrap)
         self.imports: ImportTable[RemoteReference] = ImportTable(self._proxy_died)
         #: request id -> (Deferred, target object id, method name) of each call awaiting its answer
         self.questions: dict[int, tuple[Deferred[Any], int, str]] = {}
+        #: request id -> the Deferred of each call of the peer running here
         self.answers: dict[int, Deferred[Any]] = {}
+        self._one_way_running: set[Deferred[Any]] = set()
         self._request_ids = itertools.count(1)
         self._dead_proxies: deque[int] = deque()
         self._release_scheduled = False
         self._disconnect_callbacks: list[tuple[RemoteReference, Callable[[RemoteReference], object]]] = []
-        self._problems: list[BaseException] = []
-        self._sent_refs: list[int] = []
         self._decoder = wire.WireDecoder(
             max_frame_size=limits.max_frame_size,
             max_depth=limits.max_depth,
@@ -233,103 +214,209 @@ class Session:
         )
         self._encoder = wire.WireEncoder(default=self._to_wire)
         self._bootstrap_ref = RemoteReference(self, 0)
+        hello = self._encoder.encode(self._decoder.hello())  # first out; the adapter takes it
+        self._outbox.append(hello)
+        self._outbox_bytes = len(hello)
 
     def __repr__(self) -> str:
         return f"<Session {self.name or id(self)} {self.state.value}>"
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    def _advance(self, event: Event) -> State:
+        """Move the lifecycle on by ``event`` (the one place states are checked); the old state."""
+        old = self.state
+        self.state = advance(old, event)
+        return old
 
-    def start(self) -> None:
-        """Send our Hello; call once the connection is up."""
-        self._send(self._encoder.encode(self._decoder.hello()))
+    # -- bytes in --------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the peer; decoded messages are handled in order."""
-        if len(self._first_bytes) < _SNIFF and self.state is State.HANDSHAKE:
-            self.note_received(data)
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer bytes from the peer (a copy); :meth:`process` handles them."""
+        self._check_receiving()
+        if self.state is State.CLOSING:
+            return  # nothing more is dispatched: do not even keep it
+        if len(self._first_bytes) < SNIFF_BYTES and self.state is State.HANDSHAKE:
+            self._sniff(data)
         self._decoder.receive_data(data)
-        self.process_received()
 
-    def process_received(self) -> None:
-        """Handle every complete message the decoder holds; what they cause leaves in one write."""
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Spare room in the decoder's buffer for the transport to receive into (no copy)."""
+        self._check_receiving()
+        view = self._decoder.get_buffer(sizehint)
+        if len(self._first_bytes) < SNIFF_BYTES and self.state is State.HANDSHAKE:
+            self._lent = view
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were received into the view :meth:`get_buffer` returned."""
+        lent, self._lent = self._lent, None
+        if self.state is State.CLOSING:
+            return  # the bytes stay in spare room, unread
+        if lent is not None:
+            self._sniff(lent[:nbytes])
+        self._decoder.buffer_updated(nbytes)
+
+    def _check_receiving(self) -> None:
+        if self.state is State.CLOSED:
+            raise wire.LocalProtocolError("bytes received after connection_lost(): the I/O layer's mistake")
+
+    def _sniff(self, data: bytes | bytearray | memoryview) -> None:
+        have = self._first_bytes
+        self._first_bytes = have + bytes(data[: SNIFF_BYTES - len(have)])
+
+    def process(self, max_messages: int = _UNBOUNDED, max_output: int = _UNBOUNDED) -> bool:
+        """Handle the complete messages buffered; True if it stopped early with more waiting.
+
+        It stops after ``max_messages`` messages or once ``max_output`` bytes are queued, so the
+        adapter can write a chunk (the peer starts on it while we go on) or let other
+        connections have the loop.
+        """
         decoder = self._decoder
-        self._receiving = True
+        handled = 0
+        self._processing = True
         try:
-            while self.state is not State.CLOSED:
+            while self.state in ACTIVE:
+                if handled >= max_messages or self._outbox_bytes >= max_output:
+                    return decoder.buffered > 0
                 try:
                     message = decoder.next_message()
+                except wire.MessageRefused as refused:
+                    self._refused(refused.message, refused.reason)
                 except wire.RemoteProtocolError as exc:
                     self._protocol_error(exc)
-                    return
-                if message is wire.NEED_DATA or message is wire.CLOSED:
-                    return
-                problems = self._problems
-                if problems:
-                    self._problems = []
-                    self._handle_undecodable(message, problems[0])
                 else:
+                    if message is wire.NEED_DATA or message is wire.CLOSED:
+                        return False
                     self._dispatch(message)
+                handled += 1
+            return False
         finally:
-            self._receiving = False
-            if self._outbox:
-                self._flush()
+            self._processing = False
 
-    def note_received(self, data: bytes | bytearray | memoryview) -> bool:
-        """Keep the first bytes the peer sent (for handshake diagnostics); True while it wants more.
+    # -- bytes out -------------------------------------------------------------------------------
 
-        ``receive_data`` calls this itself; a transport receiving straight into the decoder's
-        buffer calls it with what arrived, until it returns False.
-        """
-        have = self._first_bytes
-        if len(have) < _SNIFF and self.state is State.HANDSHAKE:
-            self._first_bytes = have + bytes(data[: _SNIFF - len(have)])
-        return len(self._first_bytes) < _SNIFF and self.state is State.HANDSHAKE
+    def data_to_send(self) -> bytes | bytearray:
+        """Everything queued for the peer, in order (empty if nothing); the caller writes it."""
+        outbox = self._outbox
+        if not outbox:
+            return b""
+        self._outbox = []
+        self._outbox_bytes = 0
+        return outbox[0] if len(outbox) == 1 else b"".join(outbox)
+
+    @property
+    def output_frames(self) -> int:
+        """Frames queued and not yet taken by :meth:`data_to_send`."""
+        return len(self._outbox)
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes queued and not yet taken by :meth:`data_to_send`."""
+        return self._outbox_bytes
 
     def _queue(self, frame: bytes | bytearray) -> None:
-        """Send ``frame`` at the end of the current burst, or sooner once a chunk is ready.
+        """Queue a frame while we may still send (HANDSHAKE, OPEN); tell the adapter if idle."""
+        if self.state not in ACTIVE:
+            return  # after a goodbye nothing more is sent
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        if not self._processing:
+            self._on_output()
 
-        Flushing every ``FLUSH_FRAMES`` frames (or at once for a big frame) lets the peer start on
-        the first calls of a burst while we encode the rest: the two processes overlap instead of
-        taking turns, which doubled pipelined throughput here (100 in flight: ~50k -> ~100k/s).
+    def _queue_message(self, message: Message) -> None:
+        """Queue a message with no references in it (errors, cancels, releases)."""
+        try:
+            frame = self._encoder.encode(message)
+        except wire.MessageTooLarge as exc:
+            # Only a peer announcing an absurdly small max_frame_size gets here.
+            self._begin_closing(Event.CLOSE, ("local", f"cannot answer the peer: {exc}", None), exc, None)
+            return
+        self._queue(frame)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def disconnect(self, reason: BaseException | None = None) -> None:
+        """Close the connection: goodbye "normal" if open; pending calls fail with ConnectionLost.
+
+        ``reason`` (say a TimeoutError) is why, when this is not an orderly close.
         """
-        outbox = self._outbox
-        outbox.append(frame)
-        if len(outbox) >= FLUSH_FRAMES or len(frame) >= FLUSH_BYTES:
-            self._flush()
-            return
-        if self._receiving or self._flush_scheduled:
-            return
-        if self._schedule is None:
-            self._flush()
+        if isinstance(reason, TimeoutError):
+            ending: Ending = ("timeout", str(reason), None)
+        elif reason is not None:
+            ending = ("local", f"closed on this side: {reason}", None)
         else:
-            self._flush_scheduled = True
-            self._schedule(self._flush)
+            ending = ("local", "this side closed the connection (disconnect())", None)
+        self._begin_closing(Event.CLOSE, ending, reason, Goodbye("normal", ""))
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        outbox = self._outbox
-        if not outbox or self.state is State.CLOSED:
-            outbox.clear()
-            return
-        self._outbox = []
-        self._send(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+    def _protocol_error(self, exc: wire.RemoteProtocolError) -> None:
+        """The peer broke the protocol: say why in a goodbye, log it, close this connection only."""
+        handshake_failure = None
+        if self.state is State.HANDSHAKE:
+            handshake_failure = HandshakeError(not_pbroker(exc, side=self.side, first_bytes=self._first_bytes))
+            handshake_failure.__cause__ = exc
+            log.warning("%r: closing, peer sent bad data in the handshake: %s", self, handshake_failure)
+        elif self.state is State.OPEN:
+            log.warning("%r: closing, peer sent bad data: %s", self, exc)
+        ending: Ending = ("protocol", f"the peer broke the protocol: {exc}", None)
+        self._begin_closing(Event.PROTOCOL_ERROR, ending, exc, Goodbye(exc.kind, str(exc)[:1000]),
+                            handshake_failure, goodbye_in_handshake=True)
 
-    def _close_now(self, reason: BaseException | None) -> None:
-        """Close after sending what is queued (a goodbye, answers already made)."""
-        self._flush()
-        self._close(reason)
+    def _handle_goodbye(self, goodbye: Goodbye) -> None:
+        said = f"{goodbye.kind}: {goodbye.message}" if goodbye.message else goodbye.kind
+        log.info("%r: peer said goodbye (%s)", self, said)
+        handshake_failure = None
+        if self.state is State.HANDSHAKE:
+            handshake_failure = HandshakeError(f"the peer refused the connection: {said}")
+        reason = ConnectionLost(f"the peer closed the connection: {said}", "goodbye", goodbye.kind)
+        ending: Ending = ("goodbye", f"the peer said goodbye ({said})", goodbye.kind)
+        self._begin_closing(Event.GOODBYE, ending, reason, None, handshake_failure)
+
+    def _begin_closing(self, event: Event, ending: Ending, reason: BaseException | None,
+                       goodbye: Goodbye | None, handshake_failure: BaseException | None = None,
+                       *, goodbye_in_handshake: bool = False) -> None:
+        """Enter CLOSING (if not there already): goodbye last, pending calls failed, adapter told."""
+        old = self._advance(event)
+        if old not in ACTIVE:
+            return  # already closing or closed: nothing more to do
+        if goodbye is not None and (old is State.OPEN or goodbye_in_handshake):
+            try:
+                frame = self._encoder.encode(goodbye)
+            except wire.MessageTooLarge:
+                pass  # the peer's limit is too small even for this: close without it
+            else:
+                self._outbox.append(frame)  # state is CLOSING now: _queue would refuse it
+                self._outbox_bytes += len(frame)
+        self.close_reason = reason
+        lost = self._lost(ending, reason)
+        self._stop_everything(lost)
+        if old is State.HANDSHAKE:
+            self.ready.errback(Failure(handshake_failure or lost))
+        if not self._processing:
+            self._on_output()
 
     def connection_lost(self, reason: BaseException | None = None) -> None:
-        """The connection is gone: fail pending calls, run disconnect callbacks once, clear tables."""
-        if self.state is State.CLOSED:
+        """The transport is gone: fail what is pending, drop the tables, notify once."""
+        old = self._advance(Event.LOST)
+        if old is State.CLOSED:
             return
-        was_handshaking = self.state is State.HANDSHAKE
-        self.state = State.CLOSED
         self._outbox.clear()
-        cause, text, goodbye_kind = self._why_lost(reason, was_handshaking)
+        self._outbox_bytes = 0
+        if old in ACTIVE:  # it ended without this side knowing why
+            handshaking = old is State.HANDSHAKE
+            ending = why_lost(reason, side=self.side, handshaking=handshaking, first_bytes=self._first_bytes)
+            lost = self._lost(ending, reason)
+            self._stop_everything(lost)
+            if handshaking:
+                self.ready.errback(Failure(self._handshake_failure(reason, lost)))
+
+    def _lost(self, ending: Ending, reason: BaseException | None) -> ConnectionLost:
+        cause, text, goodbye_kind = ending
         lost = self.lost = ConnectionLost(f"connection lost: {text}", cause, goodbye_kind)
-        if reason is not None:
-            lost.__cause__ = reason
+        lost.__cause__ = reason
+        return lost
+
+    def _stop_everything(self, lost: ConnectionLost) -> None:
+        """The connection is ending: drop the tables, run the disconnect notices, cancel the calls
+        of the peer running here, fail every open question with ``lost`` — once, in that order."""
         self.exports.clear()
         self.imports.clear()
         self._dead_proxies.clear()
@@ -340,58 +427,24 @@ class Session:
             except Exception:
                 log.exception("%r: disconnect callback %r failed", self, callback)
         answers, self.answers = self.answers, {}
-        for d in answers.values():
+        one_way, self._one_way_running = self._one_way_running, set()
+        for d in [*answers.values(), *one_way]:
             d.cancel()
         questions, self.questions = self.questions, {}
         for d, target, name in questions.values():
-            each = ConnectionLost(str(lost), cause, goodbye_kind)  # one each: notes name the call
-            each.__cause__ = reason
+            each = ConnectionLost(str(lost), lost.cause, lost.goodbye_kind)  # one each: notes name the call
+            each.__cause__ = lost.__cause__
             d.errback(Failure(self._noted(each, target, name)))
-        if was_handshaking and not self.ready.called:
-            failure: BaseException = lost
-            if self._handshake_problem is not None:
-                failure = self._handshake_problem
-            elif isinstance(reason, (HandshakeError, wire.HandshakeError)):
-                failure = HandshakeError(str(reason))
-                failure.__cause__ = reason
-            elif self._first_bytes:  # something arrived, but never a hello
-                failure = HandshakeError(self._not_pbroker(reason))
-                failure.__cause__ = reason
-            self.ready.errback(Failure(failure))
 
-    def _why_lost(self, reason: BaseException | None, handshaking: bool) -> tuple[str, str, str | None]:
-        """(cause, text, goodbye kind) of a closed connection; see broker.errors.CAUSES."""
-        if self._ending is not None:
-            return self._ending
-        peer = {"client": "the server", "server": "the client"}.get(self.side, "the peer")
-        if isinstance(reason, TimeoutError) or (isinstance(reason, OSError) and reason.errno == errno.ETIMEDOUT):
-            return "timeout", str(reason), None
-        if reason is None or (isinstance(reason, net.error.ConnectionClosed) and reason.by_peer):
-            if handshaking and not self._first_bytes:
-                return ("closed", "the peer closed the connection during the handshake without sending "
-                        "anything: is it a pbroker server? (one serving TLS needs a tls: endpoint)", None)
-            return ("closed", f"the peer closed the connection without a goodbye: "
-                    f"{peer} process may have exited", None)
-        if isinstance(reason, net.error.ConnectionDone):
-            return "local", "the connection was closed on this side", None
-        if isinstance(reason, OSError):  # net.error.ConnectionLost, TLS errors, socket errors
-            if reason.errno in _RESET_ERRNOS:
-                return "reset", f"the connection was reset ({reason}): {peer} host or process may have crashed, or the network dropped it", None
-            return "reset", f"the connection broke: {reason}", None
-        return "local", f"closed on this side after an error: {type(reason).__name__}: {reason}", None
-
-    def _not_pbroker(self, reason: BaseException | None) -> str:
-        """Why a handshake failed, from the first bytes the peer sent."""
-        first = self._first_bytes
-        if _looks_like_tls(first):
-            if self.side == "server":
-                return ("the client seems to speak TLS to this plain endpoint: serve a tls: endpoint, "
-                        "or have the client connect with tcp:")
-            return "the peer seems to expect TLS: use a tls: endpoint (e.g. 'tls:HOST:PORT:ca=ca.pem')"
-        if isinstance(reason, wire.HandshakeError) and not isinstance(reason, HandshakeError):
-            return str(reason)
-        detail = f" ({reason})" if reason is not None else ""
-        return f"not a pbroker peer: it sent {_preview(first)} instead of a pbroker hello{detail}"
+    def _handshake_failure(self, reason: BaseException | None, lost: ConnectionLost) -> BaseException:
+        if isinstance(reason, wire.HandshakeError):
+            failure: BaseException = HandshakeError(str(reason))
+        elif self._first_bytes:  # something arrived, but never a hello
+            failure = HandshakeError(not_pbroker(reason, side=self.side, first_bytes=self._first_bytes))
+        else:
+            return lost
+        failure.__cause__ = reason
+        return failure
 
     def _noted(self, exc: BaseException, target: int, name: str) -> BaseException:
         """Name the call a failure belongs to: shown in tracebacks and the unhandled-error log."""
@@ -400,51 +453,24 @@ class Session:
             exc.add_note(note)
         return exc
 
-    def disconnect(self) -> None:
-        """Close the connection cleanly (pending calls fail with ConnectionLost)."""
-        if self.state is not State.CLOSED and self._ending is None:
-            self._ending = ("local", "this side closed the connection (disconnect())", None)
-        if self.state is State.OPEN:
-            self._queue(self._encoder.encode(Goodbye("normal", "")))
-        if self.state is not State.CLOSED:
-            self._close_now(None)
-
-    def _protocol_error(self, exc: wire.RemoteProtocolError) -> None:
-        """The peer broke the protocol: say why in a Goodbye, log it, close this connection only."""
-        if self.state is State.HANDSHAKE:
-            problem = self._handshake_problem = HandshakeError(self._not_pbroker(exc))
-            problem.__cause__ = exc
-            log.warning("%r: closing, peer sent bad data in the handshake: %s", self, problem)
-        else:
-            log.warning("%r: closing, peer sent bad data: %s", self, exc)
-        if self._ending is None:
-            self._ending = ("protocol", f"the peer broke the protocol: {exc}", None)
-        try:
-            self._queue(self._encoder.encode(Goodbye(exc.kind, str(exc)[:1000])))
-        except wire.WireError:
-            pass
-        self._close_now(exc)
-
-    # -- calls out -----------------------------------------------------------------------------
+    # -- calls out -------------------------------------------------------------------------------
 
     def root(self) -> RemoteReference:
         """The peer's bootstrap object (its root, or its login object)."""
         return self._bootstrap_ref
 
-    def call(self, target: int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], no_answer: bool) -> Deferred[Any]:
+    def call(self, target: int, name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> Deferred[Any]:
+        """Call ``name`` on the peer's object ``target``; the Deferred fires with the answer."""
         if self.state is not State.OPEN:
             return fail(self._noted(self._cannot_call(name), target, name))
         if len(self.questions) >= self.limits.max_outstanding_calls:
-            return fail(self._noted(LimitExceeded(f"{len(self.questions)} calls outstanding; the limit is {self.limits.max_outstanding_calls}"), target, name))
-        request_id = 0 if no_answer else next(self._request_ids)
-        message = Call(request_id, target, name, list(args), kwargs, CALL_NO_ANSWER if no_answer else 0)
+            limit = self.limits.max_outstanding_calls
+            return fail(self._noted(LimitExceeded(f"{len(self.questions)} calls outstanding; the limit is {limit}"), target, name))
+        request_id = next(self._request_ids)
         try:
-            frame = self._encode_with_refs(message)
+            frame = self._encode(Call(request_id, target, name, list(args), kwargs, 0))
         except Exception as exc:
             return fail(self._noted(exc, target, name))
-        if no_answer:
-            self._queue(frame)
-            return Deferred()
         d: Deferred[Any] = Deferred(lambda d: self._cancel_question(request_id))
         self.questions[request_id] = (d, target, name)
         self._queue(frame)
@@ -454,13 +480,23 @@ class Session:
             d.add_errback(self._note_failure, target, name)  # the TimeoutError is made by add_timeout
         return d
 
+    def call_no_answer(self, target: int, name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> None:
+        """A one-way call; raises at once if it cannot be sent (nothing would report it later)."""
+        if self.state is not State.OPEN:
+            raise self._noted(self._cannot_call(name), target, name)
+        try:
+            frame = self._encode(Call(0, target, name, list(args), kwargs, CALL_NO_ANSWER))
+        except Exception as exc:
+            raise self._noted(exc, target, name)
+        self._queue(frame)
+
     def _note_failure(self, failure: Failure, target: int, name: str) -> Failure:
         self._noted(failure.value, target, name)
         return failure
 
     def _cannot_call(self, name: str) -> ConnectionLost:
         lost = self.lost
-        if lost is None:  # still handshaking (or closing): the call cannot be sent
+        if lost is None:  # still handshaking: the call cannot be sent yet
             return ConnectionLost(f"cannot call {name!r}: the connection is {self.state.value}, not open")
         text = str(lost).removeprefix("connection lost: ")
         error = ConnectionLost(f"cannot call {name!r}: the connection is closed: {text}", lost.cause, lost.goodbye_kind)
@@ -468,13 +504,13 @@ class Session:
         return error
 
     def _cancel_question(self, request_id: int) -> None:
-        if self.questions.pop(request_id, None) is not None and self.state is State.OPEN:
-            self._queue(self._encoder.encode(Cancel(request_id)))
+        if self.questions.pop(request_id, None) is not None:
+            self._queue_message(Cancel(request_id))
 
-    # -- disconnect notifications --------------------------------------------------------------
+    # -- disconnect notifications ----------------------------------------------------------------
 
     def add_disconnect_callback(self, ref: RemoteReference, callback: Callable[[RemoteReference], object]) -> None:
-        if self.state is State.CLOSED:
+        if self.state not in ACTIVE:  # the notices have run: this one runs at once
             callback(ref)
             return
         self._disconnect_callbacks.append((ref, callback))
@@ -487,83 +523,87 @@ class Session:
         entries = self._disconnect_callbacks
         entries[:] = [(r, c) for r, c in entries if not (r is ref and c == callback)]
 
-    # -- incoming messages ---------------------------------------------------------------------
+    # -- messages in -----------------------------------------------------------------------------
 
-    def _dispatch(self, message: Any) -> None:
+    def _dispatch(self, message: Message) -> None:
         kind = type(message)
-        if kind is Call:
-            self._handle_call(message)
-        elif kind is Answer:
-            question = self.questions.pop(message.request_id, None)
-            if question is not None:
-                question[0].callback(message.value)
-        elif kind is Error:
-            question = self.questions.pop(message.request_id, None)
-            if question is not None:
-                d, target, name = question
-                d.errback(Failure(self._noted(self._exception_from(message.failure), target, name)))
-        elif kind is Cancel:
-            running = self.answers.get(message.request_id)
-            if running is not None:
-                running.cancel()
-        elif kind is Decref:
-            if not self.exports.release(message.object_id, message.count):
-                log.warning("%r: peer released %d of object %d it does not hold", self, message.count, message.object_id)
-        elif kind is Hello:
-            self._handle_hello(message)
+        if kind is Hello:
+            self._handle_hello(message)  # type: ignore[arg-type]
         elif kind is Goodbye:
-            log.info("%r: peer said goodbye (%s) %s", self, message.kind, message.message)
-            said = f"{message.kind}: {message.message}" if message.message else message.kind
-            if self._ending is None:
-                self._ending = ("goodbye", f"the peer said goodbye ({said})", message.kind)
-            self._close_now(ConnectionLost(f"the peer closed the connection: {said}", "goodbye", message.kind))
+            self._handle_goodbye(message)  # type: ignore[arg-type]
         else:
-            log.info("%r: ignoring unsupported message %r", self, message)
+            self._advance(Event.MESSAGE)
+            _HANDLERS[kind](self, message)
 
     def _handle_hello(self, hello: Hello) -> None:
         # The decoder has checked the name, the version and that this is the first message.
+        self._advance(Event.HELLO)
         self.peer_limits = hello
         self._encoder.max_frame_size = hello.max_frame_size
-        self.state = State.OPEN
         self.ready.callback(self._bootstrap_ref)
 
-    def _handle_undecodable(self, message: Any, problem: BaseException) -> None:
-        """A message decoded but named something we refuse (unregistered copy, unknown id)."""
+    def _handle_answer(self, answer: Answer) -> None:
+        question = self.questions.pop(answer.request_id, None)
+        if question is not None:
+            question[0].callback(answer.value)
+
+    def _handle_error(self, error: Error) -> None:
+        question = self.questions.pop(error.request_id, None)
+        if question is not None:
+            d, target, name = question
+            d.errback(Failure(self._noted(from_failure(error.failure, self.registry), target, name)))
+
+    def _handle_cancel(self, cancel: Cancel) -> None:
+        running = self.answers.get(cancel.request_id)
+        if running is not None:
+            running.cancel()
+
+    def _handle_decref(self, decref: Decref) -> None:
+        if not self.exports.release(decref.object_id, decref.count):
+            log.warning("%r: peer released %d of object %d it does not hold", self, decref.count, decref.object_id)
+
+    def _refused(self, message: Message, reason: BaseException) -> None:
+        """A message named something we refuse (an unknown id, an unregistered copy type)."""
+        self._advance(Event.MESSAGE)
         if isinstance(message, Call):
-            if not message.flags & CALL_NO_ANSWER:
-                self._send_error(message.request_id, problem)
-            else:
-                log.warning("%r: refused one-way call %r: %s", self, message.method, problem)
+            self._handle_call(message, reason)
         elif isinstance(message, (Answer, Error)):
             question = self.questions.pop(message.request_id, None)
             if question is not None:
                 d, target, name = question
-                d.errback(Failure(self._noted(problem, target, name)))
+                d.errback(Failure(self._noted(reason, target, name)))
         else:
-            log.warning("%r: refused %r: %s", self, message, problem)
+            log.warning("%r: refused %r: %s", self, message, reason)
 
-    def _handle_call(self, call: Call) -> None:
-        no_answer = call.flags & CALL_NO_ANSWER
+    def _refusal(self, call: Call, refusal: BaseException | None) -> tuple[Any, BaseException | None]:
+        """The call's target, or why it is refused: the checks of PROTOCOL.md §8.1, in its order."""
+        if call.flags & ~CALL_NO_ANSWER:
+            return None, UnimplementedError("broker.UnsupportedFlags",
+                                            f"call flags {call.flags:#x}: only bit 0 (no answer) is implemented")
         target = self.exports.get(call.target)
         if target is None:
-            error: RemoteError = InvalidReferenceError("broker.NoSuchObject", f"object {call.target} does not exist or was never given to you")
-            self._send_error(call.request_id, error, no_answer)
-            return
-        if len(self.answers) >= self.limits.max_running_calls:
-            error = OverloadedError("broker.Overloaded", f"{len(self.answers)} calls running; the limit is {self.limits.max_running_calls}")
-            self._send_error(call.request_id, error, no_answer)
+            if call.target == 0:
+                return None, UnimplementedError("broker.NoRoot", "this peer serves no root object")
+            return None, InvalidReferenceError("broker.NoSuchObject", f"object {call.target} does not exist or was never given to you")
+        if refusal is not None:
+            return target, refusal
+        running = len(self.answers) + len(self._one_way_running)
+        if running >= self.limits.max_running_calls:
+            return target, OverloadedError("broker.Overloaded", f"{running} calls running; the limit is {self.limits.max_running_calls}")
+        return target, None
+
+    def _handle_call(self, call: Call, refusal: BaseException | None = None) -> None:
+        no_answer = call.flags & CALL_NO_ANSWER
+        target, error = self._refusal(call, refusal)
+        if error is not None:
+            if no_answer:
+                calls_log.info("%r: refused one-way call %r: %s", self, call.method, error)
+            else:
+                self._send_error(call.request_id, error)
             return
         try:
-            receive = target.remote_message_received
-        except AttributeError:
-            self._send_error(call.request_id, UnimplementedError("broker.NotReferenceable", "object is not callable"), no_answer)
-            return
-        try:
-            result = receive(self, call.method, call.args, call.kwargs)
+            result = target.remote_message_received(self, call.method, call.args, call.kwargs)
         except Exception as exc:
-            if type(exc) is AttributeError and exc.args == (call.method,):
-                # The old convention of a custom remote_message_received: "not found".
-                exc = NoSuchMethodError(message=f"{type(target).__name__} has no remote method {call.method!r}")
             self._report_failure(call, target, exc, None)
             if not no_answer:
                 self._send_error(call.request_id, exc)
@@ -571,14 +611,21 @@ class Session:
         if inspect.iscoroutine(result):
             result = ensure_deferred(result)
         if isinstance(result, Deferred):
-            if no_answer:  # nobody waits: log a failure, keep nothing
-                result.add_errback(lambda f: self._report_failure(call, target, f.value, f))
+            if no_answer:  # nobody waits: count it as running, log a failure, keep nothing after
+                running = self._one_way_running
+                running.add(result)
+                result.add_both(self._one_way_done, call, target, result)
                 return
             request_id = call.request_id
             self.answers[request_id] = result
             result.add_callbacks(self._answer_later, self._error_later, (request_id,), None, (request_id, call, target))
         elif not no_answer:
             self._send_answer(call.request_id, result)
+
+    def _one_way_done(self, result: Any, call: Call, target: Any, d: Deferred[Any]) -> None:
+        self._one_way_running.discard(d)
+        if isinstance(result, Failure):
+            self._report_failure(call, target, result.value, result)
 
     def _answer_later(self, result: Any, request_id: int) -> None:
         if self.answers.pop(request_id, None) is not None:
@@ -587,7 +634,7 @@ class Session:
     def _error_later(self, failure: Failure, request_id: int, call: Call, target: Any) -> None:
         if self.answers.pop(request_id, None) is not None:
             self._report_failure(call, target, failure.value, failure)
-            self._send_error(request_id, failure.value, 0, failure)
+            self._send_error(request_id, failure.value, failure)
 
     def _report_failure(self, call: Call, target: Any, exc: BaseException, failure: Failure | None) -> None:
         """Log what a remote method raised, on ``broker.calls``, with who called.
@@ -619,10 +666,8 @@ class Session:
             calls_log.log(level, "%s", text, exc_info=exc, extra=extra)
 
     def _send_answer(self, request_id: int, value: Any) -> None:
-        if self.state is State.CLOSED:
-            return
         try:
-            frame = self._encode_with_refs(Answer(request_id, value))
+            frame = self._encode(Answer(request_id, value))
         except LimitExceeded as exc:
             self._send_error(request_id, OverloadedError("broker.FrameTooLarge", str(exc)))
             return
@@ -631,53 +676,21 @@ class Session:
             return
         self._queue(frame)
 
-    def _send_error(self, request_id: int, exc: BaseException, no_answer: int = 0, failure: Failure | None = None) -> None:
-        if no_answer:
-            log.warning("%r: one-way call %d failed: %r", self, request_id, exc)
-            return
-        if self.state is State.CLOSED:
-            return
-        self._queue(self._encoder.encode(Error(request_id, self._failure_info(exc, failure))))
-
-    # -- values to and from the wire -----------------------------------------------------------
-
-    def _failure_info(self, exc: BaseException, failure: Failure | None) -> FailureInfo:
-        from net.defer import CancelledError
-
-        if isinstance(exc, RemoteError):  # passing on a peer's failure: keep its kind and type
-            kind, type_name, message = exc.kind, exc.remote_type, exc.message
-        elif isinstance(exc, CancelledError):
-            kind, type_name, message = "cancelled", "net.defer.CancelledError", "call was cancelled"
-        elif isinstance(exc, UnregisteredCopyError):
-            kind, type_name, message = "unimplemented", "broker.UnregisteredCopyError", str(exc)
-        else:
-            copy_name = self.registry.name_for(exc)
-            kind = "failed"
-            type_name = copy_name or f"{type(exc).__module__}.{type(exc).__qualname__}"
-            message = str(exc)
+    def _send_error(self, request_id: int, exc: BaseException, failure: Failure | None = None) -> None:
         tb = None
         if self.debug:
             tb = failure.get_traceback() if failure is not None else "".join(traceback.format_exception(exc))
-        return FailureInfo(kind, type_name, message, tb)
+        self._queue_message(Error(request_id, to_failure(exc, self.registry, tb)))
 
-    def _exception_from(self, info: FailureInfo) -> BaseException:
-        if info.kind == "failed" and self.registry.is_registered(info.type_name):
-            try:
-                exc = self.registry.build(info.type_name, {"args": [info.message]})
-            except Exception:
-                exc = None
-            if isinstance(exc, BaseException):
-                return exc
-        return error_class_for_kind(info.kind, info.type_name)(info.type_name, info.message, info.traceback)
+    # -- values to and from the wire -------------------------------------------------------------
 
-    def _encode_with_refs(self, message: Any) -> bytes | bytearray:
-        """Encode, undoing export counts if encoding fails halfway (nothing was sent)."""
-        sent = self._sent_refs = []
+    def _encode(self, message: Call | Answer) -> bytes | bytearray:
+        """Encode a message that may carry references; nothing is counted if encoding fails."""
+        exports = self.exports
         try:
-            return self._encoder.encode_frame(message)  # big frames reuse one buffer: no page faults
+            frame = self._encoder.encode_frame(message)  # big frames reuse one buffer: no page faults
         except Exception as exc:
-            for object_id in sent:
-                self.exports.undo_send(object_id)
+            exports.undo_sends()
             if isinstance(exc, wire.MessageTooLarge):
                 raise LimitExceeded(str(exc)) from exc
             cause = exc.__cause__ if isinstance(exc, wire.UnencodableValue) else None
@@ -686,6 +699,8 @@ class Session:
             if isinstance(exc, wire.UnencodableValue):
                 raise TypeError(str(exc)) from exc
             raise
+        exports.confirm_sends()
+        return frame
 
     def _to_wire(self, obj: Any) -> Any:
         """Encoder hook: what a non-native object becomes on the wire."""
@@ -696,9 +711,7 @@ class Session:
         if isinstance(obj, Referenceable):
             if len(self.exports) >= self.limits.max_live_references and not self.exports.is_exported(obj):
                 raise OverloadedError("broker.TooManyReferences", f"the limit of {self.limits.max_live_references} live references is reached")
-            object_id = self.exports.add_send(obj)
-            self._sent_refs.append(object_id)
-            return ExportedRef(object_id)
+            return ExportedRef(self.exports.add_send(obj))
         type_name = self.registry.name_for(obj)
         if type_name is not None:
             return CopyState(type_name, state_of(obj))
@@ -707,25 +720,26 @@ class Session:
         raise TypeError(f"cannot send {type(obj).__qualname__}: register it as copyable or make it Referenceable")
 
     def _resolve(self, value: Any) -> Any:
-        """Decoder hook: what a wire ext value becomes here."""
+        """Decoder hook: what a wire ext value becomes here (``wire.Refused`` if we refuse it)."""
         kind = type(value)
         if kind is ExportedRef:
+            if value.object_id == 0:  # the peer's bootstrap object is never counted (§6.6)
+                return self._bootstrap_ref
             return self.imports.received(value.object_id, self._make_proxy)
         if kind is ReturnedRef:
             obj = self.exports.get(value.object_id)
             if obj is None:
-                self._problems.append(InvalidReferenceError("broker.NoSuchObject", f"object {value.object_id} is not ours to return"))
+                raise wire.Refused(InvalidReferenceError("broker.NoSuchObject", f"object {value.object_id} is not ours to return"))
             return obj
         if kind is CopyState:
             try:
                 return self.registry.build(value.type_name, value.state)
             except UnregisteredCopyError as exc:
-                self._problems.append(exc)
+                raise wire.Refused(exc) from None
             except Exception as exc:
-                self._problems.append(RemoteError("broker.BadCopy", f"cannot build {value.type_name!r}: {exc}"))
-            return None
+                raise wire.Refused(InvalidReferenceError("broker.BadCopy", f"cannot build {value.type_name!r}: {exc}")) from None
         if kind is FailureInfo:
-            return self._exception_from(value)
+            return from_failure(value, self.registry)
         return value
 
     def _make_proxy(self, object_id: int) -> RemoteReference:
@@ -741,20 +755,26 @@ class Session:
         if not self._release_scheduled:
             self._release_scheduled = True
             try:
-                self._wake(self.flush_releases)
+                self._release_due()
             except RuntimeError:  # the event loop closed under us: the connection is gone
                 pass
 
     def flush_releases(self) -> None:
-        """Send pending releases together (from the event loop)."""
+        """Queue the releases due (from the session's own thread), all at once."""
         self._release_scheduled = False
         died: list[int] = []
         while self._dead_proxies:
             died.append(self._dead_proxies.popleft())
         if self.state is not State.OPEN:
             return
-        releases = self.imports.collect_releases(died)
-        if releases:
-            encode = self._encoder.encode
-            for object_id, count in releases.items():
-                self._queue(encode(Decref(object_id, count)))
+        for object_id, count in self.imports.collect_releases(died).items():
+            self._queue_message(Decref(object_id, count))
+
+
+_HANDLERS: dict[type, Callable[[Session, Any], None]] = {
+    Call: Session._handle_call,
+    Answer: Session._handle_answer,
+    Error: Session._handle_error,
+    Cancel: Session._handle_cancel,
+    Decref: Session._handle_decref,
+}

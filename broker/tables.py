@@ -33,6 +33,7 @@ class ExportTable:
         self._counts: dict[int, int] = {}
         self._ids: dict[int, int] = {}  # id(obj) -> object id; objects are kept alive by _objects
         self._next_id = itertools.count(1)
+        self._unconfirmed: list[int] = []  # ids sent in the message being encoded
 
     def __len__(self) -> int:
         """Live exports, not counting the bootstrap object."""
@@ -42,7 +43,11 @@ class ExportTable:
         return self._objects.get(object_id)
 
     def add_send(self, obj: Any) -> int:
-        """Record one more send of ``obj``; return its id (allocated on first send)."""
+        """Record one more send of ``obj``; return its id (allocated on first send).
+
+        The send stays unconfirmed until :meth:`confirm_sends` (the message was encoded) or
+        :meth:`undo_sends` (it failed to encode, so nothing was sent).
+        """
         key = id(obj)
         object_id = self._ids.get(key)
         if object_id is None:
@@ -52,11 +57,19 @@ class ExportTable:
             self._counts[object_id] = 1
         else:
             self._counts[object_id] += 1
+        self._unconfirmed.append(object_id)
         return object_id
 
-    def undo_send(self, object_id: int) -> None:
-        """Take back a send that never left (its message failed to encode)."""
-        self.release(object_id, 1)
+    def confirm_sends(self) -> None:
+        """The message holding the sends since the last confirm or undo was encoded."""
+        if self._unconfirmed:
+            self._unconfirmed.clear()
+
+    def undo_sends(self) -> None:
+        """Take back the sends since the last confirm or undo: their message never left."""
+        unconfirmed, self._unconfirmed = self._unconfirmed, []
+        for object_id in unconfirmed:
+            self.release(object_id, 1)
 
     def release(self, object_id: int, count: int) -> bool:
         """The peer released ``count`` sends of ``object_id``. False if it held no such id."""

@@ -27,8 +27,14 @@ Exceptions say whose fault it is::
         ├── UnknownExtCode         an ext code this version does not implement
         └── HandshakeError         hello missing, repeated or not from a pbroker peer
             └── VersionMismatch    the peer speaks another protocol version
+    MessageRefused                 a well-formed message named a value ``resolve`` refused
 
-Exceptions raised by the ``resolve`` and ``default`` hooks propagate unchanged.
+Exceptions raised by the ``resolve`` and ``default`` hooks propagate unchanged, except
+:class:`Refused`: ``resolve`` raises it for a value the layer above will not accept (an object
+id it never exported, an unregistered copy type). The frame is still decoded to its end, so
+every reference in it is resolved (and counted) exactly once, and then ``next_message`` raises
+:class:`MessageRefused` carrying the whole message and the first refusal. That is not a
+protocol error: the connection goes on, and the broker answers the call with an error.
 """
 
 from __future__ import annotations
@@ -93,6 +99,8 @@ __all__ = [
     "UnknownExtCode",
     "HandshakeError",
     "VersionMismatch",
+    "Refused",
+    "MessageRefused",
 ]
 
 #: Deeper limits are refused: the decoder's walk recurses once per level, and Python (and
@@ -185,6 +193,27 @@ class VersionMismatch(HandshakeError):
 # ---------------------------------------------------------------------------------------------
 # Signals
 # ---------------------------------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """Raised by a ``resolve`` hook for a value it will not accept; ``reason`` says why."""
+
+    def __init__(self, reason: BaseException) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+class MessageRefused(WireError):
+    """A well-formed message held a value ``resolve`` refused: answer it, keep the connection.
+
+    ``message`` is the decoded message (refused values replaced by None); ``reason`` is the first
+    refusal's reason.
+    """
+
+    def __init__(self, message: Message, reason: BaseException) -> None:
+        super().__init__(f"{type(message).__name__} refused: {reason}")
+        self.message = message
+        self.reason = reason
 
 
 class Signal(enum.Enum):
@@ -394,6 +423,7 @@ class WireDecoder:
         self.max_container_length = max_container_length
         self._resolve = resolve
         self._expect_hello = expect_hello
+        self._refusal: Refused | None = None  # the first value resolve refused in this frame
         self._buf = bytearray()
         self._start = 0
         self._end = 0
@@ -628,6 +658,8 @@ class WireDecoder:
         if type(mtype) is not int:
             raise MalformedMessage(f"message type must be an int, not {type(mtype).__name__}")
         if self._expect_hello:
+            if mtype == MessageType.GOODBYE:  # the peer refuses us instead of saying hello
+                return self._goodbye(fields)
             if mtype != MessageType.HELLO:
                 raise HandshakeError(f"expected hello as the first message, got message type {mtype}")
             message = self._hello(fields)
@@ -638,7 +670,13 @@ class WireDecoder:
             if mtype == MessageType.HELLO:
                 raise HandshakeError("hello received after the handshake")
             raise UnknownMessageType(f"message type {mtype} is not implemented")
-        return decoder(self, fields)
+        try:
+            decoded = decoder(self, fields)
+        finally:
+            refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            raise MessageRefused(decoded, refusal.reason)
+        return decoded
 
     def _unpack(self, data: bytes | bytearray | memoryview) -> Any:
         try:
@@ -787,7 +825,14 @@ class WireDecoder:
         else:
             raise UnknownExtCode(f"ext code {code} is not implemented")
         resolve = self._resolve
-        return value if resolve is None else resolve(value)
+        if resolve is None:
+            return value
+        try:
+            return resolve(value)
+        except Refused as refusal:  # decode on, so every reference in the frame is counted
+            if self._refusal is None:
+                self._refusal = refusal
+            return None
 
 
 def _arity(fields: list[Any], n: int, name: str) -> None:

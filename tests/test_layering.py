@@ -52,7 +52,9 @@ def test_cred_imports_only_net_defer(path: Path) -> None:
             assert module == "net.defer", module
 
 
-SANS_IO = ["wire.py", "messages.py", "tables.py", "errors.py", "flavors.py"]
+SANS_IO = ["wire.py", "messages.py", "tables.py", "errors.py", "flavors.py", "lifecycle.py", "diagnosis.py"]
+#: The session layer: sans-I/O too, with Deferreds (pure, no reactor) to carry results.
+SESSION = ["session.py", "failures.py"]
 
 
 @pytest.mark.parametrize("name", SANS_IO)
@@ -68,3 +70,10 @@ def test_broker_core_is_sans_io(name: str) -> None:
 def test_only_login_imports_cred(path: Path) -> None:
     if path.name != "login.py":
         assert "cred" not in {top(m) for m in imported_modules(path)}
+
+
+@pytest.mark.parametrize("name", SESSION)
+def test_broker_session_is_sans_io(name: str) -> None:
+    forbidden = {"net", "cred", "socket", "selectors", "asyncio", "threading"}
+    imported = {m for m in imported_modules(ROOT / "broker" / name) if m not in ("net.error", "net.defer")}
+    assert not {top(m) for m in imported} & forbidden

@@ -466,7 +466,7 @@ def test_blocking_login() -> None:
 
 def _login_object() -> tuple[Session, Any]:
     portal, _ = make_portal(AllowAnonymousAccess())
-    session = Session(lambda data: None, lambda reason: None, lambda f: f(), root=PortalRoot(portal))
+    session = Session(root=PortalRoot(portal))
     return session, session.exports.get(0)
 
 

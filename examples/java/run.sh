@@ -48,6 +48,7 @@ trap "exit 143" TERM INT
 start_server() {
     local log="$1"
     shift
+    : >"$log"  # exists before the poll below reads it (the background job opens it later)
     "$@" >"$log" 2>&1 &
     PIDS+=("$!")
     local pid=$! i

@@ -254,6 +254,7 @@ def build() -> list[dict[str, Any]]:
             handshake=True,
         ),
         _invalid("call before hello", encode(Call(1, 0, "m")), "HandshakeError", handshake=True),
+        _valid("goodbye instead of hello", Goodbye("unimplemented", "version 2 only"), handshake=True),
         _invalid("hello after the handshake", encode(Hello()), "HandshakeError"),
         # --- goodbye -------------------------------------------------------------------------
         _valid("goodbye normal", Goodbye("normal", "server shutting down")),

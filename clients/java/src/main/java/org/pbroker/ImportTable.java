@@ -8,16 +8,16 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Proxies for the server's objects, held weakly, each with the number of times its id arrived.
+ * The imports table (docs/PROTOCOL.md section 6): proxies for the peer's objects, held weakly,
+ * each with the number of times its id arrived.
  *
- * <p>When a proxy is closed or garbage collected, its entry is queued (by the {@link Cleaner}
- * thread or the closing thread, which do no I/O) and the client sends one decref with the entry's
- * count from its housekeeping thread. An id that arrives again after its proxy died gets a new
- * entry with its own count, so counts are never lost or double-released.
+ * <p>When a proxy is closed (or, under a {@link PBClient}, garbage collected: the host's
+ * {@link Cleaner}), its entry is marked dead and handed to {@code onDead} by the closing or
+ * cleaning thread, which does no I/O; the session sends one decref with the entry's count when it
+ * next flushes releases. An id that arrives again after its proxy died gets a new entry with its
+ * own count, so counts are never lost or double-released. Thread-safe.
  */
 final class ImportTable {
-    private static final Cleaner CLEANER = Cleaner.create();
-
     /** One proxy's bookkeeping. Never references the proxy strongly. */
     final class Entry {
         final long objectId;
@@ -51,11 +51,11 @@ final class ImportTable {
     }
 
     private final Map<Long, Entry> entries = new HashMap<>();
-    private final PBClient client;
+    private final ProxyHost host;
     private final java.util.function.Consumer<Entry> onDead;
 
-    ImportTable(PBClient client, java.util.function.Consumer<Entry> onDead) {
-        this.client = client;
+    ImportTable(ProxyHost host, java.util.function.Consumer<Entry> onDead) {
+        this.host = host;
         this.onDead = onDead;
     }
 
@@ -70,11 +70,26 @@ final class ImportTable {
             }
         }
         Entry fresh = new Entry(objectId);
-        RemoteReference proxy = new RemoteReference(client, objectId, fresh);
+        RemoteReference proxy = new RemoteReference(host, objectId, fresh);
         fresh.proxy = new WeakReference<>(proxy);
-        fresh.cleanable = CLEANER.register(proxy, fresh::died);
+        fresh.cleanable = host.track(proxy, fresh::died);
         entries.put(objectId, fresh);
         return proxy;
+    }
+
+    /** Release every live entry, whether or not its proxy is still reachable. */
+    void releaseAll() {
+        List<Entry> live;
+        synchronized (this) {
+            live = entries.values().stream().filter(e -> !e.dead).toList();
+        }
+        live.forEach(Entry::release);
+    }
+
+    /** @return the live proxy for {@code objectId}, or null */
+    synchronized RemoteReference proxy(long objectId) {
+        Entry entry = entries.get(objectId);
+        return entry == null || entry.dead ? null : entry.proxy.get();
     }
 
     /** Counts to decref for the given dead entries, consuming them. */

@@ -1,57 +1,38 @@
 package org.pbroker;
 
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.io.StringWriter;
-import java.lang.reflect.InvocationTargetException;
+import java.lang.ref.Cleaner;
 import java.net.Socket;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
-import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
-import java.util.logging.Level;
+import java.util.function.Function;
 import java.util.logging.Logger;
 import javax.net.ssl.SSLContext;
+import org.pbroker.Session.CloseOutcome;
 import org.pbroker.net.FramedConnection;
-import org.pbroker.net.PendingCalls;
 import org.pbroker.scram.ScramClient;
 import org.pbroker.scram.ScramException;
-import org.pbroker.wire.Answer;
-import org.pbroker.wire.Call;
-import org.pbroker.wire.Cancel;
-import org.pbroker.wire.CopyState;
-import org.pbroker.wire.Decref;
-import org.pbroker.wire.ErrorMessage;
-import org.pbroker.wire.ExportedRef;
-import org.pbroker.wire.FailureInfo;
-import org.pbroker.wire.Goodbye;
 import org.pbroker.wire.HandshakeException;
 import org.pbroker.wire.Hello;
-import org.pbroker.wire.Message;
-import org.pbroker.wire.MessageTooLargeException;
+import org.pbroker.wire.LocalProtocolException;
 import org.pbroker.wire.RemoteProtocolException;
-import org.pbroker.wire.ReturnedRef;
 import org.pbroker.wire.Wire;
-import org.pbroker.wire.WireDecoder;
-import org.pbroker.wire.WireEncoder;
-import org.pbroker.wire.WireException;
-import org.pbroker.wire.WireValue;
 
 /**
  * A connection to a pbroker server.
@@ -62,6 +43,13 @@ import org.pbroker.wire.WireValue;
  *     int sum = root.callRemote(Integer.class, "add", 1, 2).get();
  * }
  * }</pre>
+ *
+ * <p>The protocol itself (handshake, lifecycle, tables, calls both ways, releases, goodbye) is the
+ * socket-free {@link Session}; this class is its I/O adapter: socket and TLS, the reader thread
+ * feeding it frames, an ordered write queue, the callback executor, timeouts, Cleaner-driven
+ * releases and login. Every use of the session is under one lock; frames it queues are written
+ * after the lock is released, in order, by the thread that caused them (the reader thread leaves
+ * that to the housekeeping thread, so it never blocks on a full socket).
  *
  * <p>Threads: one daemon reader thread per connection decodes frames; user code (future
  * completions, remote calls into {@link Referenceable}s, disconnect listeners) runs on the
@@ -226,29 +214,26 @@ public final class PBClient implements AutoCloseable {
         }
     }
 
+    private static final Cleaner CLEANER = Cleaner.create();
+
     private final FramedConnection conn;
     private final Options options;
     private final Executor executor;
     private final ExecutorService ownedExecutor;
     private final ScheduledThreadPoolExecutor housekeeping;
-    private final PendingCalls questions;
-    private final Map<Long, CompletableFuture<?>> answers = new ConcurrentHashMap<>();
-    private final ExportTable exports;
-    private final ImportTable imports;
     private final CopyRegistry registry;
-    private final WireDecoder decoder;
-    private final CompletableFuture<RemoteReference> ready = new CompletableFuture<>();
-    private final RemoteReference bootstrap;
-    private final List<Consumer<Throwable>> disconnectListeners = new CopyOnWriteArrayList<>();
-    private final AtomicBoolean disconnected = new AtomicBoolean();
-    private final ConcurrentLinkedQueue<ImportTable.Entry> deadProxies = new ConcurrentLinkedQueue<>();
-    private final AtomicBoolean releaseScheduled = new AtomicBoolean();
     private final String name;
-    private volatile Hello peerHello;
-    private volatile Goodbye peerGoodbye;
+    /** The protocol core; every use is under {@link #lock} (see {@link #withSession}). */
+    private final Session session;
+    private final Object lock = new Object();
+    /** Frame bodies in session order, waiting for {@link #pump}; filled under {@link #lock}. */
+    private final ConcurrentLinkedQueue<byte[]> toWrite = new ConcurrentLinkedQueue<>();
+    private final ReentrantLock pumpLock = new ReentrantLock();
+    private final AtomicBoolean pumpScheduled = new AtomicBoolean();
+    private final AtomicBoolean releaseScheduled = new AtomicBoolean();
+    private final AtomicBoolean disconnected = new AtomicBoolean();
+    private boolean closing; // guarded by lock: the close outcome was acted on
     private volatile ConnectionLostException lost;
-    /** Problems found while decoding the current message (reader thread only). */
-    private final List<RuntimeException> problems = new ArrayList<>();
 
     private PBClient(Socket socket, Options options) throws IOException {
         this.options = options;
@@ -265,13 +250,11 @@ public final class PBClient implements AutoCloseable {
         this.housekeeping = new ScheduledThreadPoolExecutor(1, daemon("pbroker-housekeeping-"
                 + name));
         this.housekeeping.setRemoveOnCancelPolicy(true);
-        this.questions = new PendingCalls(executor, housekeeping, this::abandon);
         this.registry = options.copyRegistry != null ? options.copyRegistry : new CopyRegistry();
-        this.exports = new ExportTable(options.localRoot);
-        this.imports = new ImportTable(this, this::proxyDied);
-        this.bootstrap = new RemoteReference(this, Wire.BOOTSTRAP_ID, null);
-        this.decoder = new WireDecoder(options.maxFrameSize, options.maxDepth,
-                options.maxContainerLength, true, this::resolve);
+        Session.Limits limits = new Session.Limits(options.maxFrameSize, options.maxDepth,
+                options.maxContainerLength, options.maxOutstandingCalls, options.maxRunningCalls);
+        this.session = new Session(Session.Role.CLIENT, limits, options.debug, options.localRoot,
+                registry, new Driver(), new Host()); // queues our hello
         conn.setMaxInboundFrameSize(options.maxFrameSize);
     }
 
@@ -352,11 +335,7 @@ public final class PBClient implements AutoCloseable {
             throw e;
         }
         client.conn.start(client.new Handler());
-        try {
-            client.conn.send(new WireEncoder().encodeBody(client.decoder.hello(List.of())));
-        } catch (IOException e) {
-            client.conn.close(e);
-        }
+        client.withSession(s -> { }); // send the hello the session queued
         return client;
     }
 
@@ -370,7 +349,7 @@ public final class PBClient implements AutoCloseable {
      *     {@link ConnectionLostException}
      */
     public CompletableFuture<RemoteReference> getRootObject() {
-        return ready.thenApply(r -> r);
+        return session.ready().thenApply(r -> r);
     }
 
     /**
@@ -490,6 +469,8 @@ public final class PBClient implements AutoCloseable {
     }
 
     /**
+
+    /**
      * Run {@code listener} once when the connection closes, on the callback executor (at once if
      * it already has). It receives the reason, a {@link ConnectionLostException}.
      *
@@ -497,16 +478,12 @@ public final class PBClient implements AutoCloseable {
      */
     public void addDisconnectListener(Consumer<Throwable> listener) {
         Objects.requireNonNull(listener, "listener");
-        disconnectListeners.add(listener);
-        ConnectionLostException reason = lost;
-        if (reason != null && disconnectListeners.remove(listener)) {
-            runListener(listener, reason);
-        }
+        withSession(s -> s.addDisconnectListener(listener));
     }
 
     /** @return true until the connection closes */
     public boolean isConnected() {
-        return lost == null;
+        return lost == null && session.state() != Session.State.CLOSED;
     }
 
     /** @return the options this client was made with */
@@ -516,17 +493,17 @@ public final class PBClient implements AutoCloseable {
 
     /** @return calls awaiting an answer */
     public int pendingCalls() {
-        return questions.size();
+        return session.pendingCalls(); // PendingCalls is thread-safe
     }
 
     /** @return our objects the server holds references to (not counting our root) */
     public int exportedObjects() {
-        return exports.size();
+        return session.exportedObjects(); // ExportTable is thread-safe
     }
 
     /** @return proxies for server objects not yet released */
     public int importedObjects() {
-        return imports.size();
+        return session.importedObjects(); // ImportTable is thread-safe
     }
 
     /**
@@ -538,14 +515,12 @@ public final class PBClient implements AutoCloseable {
         if (conn.isClosed()) {
             return;
         }
-        List<byte[]> last = new ArrayList<>();
-        try {
-            flushReleases(); // tell the server what we no longer need, then say goodbye
-            last.add(new WireEncoder().encodeBody(new Goodbye(Wire.NORMAL, "client closing")));
-        } catch (WireException ignored) {
-            // cannot happen for a goodbye
-        }
-        conn.closeAfter(last, new ConnectionLostException("connection closed locally"));
+        withSession(s -> {
+            s.flushReleases(); // tell the server what we no longer need, then say goodbye
+            s.close(Wire.NORMAL, "client closing",
+                    new ConnectionLostException("connection closed locally"));
+        });
+        conn.close(new ConnectionLostException("connection closed locally")); // if not yet
     }
 
     @Override
@@ -567,197 +542,214 @@ public final class PBClient implements AutoCloseable {
             return CompletableFuture.failedFuture(new ConnectionLostException(
                     "cannot call '" + method + "': the connection is closed", reason));
         }
+        CompletableFuture<RemoteReference> ready = session.ready();
         if (!ready.isDone()) {
             // the handshake must be done first: wait for it, then call
             return ready.thenCompose(r -> call(target, method, args, kwargs, noAnswer, timeout));
         }
-        if (!noAnswer && questions.size() >= options.maxOutstandingCalls) {
-            return CompletableFuture.failedFuture(new LimitExceededException(questions.size()
-                    + " calls outstanding; the limit is " + options.maxOutstandingCalls));
-        }
-        long requestId = noAnswer ? 0 : questions.nextId();
-        byte[] body;
-        try {
-            @SuppressWarnings("unchecked")
-            Map<String, Object> kw = (Map<String, Object>) kwargs;
-            @SuppressWarnings("unchecked")
-            List<Object> a = (List<Object>) args;
-            body = encodeWithRefs(new Call(requestId, target.objectId(), method, a, kw,
-                    noAnswer ? Wire.CALL_NO_ANSWER : 0));
-        } catch (RuntimeException e) {
-            return CompletableFuture.failedFuture(e);
-        }
-        CompletableFuture<Object> future = noAnswer ? CompletableFuture.completedFuture(null)
-                : questions.register(requestId, timeout);
-        try {
-            conn.send(body);
-        } catch (IOException e) {
-            ConnectionLostException failure = new ConnectionLostException(
-                    "cannot call '" + method + "': " + e.getMessage(), e);
-            if (noAnswer) {
-                return CompletableFuture.failedFuture(failure);
+        Session.Question question = use(s -> s.ask(target.objectId(), method, args,
+                kwargs, noAnswer));
+        CompletableFuture<Object> answer = question.answer();
+        if (!noAnswer && timeout != null && !timeout.isZero() && !timeout.isNegative()
+                && !answer.isDone()) {
+            long id = question.requestId();
+            try {
+                ScheduledFuture<?> timer = housekeeping.schedule(
+                        () -> use(s -> s.timeOut(id, timeout)),
+                        timeout.toNanos(), TimeUnit.NANOSECONDS);
+                answer.whenComplete((v, e) -> timer.cancel(false));
+            } catch (RejectedExecutionException e) {
+                // closed meanwhile: the question fails with the connection
             }
-            questions.fail(requestId, failure);
         }
-        return future;
+        return answer;
     }
 
-    /** A timed-out or caller-cancelled question: ask the server to cancel it. */
-    private void abandon(long requestId) {
-        if (isConnected()) {
-            housekeeping.execute(() -> sendQuietly(new Cancel(requestId)));
-        }
-    }
+    // --- driving the session ---------------------------------------------------------------------
 
     /**
-     * Encode a message whose values may contain Referenceables (exported, counted) and copyables;
-     * undo the export counts if encoding fails.
+     * Use the session under the lock, move what it queued to the write queue, then (unless this
+     * thread is already inside) write it and act on its close outcome. The reader thread leaves
+     * the writing to the housekeeping thread, so it never blocks on a full socket buffer.
      */
-    private byte[] encodeWithRefs(Message message) {
-        if (LOG.isLoggable(Level.FINEST)) {
-            LOG.finest(this + " -> " + message);
+    private <T> T use(Function<Session, T> op, boolean onReader) {
+        boolean nested = Thread.holdsLock(lock); // re-entered: the outer use writes and closes
+        T result;
+        CloseOutcome closeNow = null;
+        synchronized (lock) {
+            result = op.apply(session);
+            for (byte[] body : session.drainOutbox()) {
+                toWrite.add(body);
+            }
+            if (nested) {
+                return result;
+            }
+            if (!peerLimitSet && session.peerHello().isPresent()) {
+                peerLimitSet = true;
+                conn.setMaxOutboundFrameSize((int) Math.min(
+                        session.peerHello().get().maxFrameSize(), Integer.MAX_VALUE));
+            }
+            if (!closing && session.state() != Session.State.CLOSED) {
+                closeNow = session.closeOutcome().orElse(null);
+                closing = closeNow != null;
+            }
         }
-        List<Long> sent = new ArrayList<>();
-        WireEncoder encoder = new WireEncoder(obj -> toWire(obj, sent), peerMaxFrameSize());
-        try {
-            return encoder.encodeBody(message);
-        } catch (WireException e) {
-            for (long id : sent) {
-                exports.undoSend(id);
-            }
-            Throwable cause = e.getCause();
-            if (cause instanceof BrokerException b) {
-                throw b;
-            }
-            if (cause instanceof IllegalArgumentException || cause instanceof IllegalStateException) {
-                throw (RuntimeException) cause;
-            }
-            String what = message.getClass().getSimpleName().toLowerCase(java.util.Locale.ROOT);
-            if (e instanceof MessageTooLargeException) {
-                throw new LimitExceededException(e.getMessage(), e);
-            }
-            throw new LimitExceededException("cannot encode the " + what + ": " + e.getMessage(),
-                    e);
+        if (closeNow != null) {
+            pump(); // the goodbye and whatever preceded it, then close
+            conn.close(closeNow.reason());
+        } else if (onReader) {
+            schedulePump();
+        } else {
+            pump();
         }
+        return result;
     }
 
-    private long peerMaxFrameSize() {
-        Hello hello = peerHello;
-        return hello != null ? hello.maxFrameSize() : options.maxFrameSize;
+    private boolean peerLimitSet; // guarded by lock
+
+    private <T> T use(Function<Session, T> op) {
+        return use(op, false);
     }
 
-    /** Encoder hook: what a non-native object becomes on the wire. */
-    private Object toWire(Object obj, List<Long> sent) {
-        if (obj instanceof RemoteReference ref) {
-            if (ref.client() != this) {
-                throw new IllegalArgumentException("a reference from another connection cannot be"
-                        + " passed on (no third-party hand-off)");
-            }
-            if (ref.isReleased()) {
-                throw new IllegalStateException("cannot pass a released (closed) reference");
-            }
-            return new ReturnedRef(ref.objectId());
-        }
-        if (obj instanceof Referenceable) {
-            long id = exports.addSend(obj);
-            sent.add(id);
-            return new ExportedRef(id);
-        }
-        String typeName = registry.nameFor(obj);
-        if (typeName != null) {
-            return new CopyState(typeName, registry.stateOf(obj));
-        }
-        if (obj instanceof Enum<?> e) {
-            return e.name();
-        }
-        return obj; // not encodable: the encoder says so
-    }
-
-    // --- values from the wire ------------------------------------------------------------------
-
-    /** Decoder hook (reader thread): what a wire value becomes here. */
-    private Object resolve(WireValue value) {
-        if (value instanceof ExportedRef ref) {
-            return ref.objectId() == Wire.BOOTSTRAP_ID ? bootstrap : imports.received(ref.objectId());
-        }
-        if (value instanceof ReturnedRef ref) {
-            Object obj = exports.get(ref.objectId());
-            if (obj == null) {
-                problems.add(new InvalidReferenceException("broker.NoSuchObject",
-                        "object " + ref.objectId() + " is not ours to return", null));
-            }
-            return obj;
-        }
-        if (value instanceof CopyState copy) {
-            try {
-                return registry.build(copy.typeName(), copy.state());
-            } catch (UnregisteredCopyException e) {
-                problems.add(e);
-            } catch (RuntimeException e) {
-                problems.add(new RemoteException(Wire.FAILED, "broker.BadCopy",
-                        "cannot build '" + copy.typeName() + "': " + e.getMessage(), null));
-            }
+    private void withSession(Consumer<Session> op) {
+        use(s -> {
+            op.accept(s);
             return null;
-        }
-        return exceptionFrom((FailureInfo) value);
+        }, false);
     }
 
-    private RuntimeException exceptionFrom(FailureInfo info) {
-        if (Wire.FAILED.equals(info.kind()) && registry.isRegistered(info.typeName())) {
-            try {
-                Object built = registry.build(info.typeName(),
-                        Map.of("args", List.of(info.message()), "attrs", Map.of()));
-                if (built instanceof RuntimeException re) {
-                    return re;
+    /** Write everything queued, in order (whoever holds the pump lock writes for everyone). */
+    private void pump() {
+        pumpScheduled.set(false);
+        if (toWrite.isEmpty()) {
+            return;
+        }
+        pumpLock.lock();
+        try {
+            List<byte[]> batch = new ArrayList<>();
+            for (byte[] body; (body = toWrite.poll()) != null; ) {
+                batch.add(body);
+            }
+            if (!batch.isEmpty()) {
+                conn.sendAll(batch);
+            }
+        } catch (IOException e) {
+            // the connection closed itself with this error; the session hears of it in onClosed
+            LOG.fine(this + ": could not send: " + e);
+            toWrite.clear();
+        } finally {
+            pumpLock.unlock();
+        }
+    }
+
+    private void schedulePump() {
+        if (toWrite.isEmpty() || !pumpScheduled.compareAndSet(false, true)) {
+            return;
+        }
+        try {
+            housekeeping.execute(this::pump);
+        } catch (RejectedExecutionException e) {
+            pump();
+        }
+    }
+
+    /** How the session runs user code and comes back in: the callback executor and the lock. */
+    private final class Driver implements Session.Dispatcher {
+        @Override
+        public void dispatch(Session.IncomingCall call) {
+            deliver(call::run);
+        }
+
+        @Override
+        public void deliver(Runnable completion) {
+            PBClient.this.deliver(completion);
+        }
+
+        @Override
+        public void reenter(Runnable task) {
+            withSession(s -> task.run());
+        }
+    }
+
+    /** What this client's proxies talk to. */
+    private final class Host implements ProxyHost {
+        @Override
+        public CompletableFuture<Object> call(RemoteReference target, String method,
+                List<?> args, Map<String, ?> kwargs, boolean noAnswer, Duration timeout) {
+            return PBClient.this.call(target, method, args, kwargs, noAnswer, timeout);
+        }
+
+        @Override
+        public Duration defaultTimeout() {
+            return options.callTimeout();
+        }
+
+        @Override
+        public void addDisconnectListener(Consumer<Throwable> listener) {
+            PBClient.this.addDisconnectListener(listener);
+        }
+
+        @Override
+        public PBClient client() {
+            return PBClient.this;
+        }
+
+        @Override
+        public Cleaner.Cleanable track(RemoteReference proxy, Runnable onUnreachable) {
+            return CLEANER.register(proxy, onUnreachable);
+        }
+
+        /** Cleaner thread or closing thread: schedule only, never send here. */
+        @Override
+        public void releaseQueued() {
+            if (releaseScheduled.compareAndSet(false, true)) {
+                try {
+                    housekeeping.execute(() -> {
+                        releaseScheduled.set(false);
+                        withSession(Session::flushReleases);
+                    });
+                } catch (RejectedExecutionException e) {
+                    releaseScheduled.set(false); // closed: nothing to release any more
                 }
-                if (built instanceof Throwable t) {
-                    return new CompletionException(t);
-                }
-            } catch (RuntimeException ignored) {
-                // fall back to a RemoteException
             }
         }
-        return RemoteException.of(info);
+
+        @Override
+        public String toString() {
+            return PBClient.this.toString();
+        }
     }
 
-    // --- incoming messages (reader thread) ----------------------------------------------------
+    // --- incoming bytes (reader thread) ----------------------------------------------------------
 
     private final class Handler implements FramedConnection.Handler {
         @Override
         public void onFrame(byte[] body) {
-            Message message;
-            problems.clear();
-            try {
-                message = decoder.decodeBody(body);
-            } catch (RemoteProtocolException e) {
-                LOG.log(Level.WARNING, PBClient.this + ": closing, server sent bad data: " + e);
-                goodbyeAndClose(new Goodbye(e.kind(), e.getMessage()), e);
-                return;
-            } catch (WireException e) {
-                goodbyeAndClose(new Goodbye(Wire.INVALID, e.getMessage()), e);
-                return;
-            }
-            if (LOG.isLoggable(Level.FINEST)) {
-                LOG.finest(PBClient.this + " <- " + message);
-            }
-            if (!problems.isEmpty()) {
-                RuntimeException problem = problems.get(0);
-                problems.clear();
-                handleUndecodable(message, problem);
-                return;
-            }
-            dispatch(message);
+            use(s -> {
+                if (s.state() != Session.State.CLOSED) {
+                    try {
+                        s.receiveFrame(body);
+                    } catch (LocalProtocolException e) {
+                        throw new IllegalStateException(e);
+                    }
+                }
+                return null;
+            }, true);
         }
 
         @Override
         public List<byte[]> lastWords(Throwable reason) {
             if (reason instanceof RemoteProtocolException e) {
-                try {
-                    return List.of(new WireEncoder().encodeBody(new Goodbye(e.kind(),
-                            String.valueOf(e.getMessage()))));
-                } catch (WireException ignored) {
-                    // nothing to say then
-                }
+                // the goodbye goes out through the write queue, behind what is already there
+                withSession(s -> {
+                    if (s.state() != Session.State.CLOSED) {
+                        try {
+                            s.framingFailed(e);
+                        } catch (LocalProtocolException ignored) {
+                            // closed meanwhile
+                        }
+                    }
+                });
             }
             return List.of();
         }
@@ -768,279 +760,21 @@ public final class PBClient implements AutoCloseable {
         }
     }
 
-    private void goodbyeAndClose(Goodbye goodbye, Throwable reason) {
-        List<byte[]> last = new ArrayList<>();
-        try {
-            last.add(new WireEncoder().encodeBody(goodbye));
-        } catch (WireException ignored) {
-            // close without
-        }
-        conn.closeAfter(last, reason);
-    }
-
-    private void dispatch(Message message) {
-        if (message instanceof Hello hello) {
-            peerHello = hello;
-            conn.setMaxOutboundFrameSize((int) Math.min(hello.maxFrameSize(), Integer.MAX_VALUE));
-            deliver(() -> ready.complete(bootstrap));
-        } else if (message instanceof Answer answer) {
-            questions.complete(answer.requestId(), answer.value());
-        } else if (message instanceof ErrorMessage error) {
-            questions.fail(error.requestId(), exceptionFrom(error.failure()));
-        } else if (message instanceof Call call) {
-            // Look the target up now, in message order: a decref that follows this call on the
-            // wire must not free the object before the call runs.
-            Object target = exports.get(call.target());
-            deliver(() -> handleCall(call, target));
-        } else if (message instanceof Cancel cancel) {
-            CompletableFuture<?> running = answers.get(cancel.requestId());
-            if (running != null) {
-                running.cancel(true);
-            }
-        } else if (message instanceof Decref decref) {
-            if (!exports.release(decref.objectId(), decref.count())) {
-                LOG.warning(this + ": server released " + decref.count() + " of object "
-                        + decref.objectId() + " it does not hold");
-            }
-        } else if (message instanceof Goodbye goodbye) {
-            peerGoodbye = goodbye; // the peer sends nothing more: stop and close (section 3.2)
-            conn.close(new ConnectionLostException("server closed the connection ("
-                    + goodbye.kind() + (goodbye.message().isEmpty() ? "" : ": " + goodbye.message())
-                    + ")"));
-        }
-    }
-
-    /** A message decoded but named something we refuse (unregistered copy, unknown object). */
-    private void handleUndecodable(Message message, RuntimeException problem) {
-        if (message instanceof Call call) {
-            if (call.answerWanted()) {
-                sendQuietly(new ErrorMessage(call.requestId(), failureInfo(problem)));
-            } else {
-                LOG.warning(this + ": refused one-way call '" + call.method() + "': " + problem);
-            }
-        } else if (message instanceof Answer answer) {
-            questions.fail(answer.requestId(), problem);
-        } else if (message instanceof ErrorMessage error) {
-            questions.fail(error.requestId(), problem);
-        } else {
-            LOG.warning(this + ": refused " + message + ": " + problem);
-        }
-    }
-
-    // --- incoming calls (callback executor) ---------------------------------------------------
-
-    private void handleCall(Call call, Object target) {
-        boolean noAnswer = !call.answerWanted();
-        if ((call.flags() & ~Wire.CALL_NO_ANSWER) != 0) {
-            reply(call, null, new UnimplementedException("broker.UnsupportedFlags", "call flags "
-                    + call.flags() + " use bits this peer does not implement", null));
-            return;
-        }
-        if (target == null && call.target() == Wire.BOOTSTRAP_ID) {
-            reply(call, null, new UnimplementedException("broker.NoSuchObject",
-                    "this client has no bootstrap object", null));
-            return;
-        }
-        if (!(target instanceof Referenceable referenceable)) {
-            reply(call, null, new InvalidReferenceException("broker.NoSuchObject", "object "
-                    + call.target() + " does not exist or was never given to you", null));
-            return;
-        }
-        if (answers.size() >= options.maxRunningCalls) {
-            reply(call, null, new OverloadedException("broker.Overloaded", answers.size()
-                    + " calls running; the limit is " + options.maxRunningCalls, null));
-            return;
-        }
-        Object result;
-        try {
-            result = referenceable.remoteMessageReceived(call.method(), call.args(), call.kwargs());
-        } catch (Exception e) {
-            reply(call, null, e);
-            return;
-        }
-        if (result instanceof CompletionStage<?> stage) {
-            CompletableFuture<?> future = stage.toCompletableFuture();
-            long id = call.requestId();
-            if (!noAnswer) {
-                answers.put(id, future);
-            }
-            future.whenComplete((value, error) -> {
-                if (noAnswer || answers.remove(id) != null) {
-                    reply(call, value, error);
-                }
-            });
-        } else {
-            reply(call, result, null);
-        }
-    }
-
-    private void reply(Call call, Object value, Throwable error) {
-        if (!call.answerWanted()) {
-            if (error != null) {
-                LOG.log(Level.WARNING, this + ": one-way call '" + call.method() + "' failed",
-                        error);
-            }
-            return;
-        }
-        if (!isConnected()) {
-            return;
-        }
-        if (error == null) {
-            try {
-                byte[] body = encodeWithRefs(new Answer(call.requestId(), value));
-                conn.send(body);
-                return;
-            } catch (LimitExceededException e) {
-                error = e.getCause() instanceof MessageTooLargeException
-                        ? new OverloadedException("broker.FrameTooLarge", e.getMessage(), null) : e;
-            } catch (RuntimeException e) {
-                error = e;
-            } catch (IOException e) {
-                return; // the connection is gone
-            }
-        }
-        sendQuietly(new ErrorMessage(call.requestId(), failureInfo(error)));
-    }
-
-    private FailureInfo failureInfo(Throwable exc) {
-        while ((exc instanceof CompletionException || exc instanceof ExecutionException
-                || exc instanceof InvocationTargetException) && exc.getCause() != null) {
-            exc = exc.getCause();
-        }
-        String traceback = null;
-        if (options.debug) {
-            StringWriter sw = new StringWriter();
-            exc.printStackTrace(new PrintWriter(sw));
-            traceback = sw.toString();
-        }
-        if (exc instanceof RemoteException r) {
-            return new FailureInfo(r.kind(), r.remoteType(), r.remoteMessage(),
-                    traceback != null ? traceback : r.remoteTraceback());
-        }
-        if (exc instanceof CancellationException) {
-            return new FailureInfo(Wire.CANCELLED, "java.util.concurrent.CancellationException",
-                    "call was cancelled", traceback);
-        }
-        if (exc instanceof UnregisteredCopyException) {
-            return new FailureInfo(Wire.INVALID, "broker.UnregisteredCopyError",
-                    exc.getMessage(), traceback);
-        }
-        String copyName = registry.nameFor(exc);
-        String type = copyName != null ? copyName : exc.getClass().getName();
-        String message = exc.getMessage() == null ? "" : exc.getMessage();
-        return new FailureInfo(Wire.FAILED, type, message, traceback);
-    }
-
-    private void sendQuietly(Message message) {
-        if (LOG.isLoggable(Level.FINEST)) {
-            LOG.finest(this + " -> " + message);
-        }
-        try {
-            conn.send(new WireEncoder().encodeBody(message));
-        } catch (IOException e) {
-            LOG.fine(this + ": could not send " + message + ": " + e);
-        }
-    }
-
-    // --- releases ------------------------------------------------------------------------------
-
-    /** Cleaner thread or closing thread: queue only, never send here. */
-    private void proxyDied(ImportTable.Entry entry) {
-        deadProxies.add(entry);
-        if (releaseScheduled.compareAndSet(false, true)) {
-            try {
-                housekeeping.execute(this::flushReleases);
-            } catch (RejectedExecutionException e) {
-                releaseScheduled.set(false); // closed: nothing to release any more
-            }
-        }
-    }
-
-    /** Send the pending releases together (housekeeping thread, or close()). */
-    private final Object releaseLock = new Object();
-
-    /**
-     * Serialised: {@code close()} flushes before its goodbye, and must wait for a flush another
-     * thread has already drained from the queue, or the goodbye could overtake those releases.
-     */
-    private void flushReleases() {
-        synchronized (releaseLock) {
-            flushReleasesLocked();
-        }
-    }
-
-    private void flushReleasesLocked() {
-        releaseScheduled.set(false);
-        List<ImportTable.Entry> died = new ArrayList<>();
-        for (ImportTable.Entry e; (e = deadProxies.poll()) != null; ) {
-            died.add(e);
-        }
-        if (died.isEmpty() || !isConnected()) {
-            return;
-        }
-        Map<Long, Long> releases = imports.collectReleases(died);
-        List<byte[]> frames = new ArrayList<>();
-        WireEncoder encoder = new WireEncoder();
-        try {
-            for (Map.Entry<Long, Long> r : releases.entrySet()) {
-                frames.add(encoder.encodeBody(new Decref(r.getKey(), r.getValue())));
-            }
-            if (!frames.isEmpty()) {
-                conn.sendAll(frames);
-            }
-        } catch (IOException e) {
-            LOG.fine(this + ": could not send releases: " + e);
-        }
-    }
-
-    // --- the end -------------------------------------------------------------------------------
+    // --- the end ---------------------------------------------------------------------------------
 
     private void connectionLost(Throwable reason) {
         if (!disconnected.compareAndSet(false, true)) {
             return;
         }
-        Goodbye goodbye = peerGoodbye;
-        String text;
-        if (reason instanceof ConnectionLostException local) {
-            text = local.getMessage();
-        } else if (goodbye != null) {
-            text = "server closed the connection (" + goodbye.kind()
-                    + (goodbye.message().isEmpty() ? "" : ": " + goodbye.message()) + ")";
-        } else {
-            text = "connection lost: " + reason;
-        }
-        ConnectionLostException failure = reason instanceof ConnectionLostException local
-                ? local : new ConnectionLostException(text, reason);
-        lost = failure;
-        questions.failAll(failure);
-        Throwable handshakeFailure = reason instanceof HandshakeException ? reason : failure;
-        deliver(() -> ready.completeExceptionally(handshakeFailure));
-        for (CompletableFuture<?> running : answers.values()) {
-            running.cancel(true);
-        }
-        answers.clear();
-        exports.clear();
-        imports.clear();
-        deadProxies.clear();
-        for (Consumer<Throwable> listener : disconnectListeners) {
-            if (disconnectListeners.remove(listener)) {
-                runListener(listener, failure);
-            }
-        }
+        withSession(s -> {
+            s.connectionLost(reason);
+            lost = s.lostReason();
+        });
+        toWrite.clear();
         housekeeping.shutdown();
         if (ownedExecutor != null) {
             ownedExecutor.shutdown(); // queued completions and listeners still run
         }
-    }
-
-    private void runListener(Consumer<Throwable> listener, Throwable reason) {
-        deliver(() -> {
-            try {
-                listener.accept(reason);
-            } catch (RuntimeException e) {
-                LOG.log(Level.WARNING, this + ": disconnect listener failed", e);
-            }
-        });
     }
 
     /** Run user-facing work on the callback executor (inline if it is shut down). */

@@ -21,12 +21,12 @@ import java.util.function.Consumer;
  * released. Thread-safe.
  */
 public final class RemoteReference implements AutoCloseable {
-    private final PBClient client;
+    private final ProxyHost host;
     private final long objectId;
     private final ImportTable.Entry entry; // null for the bootstrap object
 
-    RemoteReference(PBClient client, long objectId, ImportTable.Entry entry) {
-        this.client = client;
+    RemoteReference(ProxyHost host, long objectId, ImportTable.Entry entry) {
+        this.host = host;
         this.objectId = objectId;
         this.entry = entry;
     }
@@ -36,9 +36,16 @@ public final class RemoteReference implements AutoCloseable {
         return objectId;
     }
 
-    /** @return the connection this reference belongs to */
+    /**
+     * @return the connection this reference belongs to (null for a reference of a bare
+     *     {@link Session} driven without a client)
+     */
     public PBClient client() {
-        return client;
+        return host.client();
+    }
+
+    ProxyHost host() {
+        return host;
     }
 
     /**
@@ -51,8 +58,8 @@ public final class RemoteReference implements AutoCloseable {
      *     {@link ConnectionLostException}, {@link LimitExceededException} or a timeout
      */
     public CompletableFuture<Object> callRemote(String method, Object... args) {
-        return client.call(this, method, Arrays.asList(args), Map.of(), false,
-                client.options().callTimeout());
+        return host.call(this, method, Arrays.asList(args), Map.of(), false,
+                host.defaultTimeout());
     }
 
     /**
@@ -79,8 +86,8 @@ public final class RemoteReference implements AutoCloseable {
      */
     public CompletableFuture<Object> callRemoteWithKeywords(String method, List<?> args,
             Map<String, ?> kwargs) {
-        return client.call(this, method, List.copyOf(args), kwargs, false,
-                client.options().callTimeout());
+        return host.call(this, method, List.copyOf(args), kwargs, false,
+                host.defaultTimeout());
     }
 
     /**
@@ -94,7 +101,7 @@ public final class RemoteReference implements AutoCloseable {
      */
     public CompletableFuture<Object> callRemoteWithTimeout(Duration timeout, String method,
             Object... args) {
-        return client.call(this, method, Arrays.asList(args), Map.of(), false, timeout);
+        return host.call(this, method, Arrays.asList(args), Map.of(), false, timeout);
     }
 
     /**
@@ -106,7 +113,7 @@ public final class RemoteReference implements AutoCloseable {
      * @throws LimitExceededException if the call cannot be encoded or is too large
      */
     public void callRemoteNoAnswer(String method, Object... args) {
-        CompletableFuture<Object> sent = client.call(this, method, Arrays.asList(args), Map.of(),
+        CompletableFuture<Object> sent = host.call(this, method, Arrays.asList(args), Map.of(),
                 true, null);
         if (sent.isCompletedExceptionally()) {
             sent.join(); // throws the CompletionException around the reason
@@ -120,7 +127,7 @@ public final class RemoteReference implements AutoCloseable {
      * @param listener receives this reference
      */
     public void notifyOnDisconnect(Consumer<RemoteReference> listener) {
-        client.addDisconnectListener(reason -> listener.accept(this));
+        host.addDisconnectListener(reason -> listener.accept(this));
     }
 
     /** @return true once {@link #close()} ran (or the proxy was released) */
@@ -145,7 +152,7 @@ public final class RemoteReference implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "RemoteReference(" + objectId + " via " + client + (isReleased() ? ", released" : "")
+        return "RemoteReference(" + objectId + " via " + host + (isReleased() ? ", released" : "")
                 + ")";
     }
 }

@@ -180,6 +180,9 @@ public final class WireDecoder {
         @SuppressWarnings("unchecked")
         List<Object> f = (List<Object>) fields;
         if (expectHello) {
+            if (mtype == Wire.GOODBYE) {
+                return goodbye(f); // a peer refusing us says why instead of hello (section 5)
+            }
             if (mtype != Wire.HELLO) {
                 throw new HandshakeException(
                         "expected hello as the first message, got message type " + mtype);

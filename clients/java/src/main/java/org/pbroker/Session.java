@@ -1,0 +1,1241 @@
+package org.pbroker;
+
+import java.io.EOFException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.lang.ref.Cleaner;
+import java.lang.reflect.InvocationTargetException;
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.EnumMap;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Consumer;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+import org.pbroker.net.PendingCalls;
+import org.pbroker.wire.Answer;
+import org.pbroker.wire.Call;
+import org.pbroker.wire.Cancel;
+import org.pbroker.wire.CopyState;
+import org.pbroker.wire.Decref;
+import org.pbroker.wire.ErrorMessage;
+import org.pbroker.wire.ExportedRef;
+import org.pbroker.wire.FailureInfo;
+import org.pbroker.wire.FrameAssembler;
+import org.pbroker.wire.FrameTooLargeException;
+import org.pbroker.wire.Goodbye;
+import org.pbroker.wire.HandshakeException;
+import org.pbroker.wire.Hello;
+import org.pbroker.wire.LocalProtocolException;
+import org.pbroker.wire.MalformedMessageException;
+import org.pbroker.wire.Message;
+import org.pbroker.wire.MessageTooLargeException;
+import org.pbroker.wire.RemoteProtocolException;
+import org.pbroker.wire.ReturnedRef;
+import org.pbroker.wire.TruncatedFrameException;
+import org.pbroker.wire.Wire;
+import org.pbroker.wire.WireDecoder;
+import org.pbroker.wire.WireEncoder;
+import org.pbroker.wire.WireException;
+import org.pbroker.wire.WireValue;
+
+/**
+ * One connection's broker, without I/O (sans-I/O in the manner of h11): bytes from the peer go in
+ * through {@link #receiveData}, frames to send queue up in the outbox ({@link #drainOutbox} /
+ * {@link #dataToSend}), and {@link #closeOutcome()} says when the connection should end and why.
+ * No socket, thread, clock or executor is touched here; {@link PBClient} is the I/O adapter
+ * (reader thread, writer, callback executor, timeouts, Cleaner-driven releases, TLS, login).
+ *
+ * <p>The session owns the handshake, the lifecycle, the four tables of docs/PROTOCOL.md section 6
+ * (questions: {@link PendingCalls}; answers; exports: {@link ExportTable}; imports:
+ * {@link ImportTable}), calls out ({@link #call}: futures complete when the answers are fed in),
+ * calls in (handed to the {@link Dispatcher}, which may run them at once or on an executor),
+ * batched releases ({@link #flushReleases}) and goodbye. Either role: a client's session and a
+ * server's differ only in wording; both may export objects (Java {@link Referenceable}s) and
+ * have a root (bootstrap object 0).
+ *
+ * <p>Lifecycle, one table ({@link #TRANSITIONS}; a missing entry is illegal):
+ *
+ * <pre>
+ * state      event             next      what happens
+ * HANDSHAKE  SEND              HANDSHAKE our hello is queued at construction; calls may follow it
+ * HANDSHAKE  PEER_HELLO        OPEN      the root future completes
+ * HANDSHAKE  PEER_GOODBYE      CLOSING   the peer refuses us (instead of its hello): close
+ * HANDSHAKE  PEER_ERROR        CLOSING   not a hello, another protocol or version: goodbye queued
+ * OPEN       SEND, PEER_MESSAGE OPEN     calls, answers, errors, cancels, decrefs
+ * OPEN       PEER_GOODBYE      CLOSING   stop sending; close with the peer's reason
+ * OPEN       PEER_ERROR        CLOSING   RemoteProtocolException: goodbye(kind) queued, close
+ * OPEN       LOCAL_CLOSE       CLOSING   goodbye queued (HANDSHAKE: closes without one)
+ * any open   PEER_EOF          CLOSING   the stream ended (TruncatedFrame inside a frame)
+ * CLOSING    DATA              CLOSING   bytes after a goodbye are discarded
+ * any        TRANSPORT_CLOSED  CLOSED    questions fail "disconnected", tables cleared, listeners run
+ * CLOSED     DATA, PEER_EOF    —         LocalProtocolException: the I/O layer fed a closed session
+ * </pre>
+ *
+ * <p>The peer's faults (bad bytes, second hello, …) never throw: they queue a goodbye and set the
+ * close outcome, whose reason is the {@link RemoteProtocolException}. Our own misuse throws
+ * {@link LocalProtocolException}. Calls made while closing fail with
+ * {@link ConnectionLostException} (that is a race, not a misuse).
+ *
+ * <p>Not thread-safe: one thread at a time (the I/O layer serialises access), except
+ * {@link ImportTable} releases, which any thread may queue. Code outside the session that has to
+ * come back into it (a dispatched call finished, a caller cancelled a question) does so through
+ * {@link Dispatcher#reenter}.
+ */
+public final class Session {
+    private static final Logger LOG = Logger.getLogger(Session.class.getName());
+
+    /** Which end of the connection this is; only the wording of messages depends on it. */
+    public enum Role {
+        /** The side that connected. */
+        CLIENT,
+        /** The side that accepted. */
+        SERVER;
+
+        String peerName() {
+            return this == CLIENT ? "server" : "client";
+        }
+    }
+
+    /** The lifecycle states. */
+    public enum State {
+        /** Our hello is queued; the peer's has not arrived. */
+        HANDSHAKE,
+        /** Both hellos done: calls both ways. */
+        OPEN,
+        /** A goodbye was sent or received, or the stream ended: nothing more is sent. */
+        CLOSING,
+        /** The transport is gone; tables dropped. */
+        CLOSED
+    }
+
+    /** What can happen to a session (the columns of the lifecycle table). */
+    enum Event {
+        /** We queue a frame. */
+        SEND,
+        /** Bytes or a frame arrive. */
+        DATA,
+        /** The peer's hello arrives. */
+        PEER_HELLO,
+        /** Any other message from the peer but goodbye. */
+        PEER_MESSAGE,
+        /** The peer's goodbye arrives. */
+        PEER_GOODBYE,
+        /** The peer broke the protocol. */
+        PEER_ERROR,
+        /** The peer's stream ended. */
+        PEER_EOF,
+        /** We close. */
+        LOCAL_CLOSE,
+        /** The I/O layer reports that the transport is closed. */
+        TRANSPORT_CLOSED
+    }
+
+    /** The lifecycle table: state, event, next state. */
+    static final Map<State, Map<Event, State>> TRANSITIONS = transitions();
+
+    private static Map<State, Map<Event, State>> transitions() {
+        Map<State, Map<Event, State>> t = new EnumMap<>(State.class);
+        for (State s : State.values()) {
+            t.put(s, new EnumMap<>(Event.class));
+        }
+        t.get(State.HANDSHAKE).putAll(Map.of(Event.SEND, State.HANDSHAKE,
+                Event.DATA, State.HANDSHAKE, Event.PEER_HELLO, State.OPEN,
+                Event.PEER_GOODBYE, State.CLOSING, Event.PEER_ERROR, State.CLOSING, Event.PEER_EOF, State.CLOSING,
+                Event.LOCAL_CLOSE, State.CLOSING, Event.TRANSPORT_CLOSED, State.CLOSED));
+        t.get(State.OPEN).putAll(Map.of(Event.SEND, State.OPEN, Event.DATA, State.OPEN,
+                Event.PEER_MESSAGE, State.OPEN, Event.PEER_GOODBYE, State.CLOSING,
+                Event.PEER_ERROR, State.CLOSING, Event.PEER_EOF, State.CLOSING,
+                Event.LOCAL_CLOSE, State.CLOSING, Event.TRANSPORT_CLOSED, State.CLOSED));
+        t.get(State.CLOSING).putAll(Map.of(Event.DATA, State.CLOSING,
+                Event.PEER_EOF, State.CLOSING, Event.LOCAL_CLOSE, State.CLOSING,
+                Event.TRANSPORT_CLOSED, State.CLOSED));
+        t.get(State.CLOSED).putAll(Map.of(Event.LOCAL_CLOSE, State.CLOSED,
+                Event.TRANSPORT_CLOSED, State.CLOSED));
+        return t;
+    }
+
+    /**
+     * Limits of one connection.
+     *
+     * @param maxFrameSize largest frame body we accept (announced in our hello)
+     * @param maxDepth deepest nesting we accept (announced)
+     * @param maxContainerLength longest array or map we accept (announced)
+     * @param maxOutstandingCalls questions awaiting an answer before further calls fail with
+     *     {@link LimitExceededException}
+     * @param maxRunningCalls incoming calls running at once before further ones are refused as
+     *     overloaded
+     */
+    public record Limits(int maxFrameSize, int maxDepth, int maxContainerLength,
+            int maxOutstandingCalls, int maxRunningCalls) {
+        /** @return the protocol's default limits, 10,000 calls each way */
+        public static Limits defaults() {
+            return new Limits(Wire.DEFAULT_MAX_FRAME_SIZE, Wire.DEFAULT_MAX_DEPTH,
+                    Wire.DEFAULT_MAX_CONTAINER_LENGTH, 10_000, 10_000);
+        }
+    }
+
+    /**
+     * The session wants the connection closed once the outbox is sent.
+     *
+     * @param kind the goodbye kind we sent or received ("normal", "invalid", ...), or
+     *     "disconnected" when the stream ended without one
+     * @param reason why, for the I/O layer to pass back to {@link #connectionLost}: the
+     *     {@link RemoteProtocolException} the peer caused, a {@link ConnectionLostException} for a
+     *     goodbye or a local close, an {@link EOFException} for the end of the stream
+     * @param goodbyeSent whether we queued a goodbye
+     */
+    public record CloseOutcome(String kind, Throwable reason, boolean goodbyeSent) {}
+
+    /**
+     * A call made by {@link #ask}.
+     *
+     * @param requestId its request id (0 for a call without answer)
+     * @param answer completes with the result, or fails
+     */
+    public record Question(long requestId, CompletableFuture<Object> answer) {}
+
+    /**
+     * Where the code the session does not run itself runs: the pluggable dispatcher. The
+     * {@link #synchronous()} one runs everything at once (tests, vectors); {@link PBClient}'s runs
+     * calls and completions on its callback executor and re-enters under its session lock.
+     */
+    public interface Dispatcher {
+        /**
+         * Run an incoming call, now or later, exactly once ({@link IncomingCall#run()}).
+         *
+         * @param call the call, its target already looked up (in message order)
+         */
+        void dispatch(IncomingCall call);
+
+        /**
+         * Run user-facing work: completing a future, a disconnect listener.
+         *
+         * @param completion the work
+         */
+        void deliver(Runnable completion);
+
+        /**
+         * Run {@code task} with exclusive access to the session (and send what it queued): how
+         * code outside a session method gets back in (a dispatched call's result, a cancelled
+         * future). May be called while the session is already being used on this thread.
+         *
+         * @param task the task
+         */
+        void reenter(Runnable task);
+
+        /** @return a dispatcher that runs everything at once, on the calling thread */
+        static Dispatcher synchronous() {
+            return new Dispatcher() {
+                @Override
+                public void dispatch(IncomingCall call) {
+                    call.run();
+                }
+
+                @Override
+                public void deliver(Runnable completion) {
+                    completion.run();
+                }
+
+                @Override
+                public void reenter(Runnable task) {
+                    task.run();
+                }
+            };
+        }
+    }
+
+    /** A call from the peer, checked and with its target looked up; {@link #run()} it once. */
+    public final class IncomingCall {
+        private final Call call;
+        private final Referenceable target;
+        private final RuntimeException refusal;
+
+        private IncomingCall(Call call, Referenceable target, RuntimeException refusal) {
+            this.call = call;
+            this.target = target;
+            this.refusal = refusal;
+        }
+
+        /** @return the request id (0 for a call without answer) */
+        public long requestId() {
+            return call.requestId();
+        }
+
+        /** @return the target's object id in our exports */
+        public long targetId() {
+            return call.target();
+        }
+
+        /** @return the method name */
+        public String method() {
+            return call.method();
+        }
+
+        /** @return the positional arguments, decoded */
+        public List<Object> args() {
+            return call.args();
+        }
+
+        /** @return the keyword arguments, decoded */
+        public Map<String, Object> kwargs() {
+            return call.kwargs();
+        }
+
+        /** @return false for a one-way call */
+        public boolean answerWanted() {
+            return call.answerWanted();
+        }
+
+        /**
+         * Invoke the target (user code) and hand the result back to the session through
+         * {@link Dispatcher#reenter}; a refused call (unknown object, reserved flags, overload)
+         * just sends its error.
+         */
+        public void run() {
+            if (refusal != null) {
+                dispatcher.reenter(() -> reply(call, null, refusal));
+                return;
+            }
+            Object result;
+            try {
+                result = target.remoteMessageReceived(call.method(), call.args(), call.kwargs());
+            } catch (Exception e) {
+                dispatcher.reenter(() -> reply(call, null, e));
+                return;
+            }
+            if (result instanceof CompletionStage<?> stage) {
+                CompletableFuture<?> future = stage.toCompletableFuture();
+                dispatcher.reenter(() -> awaitResult(call, future));
+            } else {
+                dispatcher.reenter(() -> reply(call, result, null));
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "IncomingCall(" + call + ")";
+        }
+    }
+
+    private final Role role;
+    private final Limits limits;
+    private final boolean debug;
+    private final CopyRegistry registry;
+    private final Dispatcher dispatcher;
+    private final ProxyHost host;
+    private final WireDecoder decoder;
+    private final FrameAssembler frames;
+    private final PendingCalls questions;
+    private final Map<Long, CompletableFuture<?>> answers = new HashMap<>();
+    /** Running one-way calls: no table entry on the wire, but they count as running (section 8). */
+    private final Set<CompletableFuture<?>> oneWayRunning =
+            Collections.newSetFromMap(new IdentityHashMap<>());
+    private final ExportTable exports;
+    private final ImportTable imports;
+    private final ConcurrentLinkedQueue<ImportTable.Entry> deadProxies =
+            new ConcurrentLinkedQueue<>();
+    private final List<Consumer<Throwable>> disconnectListeners = new ArrayList<>();
+    private final CompletableFuture<RemoteReference> ready = new CompletableFuture<>();
+    private final RemoteReference bootstrap;
+    private final List<byte[]> outbox = new ArrayList<>();
+    /** Problems found while decoding the current message. */
+    private final List<RuntimeException> problems = new ArrayList<>();
+    private volatile State state = State.HANDSHAKE;
+    private Hello peerHello;
+    private Goodbye peerGoodbye;
+    private CloseOutcome outcome;
+    private ConnectionLostException lost;
+
+    /**
+     * A session driven by hand: calls in and completions run through {@code dispatcher}, proxies
+     * are released explicitly ({@link RemoteReference#close()}, then {@link #flushReleases()}),
+     * timeouts are not available (there is no clock). Our hello is queued at once.
+     *
+     * @param role which end this is
+     * @param limits our limits
+     * @param debug send Java stack traces with failures of incoming calls
+     * @param root our bootstrap object (id 0), or null for none
+     * @param registry the copyable classes (null: a fresh registry)
+     * @param dispatcher runs incoming calls and completions
+     */
+    public Session(Role role, Limits limits, boolean debug, Referenceable root,
+            CopyRegistry registry, Dispatcher dispatcher) {
+        this(role, limits, debug, root, registry, dispatcher, null);
+    }
+
+    /**
+     * A session with the default limits and the synchronous dispatcher.
+     *
+     * @param role which end this is
+     * @param root our bootstrap object, or null
+     */
+    public Session(Role role, Referenceable root) {
+        this(role, Limits.defaults(), false, root, null, Dispatcher.synchronous());
+    }
+
+    Session(Role role, Limits limits, boolean debug, Referenceable root, CopyRegistry registry,
+            Dispatcher dispatcher, ProxyHost host) {
+        this.role = Objects.requireNonNull(role, "role");
+        this.limits = Objects.requireNonNull(limits, "limits");
+        this.debug = debug;
+        this.registry = registry != null ? registry : new CopyRegistry();
+        this.dispatcher = Objects.requireNonNull(dispatcher, "dispatcher");
+        this.host = host != null ? host : new DirectHost();
+        this.decoder = new WireDecoder(limits.maxFrameSize(), limits.maxDepth(),
+                limits.maxContainerLength(), true, this::resolve);
+        this.frames = new FrameAssembler(limits.maxFrameSize());
+        this.questions = new PendingCalls(dispatcher::deliver, null,
+                id -> dispatcher.reenter(() -> abandoned(id)));
+        this.exports = new ExportTable(root);
+        this.imports = new ImportTable(this.host, this::queueRelease);
+        this.bootstrap = new RemoteReference(this.host, Wire.BOOTSTRAP_ID, null);
+        queuePlain(decoder.hello(List.of()));
+    }
+
+    // --- state -----------------------------------------------------------------------------------
+
+    /** @return the lifecycle state (safe to read from any thread) */
+    public State state() {
+        return state;
+    }
+
+    /** @return which end this is */
+    public Role role() {
+        return role;
+    }
+
+    /** @return our limits */
+    public Limits limits() {
+        return limits;
+    }
+
+    /** @return the peer's hello, once it arrived */
+    public Optional<Hello> peerHello() {
+        return Optional.ofNullable(peerHello);
+    }
+
+    /** @return the peer's goodbye, if one arrived */
+    public Optional<Goodbye> peerGoodbye() {
+        return Optional.ofNullable(peerGoodbye);
+    }
+
+    /**
+     * What the I/O layer should do: empty to keep the connection open; otherwise send the outbox,
+     * close the transport and report it with {@link #connectionLost}.
+     *
+     * @return the close outcome, if the session wants the connection closed (or it is closed)
+     */
+    public Optional<CloseOutcome> closeOutcome() {
+        if (outcome == null && state == State.CLOSED) {
+            return Optional.of(new CloseOutcome(Wire.DISCONNECTED, lost, false));
+        }
+        return Optional.ofNullable(outcome);
+    }
+
+    /** @return why the connection ended, once it has; null before */
+    public ConnectionLostException lostReason() {
+        return lost;
+    }
+
+    /** @return completes with the peer's bootstrap object once the handshake is done */
+    public CompletableFuture<RemoteReference> ready() {
+        return ready;
+    }
+
+    /** @return the peer's bootstrap object (id 0), usable once {@link #ready()} completed */
+    public RemoteReference root() {
+        return bootstrap;
+    }
+
+    /** @return the copy registry */
+    public CopyRegistry registry() {
+        return registry;
+    }
+
+    /** @return questions awaiting an answer */
+    public int pendingCalls() {
+        return questions.size();
+    }
+
+    /** @return incoming calls whose result is still pending (one-way calls too) */
+    public int runningCalls() {
+        return answers.size() + oneWayRunning.size();
+    }
+
+    /** @return our objects the peer holds references to (not counting our root) */
+    public int exportedObjects() {
+        return exports.size();
+    }
+
+    /** @return proxies for the peer's objects not yet released */
+    public int importedObjects() {
+        return imports.size();
+    }
+
+    /** @return the largest body the peer accepts (ours until its hello arrives) */
+    public long peerMaxFrameSize() {
+        Hello hello = peerHello;
+        return hello != null ? hello.maxFrameSize() : limits.maxFrameSize();
+    }
+
+    private boolean sending() {
+        return state == State.HANDSHAKE || state == State.OPEN;
+    }
+
+    /** A public entry point: an illegal event is our (the I/O layer's) misuse. */
+    private void require(Event event) throws LocalProtocolException {
+        State next = TRANSITIONS.get(state).get(event);
+        if (next == null) {
+            throw new LocalProtocolException(event + " is not allowed in state " + state);
+        }
+        state = next;
+    }
+
+    /** An internal step: an illegal event is a bug in this class. */
+    private void advance(Event event) {
+        State next = TRANSITIONS.get(state).get(event);
+        if (next == null) {
+            throw new IllegalStateException(event + " is not allowed in state " + state);
+        }
+        state = next;
+    }
+
+    @Override
+    public String toString() {
+        return "Session(" + role.name().toLowerCase(Locale.ROOT) + ", " + state + ")";
+    }
+
+    // --- bytes in --------------------------------------------------------------------------------
+
+    /**
+     * Feed bytes from the peer (any amount: part of a frame, several frames). Everything they
+     * cause is queued before this returns (with a synchronous dispatcher, answers to incoming
+     * calls too). Bytes that arrive while closing are discarded.
+     *
+     * @param data the bytes
+     * @throws LocalProtocolException if the session is closed
+     */
+    public void receiveData(byte[] data) throws LocalProtocolException {
+        receiveData(ByteBuffer.wrap(data));
+    }
+
+    /**
+     * Feed bytes from the peer.
+     *
+     * @param data the bytes (consumed)
+     * @throws LocalProtocolException if the session is closed
+     */
+    public void receiveData(ByteBuffer data) throws LocalProtocolException {
+        require(Event.DATA);
+        if (state == State.CLOSING) {
+            data.position(data.limit());
+            return;
+        }
+        frames.feed(data);
+        while (sending()) {
+            byte[] body;
+            try {
+                body = frames.next();
+            } catch (FrameTooLargeException e) {
+                protocolError(e);
+                return;
+            }
+            if (body == null) {
+                return;
+            }
+            handleBody(body);
+        }
+    }
+
+    /**
+     * Feed one frame body, for I/O layers that do the framing themselves (and check the length
+     * header before reading the body, as {@link org.pbroker.wire.FrameReader} does).
+     *
+     * @param body the frame body, without its length header
+     * @throws LocalProtocolException if the session is closed, or holds part of a frame from
+     *     {@link #receiveData}
+     */
+    public void receiveFrame(byte[] body) throws LocalProtocolException {
+        if (frames.buffered() > 0) {
+            throw new LocalProtocolException("receiveFrame while " + frames.buffered()
+                    + " bytes of a frame from receiveData are buffered");
+        }
+        require(Event.DATA);
+        if (state == State.CLOSING) {
+            return;
+        }
+        handleBody(body);
+    }
+
+    /**
+     * The I/O layer's own framing found the peer's bytes bad (an oversized length header, a
+     * truncated frame): handled like the same error found here.
+     *
+     * @param error what is wrong
+     * @throws LocalProtocolException if the session is closed
+     */
+    public void framingFailed(RemoteProtocolException error) throws LocalProtocolException {
+        require(Event.DATA);
+        if (sending()) {
+            protocolError(error);
+        }
+    }
+
+    /**
+     * The peer's stream ended. Inside a frame that is a {@link TruncatedFrameException}; either
+     * way the session wants the connection closed (kind "disconnected", no goodbye: nobody is
+     * left to read it).
+     *
+     * @throws LocalProtocolException if the session is closed
+     */
+    public void receiveEof() throws LocalProtocolException {
+        State before = state;
+        require(Event.PEER_EOF);
+        if (before == State.CLOSING) {
+            return;
+        }
+        Throwable reason;
+        try {
+            frames.endOfStream();
+            reason = new EOFException("connection closed by " + role.peerName());
+        } catch (TruncatedFrameException e) {
+            reason = e;
+        }
+        outcome = new CloseOutcome(Wire.DISCONNECTED, reason, false);
+    }
+
+    private void handleBody(byte[] body) {
+        Message message;
+        problems.clear();
+        try {
+            message = decoder.decodeBody(body);
+        } catch (RemoteProtocolException e) {
+            protocolError(e);
+            return;
+        } catch (WireException e) {
+            protocolError(new MalformedMessageException(String.valueOf(e.getMessage()), e));
+            return;
+        }
+        if (LOG.isLoggable(Level.FINEST)) {
+            LOG.finest(this + " <- " + message);
+        }
+        if (message instanceof Hello hello) {
+            advance(Event.PEER_HELLO);
+            peerHello = hello;
+            dispatcher.deliver(() -> ready.complete(bootstrap));
+            return;
+        }
+        if (message instanceof Goodbye goodbye) {
+            // the peer sends nothing more: stop sending and close (section 3.2)
+            advance(Event.PEER_GOODBYE);
+            peerGoodbye = goodbye;
+            outcome = new CloseOutcome(goodbye.kind(),
+                    new ConnectionLostException(peerClosed(goodbye)), false);
+            return;
+        }
+        advance(Event.PEER_MESSAGE);
+        if (!problems.isEmpty()) {
+            RuntimeException problem = problems.get(0);
+            problems.clear();
+            handleUndecodable(message, problem);
+            return;
+        }
+        if (message instanceof Answer answer) {
+            questions.complete(answer.requestId(), answer.value());
+        } else if (message instanceof ErrorMessage error) {
+            questions.fail(error.requestId(), exceptionFrom(error.failure()));
+        } else if (message instanceof Call call) {
+            handleCall(call);
+        } else if (message instanceof Cancel cancel) {
+            CompletableFuture<?> running = answers.get(cancel.requestId());
+            if (running != null) {
+                running.cancel(true);
+            }
+        } else if (message instanceof Decref decref) {
+            if (!exports.release(decref.objectId(), decref.count())) {
+                LOG.warning(this + ": " + role.peerName() + " released " + decref.count()
+                        + " of object " + decref.objectId() + " it does not hold");
+            }
+        }
+    }
+
+    private String peerClosed(Goodbye goodbye) {
+        return role.peerName() + " closed the connection (" + goodbye.kind()
+                + (goodbye.message().isEmpty() ? "" : ": " + goodbye.message()) + ")";
+    }
+
+    /** The peer broke the protocol: say why in a goodbye (if anyone is left to read it), close. */
+    private void protocolError(RemoteProtocolException e) {
+        LOG.log(Level.WARNING, this + ": closing, " + role.peerName() + " sent bad data: " + e);
+        boolean tell = !(e instanceof TruncatedFrameException);
+        if (tell) {
+            queuePlain(new Goodbye(e.kind(), String.valueOf(e.getMessage())));
+        }
+        advance(Event.PEER_ERROR);
+        outcome = new CloseOutcome(e.kind(), e, tell);
+    }
+
+    /** A message decoded but named something we refuse (unregistered copy, unknown object). */
+    private void handleUndecodable(Message message, RuntimeException problem) {
+        if (message instanceof Call call) {
+            if (call.answerWanted()) {
+                queuePlain(new ErrorMessage(call.requestId(), failureInfo(problem)));
+            } else {
+                LOG.warning(this + ": refused one-way call '" + call.method() + "': " + problem);
+            }
+        } else if (message instanceof Answer answer) {
+            questions.fail(answer.requestId(), problem);
+        } else if (message instanceof ErrorMessage error) {
+            questions.fail(error.requestId(), problem);
+        } else {
+            LOG.warning(this + ": refused " + message + ": " + problem);
+        }
+    }
+
+    // --- bytes out -------------------------------------------------------------------------------
+
+    /**
+     * Take the queued frames, in order.
+     *
+     * @return the frame bodies, without their 4-byte length headers (for a framed transport)
+     */
+    public List<byte[]> drainOutbox() {
+        List<byte[]> out = List.copyOf(outbox);
+        outbox.clear();
+        return out;
+    }
+
+    /** @return the queued frames as one byte stream, length headers included; the outbox empties */
+    public byte[] dataToSend() {
+        int n = 0;
+        for (byte[] body : outbox) {
+            n += 4 + body.length;
+        }
+        ByteBuffer out = ByteBuffer.allocate(n);
+        for (byte[] body : outbox) {
+            out.putInt(body.length).put(body);
+        }
+        outbox.clear();
+        return out.array();
+    }
+
+    /** @return whether frames are queued */
+    public boolean hasDataToSend() {
+        return !outbox.isEmpty();
+    }
+
+    private void queue(byte[] body) {
+        advance(Event.SEND);
+        outbox.add(body);
+    }
+
+    /** Queue a message that carries no references or copies. */
+    private void queuePlain(Message message) {
+        if (LOG.isLoggable(Level.FINEST)) {
+            LOG.finest(this + " -> " + message);
+        }
+        try {
+            queue(new WireEncoder(null, peerMaxFrameSize()).encodeBody(message));
+        } catch (WireException e) {
+            LOG.warning(this + ": cannot send " + message.getClass().getSimpleName() + ": " + e);
+        }
+    }
+
+    // --- calls out -------------------------------------------------------------------------------
+
+    /**
+     * Call {@code method} on the peer's object {@code target}.
+     *
+     * @param target an object id in the peer's exports (0: its root)
+     * @param method the method name
+     * @param args positional arguments (natives, Referenceables, copyables, proxies of this
+     *     session)
+     * @param kwargs keyword arguments
+     * @param noAnswer a one-way call (its future completes with null once queued)
+     * @return the answer's future
+     */
+    public CompletableFuture<Object> call(long target, String method, List<?> args,
+            Map<String, ?> kwargs, boolean noAnswer) {
+        return ask(target, method, args, kwargs, noAnswer).answer();
+    }
+
+    /**
+     * {@link #call}, also giving the request id (for {@link #timeOut}).
+     *
+     * @param target an object id in the peer's exports
+     * @param method the method name
+     * @param args positional arguments
+     * @param kwargs keyword arguments
+     * @param noAnswer a one-way call
+     * @return the request id and the answer's future
+     */
+    public Question ask(long target, String method, List<?> args, Map<String, ?> kwargs,
+            boolean noAnswer) {
+        Objects.requireNonNull(method, "method");
+        if (!sending()) {
+            String text = "cannot call '" + method + "': the connection is "
+                    + (state == State.CLOSED ? "closed" : "closing");
+            return failed(lost != null ? new ConnectionLostException(text, lost)
+                    : new ConnectionLostException(text));
+        }
+        if (!noAnswer && questions.size() >= limits.maxOutstandingCalls()) {
+            return failed(new LimitExceededException(questions.size()
+                    + " calls outstanding; the limit is " + limits.maxOutstandingCalls()));
+        }
+        long requestId = noAnswer ? 0 : questions.nextId();
+        byte[] body;
+        try {
+            @SuppressWarnings("unchecked")
+            List<Object> a = (List<Object>) args;
+            @SuppressWarnings("unchecked")
+            Map<String, Object> kw = (Map<String, Object>) kwargs;
+            body = encodeWithRefs(new Call(requestId, target, method, a, kw,
+                    noAnswer ? Wire.CALL_NO_ANSWER : 0));
+        } catch (RuntimeException e) {
+            return failed(e);
+        }
+        CompletableFuture<Object> future = noAnswer ? CompletableFuture.completedFuture(null)
+                : questions.register(requestId, null);
+        queue(body);
+        return new Question(requestId, future);
+    }
+
+    private static Question failed(Throwable e) {
+        return new Question(0, CompletableFuture.failedFuture(e));
+    }
+
+    /**
+     * The I/O layer's clock says question {@code requestId} waited too long: it fails with a
+     * {@link TimeoutException} and the peer is asked to cancel it.
+     *
+     * @param requestId the question
+     * @param after how long it waited (for the message)
+     * @return false if it was no longer pending
+     */
+    public boolean timeOut(long requestId, Duration after) {
+        if (!questions.fail(requestId, new TimeoutException(
+                "no answer to request " + requestId + " within " + after))) {
+            return false;
+        }
+        abandoned(requestId);
+        return true;
+    }
+
+    /** A question timed out or its caller cancelled it: ask the peer to cancel (section 9). */
+    private void abandoned(long requestId) {
+        if (sending()) {
+            queuePlain(new Cancel(requestId));
+        }
+    }
+
+    /**
+     * Encode a message whose values may contain Referenceables (exported, counted) and copyables;
+     * undo the export counts if encoding fails.
+     */
+    private byte[] encodeWithRefs(Message message) {
+        if (LOG.isLoggable(Level.FINEST)) {
+            LOG.finest(this + " -> " + message);
+        }
+        List<Long> sent = new ArrayList<>();
+        WireEncoder encoder = new WireEncoder(obj -> toWire(obj, sent), peerMaxFrameSize());
+        try {
+            return encoder.encodeBody(message);
+        } catch (WireException e) {
+            for (long id : sent) {
+                exports.undoSend(id);
+            }
+            Throwable cause = e.getCause();
+            if (cause instanceof BrokerException b) {
+                throw b;
+            }
+            if (cause instanceof IllegalArgumentException || cause instanceof IllegalStateException) {
+                throw (RuntimeException) cause;
+            }
+            String what = message.getClass().getSimpleName().toLowerCase(Locale.ROOT);
+            if (e instanceof MessageTooLargeException) {
+                throw new LimitExceededException(e.getMessage(), e);
+            }
+            throw new LimitExceededException("cannot encode the " + what + ": " + e.getMessage(),
+                    e);
+        }
+    }
+
+    /** Encoder hook: what a non-native object becomes on the wire. */
+    private Object toWire(Object obj, List<Long> sent) {
+        if (obj instanceof RemoteReference ref) {
+            if (ref.host() != host) {
+                throw new IllegalArgumentException("a reference from another connection cannot be"
+                        + " passed on (no third-party hand-off)");
+            }
+            if (ref.isReleased()) {
+                throw new IllegalStateException("cannot pass a released (closed) reference");
+            }
+            return new ReturnedRef(ref.objectId());
+        }
+        if (obj instanceof Referenceable) {
+            long id = exports.addSend(obj);
+            sent.add(id);
+            return new ExportedRef(id);
+        }
+        String typeName = registry.nameFor(obj);
+        if (typeName != null) {
+            return new CopyState(typeName, registry.stateOf(obj));
+        }
+        if (obj instanceof Enum<?> e) {
+            return e.name();
+        }
+        return obj; // not encodable: the encoder says so
+    }
+
+    // --- values from the wire --------------------------------------------------------------------
+
+    /** Decoder hook: what a wire value becomes here. */
+    private Object resolve(WireValue value) {
+        if (value instanceof ExportedRef ref) {
+            return ref.objectId() == Wire.BOOTSTRAP_ID ? bootstrap : imports.received(ref.objectId());
+        }
+        if (value instanceof ReturnedRef ref) {
+            Object obj = exports.get(ref.objectId());
+            if (obj == null) {
+                problems.add(new InvalidReferenceException("broker.NoSuchObject",
+                        "object " + ref.objectId() + " is not ours to return", null));
+            }
+            return obj;
+        }
+        if (value instanceof CopyState copy) {
+            try {
+                return registry.build(copy.typeName(), copy.state());
+            } catch (UnregisteredCopyException e) {
+                problems.add(e);
+            } catch (RuntimeException e) {
+                problems.add(new RemoteException(Wire.FAILED, "broker.BadCopy",
+                        "cannot build '" + copy.typeName() + "': " + e.getMessage(), null));
+            }
+            return null;
+        }
+        return exceptionFrom((FailureInfo) value);
+    }
+
+    private RuntimeException exceptionFrom(FailureInfo info) {
+        if (Wire.FAILED.equals(info.kind()) && registry.isRegistered(info.typeName())) {
+            try {
+                Object built = registry.build(info.typeName(),
+                        Map.of("args", List.of(info.message()), "attrs", Map.of()));
+                if (built instanceof RuntimeException re) {
+                    return re;
+                }
+                if (built instanceof Throwable t) {
+                    return new CompletionException(t);
+                }
+            } catch (RuntimeException ignored) {
+                // fall back to a RemoteException
+            }
+        }
+        return RemoteException.of(info);
+    }
+
+    // --- calls in --------------------------------------------------------------------------------
+
+    private void handleCall(Call call) {
+        // Look the target up now, in message order: a decref that follows this call on the wire
+        // must not free the object before the call runs.
+        Object target = exports.get(call.target());
+        RuntimeException refusal = null;
+        if ((call.flags() & ~Wire.CALL_NO_ANSWER) != 0) {
+            refusal = new UnimplementedException("broker.UnsupportedFlags", "call flags "
+                    + call.flags() + " use bits this peer does not implement", null);
+        } else if (target == null && call.target() == Wire.BOOTSTRAP_ID) {
+            refusal = new UnimplementedException("broker.NoSuchObject", "this "
+                    + role.name().toLowerCase(Locale.ROOT) + " has no bootstrap object", null);
+        } else if (!(target instanceof Referenceable)) {
+            refusal = new InvalidReferenceException("broker.NoSuchObject", "object "
+                    + call.target() + " does not exist or was never given to you", null);
+        } else if (runningCalls() >= limits.maxRunningCalls()) {
+            refusal = new OverloadedException("broker.Overloaded", runningCalls()
+                    + " calls running; the limit is " + limits.maxRunningCalls(), null);
+        }
+        // Refusals go through the dispatcher too, so every call is answered in arrival order.
+        dispatcher.dispatch(new IncomingCall(call,
+                refusal == null ? (Referenceable) target : null, refusal));
+    }
+
+    /** A dispatched call returned a future: it is running until that completes (or a cancel). */
+    private void awaitResult(Call call, CompletableFuture<?> future) {
+        long id = call.requestId();
+        boolean noAnswer = !call.answerWanted();
+        if (!sending()) {
+            future.cancel(true); // the connection is going: nobody waits for it
+            return;
+        }
+        if (noAnswer) {
+            oneWayRunning.add(future);
+        } else {
+            answers.put(id, future);
+        }
+        future.whenComplete((value, error) -> dispatcher.reenter(() -> {
+            if (noAnswer ? oneWayRunning.remove(future) : answers.remove(id) != null) {
+                reply(call, value, error);
+            }
+        }));
+    }
+
+    private void reply(Call call, Object value, Throwable error) {
+        if (!call.answerWanted()) {
+            if (error != null) {
+                LOG.log(Level.WARNING, this + ": one-way call '" + call.method() + "' failed",
+                        error);
+            }
+            return;
+        }
+        if (!sending()) {
+            return; // too late: the connection is going
+        }
+        if (error == null) {
+            try {
+                queue(encodeWithRefs(new Answer(call.requestId(), value)));
+                return;
+            } catch (LimitExceededException e) {
+                error = e.getCause() instanceof MessageTooLargeException
+                        ? new OverloadedException("broker.FrameTooLarge", e.getMessage(), null) : e;
+            } catch (RuntimeException e) {
+                error = e;
+            }
+        }
+        queuePlain(new ErrorMessage(call.requestId(), failureInfo(error)));
+    }
+
+    private FailureInfo failureInfo(Throwable exc) {
+        while ((exc instanceof CompletionException || exc instanceof ExecutionException
+                || exc instanceof InvocationTargetException) && exc.getCause() != null) {
+            exc = exc.getCause();
+        }
+        String traceback = null;
+        if (debug) {
+            StringWriter sw = new StringWriter();
+            exc.printStackTrace(new PrintWriter(sw));
+            traceback = sw.toString();
+        }
+        if (exc instanceof RemoteException r) {
+            return new FailureInfo(r.kind(), r.remoteType(), r.remoteMessage(),
+                    traceback != null ? traceback : r.remoteTraceback());
+        }
+        if (exc instanceof CancellationException) {
+            return new FailureInfo(Wire.CANCELLED, "java.util.concurrent.CancellationException",
+                    "call was cancelled", traceback);
+        }
+        if (exc instanceof UnregisteredCopyException) {
+            return new FailureInfo(Wire.INVALID, "broker.UnregisteredCopyError",
+                    exc.getMessage(), traceback);
+        }
+        String copyName = registry.nameFor(exc);
+        String type = copyName != null ? copyName : exc.getClass().getName();
+        String message = exc.getMessage() == null ? "" : exc.getMessage();
+        return new FailureInfo(Wire.FAILED, type, message, traceback);
+    }
+
+    // --- releases --------------------------------------------------------------------------------
+
+    /** Any thread (Cleaner, closing thread): queue only. */
+    private void queueRelease(ImportTable.Entry entry) {
+        deadProxies.add(entry);
+        host.releaseQueued();
+    }
+
+    /** @return whether released proxies wait for {@link #flushReleases} */
+    public boolean releasesPending() {
+        return !deadProxies.isEmpty();
+    }
+
+    /** Queue one decref per object whose proxies were released since the last flush. */
+    public void flushReleases() {
+        List<ImportTable.Entry> died = new ArrayList<>();
+        for (ImportTable.Entry e; (e = deadProxies.poll()) != null; ) {
+            died.add(e);
+        }
+        if (died.isEmpty() || !sending()) {
+            return;
+        }
+        for (Map.Entry<Long, Long> r : imports.collectReleases(died).entrySet()) {
+            queuePlain(new Decref(r.getKey(), r.getValue()));
+        }
+    }
+
+    /**
+     * Release every import, as an application letting go of all its proxies would (vectors);
+     * the decrefs are queued by the next {@link #flushReleases}.
+     */
+    void releaseAllImports() {
+        imports.releaseAll();
+    }
+
+    /** @return the live proxy for the peer's object {@code objectId}, if there is one */
+    Optional<RemoteReference> importedProxy(long objectId) {
+        return Optional.ofNullable(imports.proxy(objectId));
+    }
+
+    // --- the end ---------------------------------------------------------------------------------
+
+    /**
+     * Close cleanly: queue a goodbye (if the handshake is done and no goodbye was sent or
+     * received yet) and ask for the connection to be closed. Idempotent.
+     *
+     * @param kind the goodbye kind ("normal" for an orderly close)
+     * @param message text for the peer (may be empty)
+     * @param reason the close outcome's reason (null: "connection closed locally")
+     */
+    public void close(String kind, String message, Throwable reason) {
+        State before = state;
+        boolean tell = before == State.OPEN; // before the handshake nobody listens (vectors)
+        if (tell) {
+            queuePlain(new Goodbye(kind, message));
+        }
+        advance(Event.LOCAL_CLOSE);
+        if (before == State.HANDSHAKE || tell) {
+            outcome = new CloseOutcome(tell ? kind : Wire.DISCONNECTED, reason != null ? reason
+                    : new ConnectionLostException("connection closed locally"), tell);
+        }
+    }
+
+    /** Close with goodbye "normal" and an empty message. */
+    public void close() {
+        close(Wire.NORMAL, "", null);
+    }
+
+    /**
+     * Run {@code listener} once when the connection closes, through the dispatcher (at once if it
+     * has). It receives a {@link ConnectionLostException}.
+     *
+     * @param listener the listener
+     */
+    public void addDisconnectListener(Consumer<Throwable> listener) {
+        Objects.requireNonNull(listener, "listener");
+        if (state == State.CLOSED) {
+            runListener(listener, lost);
+        } else {
+            disconnectListeners.add(listener);
+        }
+    }
+
+    /**
+     * The transport is closed (after the close outcome, or on its own: an I/O error, the peer
+     * went away). Every question fails with {@link ConnectionLostException} (or the root future
+     * with the {@link HandshakeException}), running calls are cancelled, the tables dropped, and
+     * the disconnect listeners run once. Idempotent.
+     *
+     * @param reason why: the close outcome's reason, or the transport's error
+     */
+    public void connectionLost(Throwable reason) {
+        if (state == State.CLOSED) {
+            return;
+        }
+        advance(Event.TRANSPORT_CLOSED);
+        String text;
+        if (reason instanceof ConnectionLostException local) {
+            text = local.getMessage();
+        } else if (peerGoodbye != null) {
+            text = peerClosed(peerGoodbye);
+        } else {
+            text = "connection lost: " + reason;
+        }
+        ConnectionLostException failure = reason instanceof ConnectionLostException local
+                ? local : new ConnectionLostException(text, reason);
+        lost = failure;
+        outbox.clear();
+        questions.failAll(failure);
+        Throwable handshakeFailure = reason instanceof HandshakeException ? reason : failure;
+        dispatcher.deliver(() -> ready.completeExceptionally(handshakeFailure));
+        List<CompletableFuture<?>> running = new ArrayList<>(answers.values());
+        running.addAll(oneWayRunning);
+        answers.clear();
+        oneWayRunning.clear();
+        for (CompletableFuture<?> f : running) {
+            f.cancel(true);
+        }
+        exports.clear();
+        imports.clear();
+        deadProxies.clear();
+        List<Consumer<Throwable>> listeners = List.copyOf(disconnectListeners);
+        disconnectListeners.clear();
+        for (Consumer<Throwable> listener : listeners) {
+            runListener(listener, failure);
+        }
+    }
+
+    private void runListener(Consumer<Throwable> listener, Throwable reason) {
+        dispatcher.deliver(() -> {
+            try {
+                listener.accept(reason);
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, this + ": disconnect listener failed", e);
+            }
+        });
+    }
+
+    // --- a session without a PBClient ------------------------------------------------------------
+
+    /** The proxies' host when the session is driven by hand: direct calls, explicit release. */
+    private final class DirectHost implements ProxyHost {
+        @Override
+        public CompletableFuture<Object> call(RemoteReference target, String method,
+                List<?> args, Map<String, ?> kwargs, boolean noAnswer, Duration timeout) {
+            if (target.isReleased()) {
+                return CompletableFuture.failedFuture(new IllegalStateException(
+                        "cannot call '" + method + "': the reference was released (closed)"));
+            }
+            return Session.this.call(target.objectId(), method, args, kwargs, noAnswer);
+        }
+
+        @Override
+        public Duration defaultTimeout() {
+            return null;
+        }
+
+        @Override
+        public void addDisconnectListener(Consumer<Throwable> listener) {
+            Session.this.addDisconnectListener(listener);
+        }
+
+        @Override
+        public PBClient client() {
+            return null;
+        }
+
+        @Override
+        public Cleaner.Cleanable track(RemoteReference proxy, Runnable onUnreachable) {
+            AtomicBoolean done = new AtomicBoolean();
+            return () -> {
+                if (done.compareAndSet(false, true)) {
+                    onUnreachable.run();
+                }
+            };
+        }
+
+        @Override
+        public void releaseQueued() {
+            // flushed explicitly
+        }
+
+        @Override
+        public String toString() {
+            return Session.this.toString();
+        }
+    }
+}

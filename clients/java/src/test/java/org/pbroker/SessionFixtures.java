@@ -1,0 +1,68 @@
+package org.pbroker;
+
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * The root objects session vectors name ({@code "root"}), as described by the {@code "fixtures"}
+ * member of tests/vectors/session.json (docs/PROTOCOL.md section 13.1).
+ */
+final class SessionFixtures {
+    private SessionFixtures() {}
+
+    /**
+     * @param name a fixture name
+     * @return its root object, null for "none"
+     */
+    static Referenceable root(String name) {
+        return switch (name) {
+            case "none" -> null;
+            case "calc" -> new Calc();
+            default -> throw new IllegalArgumentException("unknown session fixture '" + name + "'");
+        };
+    }
+
+    /**
+     * Root "calc": {@code add(a, b)} → a + b (positional or keyword), {@code fail()} raises "boom",
+     * {@code echo(x)} → x, {@code drop(x)} → nil, {@code child()} → a fresh {@link Child} by
+     * reference, {@code slow()} → never completes unless cancelled. Dispatched by hand because
+     * the vectors use keyword arguments.
+     */
+    static final class Calc implements Referenceable {
+        @Override
+        public Object remoteMessageReceived(String method, List<Object> args,
+                Map<String, Object> kwargs) {
+            return switch (method) {
+                case "add" -> (Long) arg(args, kwargs, 0, "a") + (Long) arg(args, kwargs, 1, "b");
+                case "fail" -> throw new RemoteException("failed", "builtins.ValueError", "boom",
+                        null);
+                case "echo" -> arg(args, kwargs, 0, "x");
+                case "drop" -> null;
+                case "child" -> new Child();
+                case "slow" -> new CompletableFuture<>();
+                default -> throw new UnimplementedException("broker.NoSuchMethod",
+                        "Calc has no remote method '" + method + "'", null);
+            };
+        }
+
+        private static Object arg(List<Object> args, Map<String, Object> kwargs, int i,
+                String name) {
+            if (i < args.size()) {
+                return args.get(i);
+            }
+            if (kwargs.containsKey(name)) {
+                return kwargs.get(name);
+            }
+            throw new IllegalArgumentException("missing argument '" + name + "'");
+        }
+    }
+
+    /** What {@code child()} returns: {@code value()} → 42. */
+    static final class Child implements Referenceable {
+        @Remote
+        public long value() {
+            return 42;
+        }
+    }
+}
