@@ -29,6 +29,10 @@ class State(enum.Enum):
     CLOSING = "closing"  #: a goodbye was sent or received, or a close requested: nothing more is dispatched
     CLOSED = "closed"  #: the transport is gone; tables are dropped
 
+    # Members are singletons: hash by identity, in C (Enum hashes its name in Python, and the
+    # table and ``in ACTIVE`` are looked up for every message).
+    __hash__ = object.__hash__
+
 
 class Event(enum.Enum):
     HELLO = "hello"  #: the peer's well-formed hello arrived
@@ -37,6 +41,8 @@ class Event(enum.Enum):
     PROTOCOL_ERROR = "protocol_error"  #: what arrived breaks the protocol (the decoder said so)
     CLOSE = "close"  #: the local application asked to end the connection
     LOST = "lost"  #: the transport reports the connection gone
+
+    __hash__ = object.__hash__
 
 
 H, O, C, X = State.HANDSHAKE, State.OPEN, State.CLOSING, State.CLOSED
