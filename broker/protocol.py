@@ -7,19 +7,21 @@ transport and a reactor, so the session stays testable without sockets.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from zope.interface import implementer
 
 from net.defer import Deferred, Failure
-from net.interfaces import IBufferedProtocol
+from net.interfaces import IBufferedProtocol, IPushProducer
 from net.protocol import ClientFactory, Factory, Protocol
 
+from .errors import OverloadedError
 from .flavors import CopyRegistry, Referenceable
 from .lifecycle import State
 from .session import Limits, RemoteReference, Session
 
-__all__ = ["BrokerProtocol", "BrokerFactory", "BrokerClientFactory", "FLUSH_FRAMES", "FLUSH_BYTES"]
+__all__ = ["BrokerProtocol", "BrokerFactory", "BrokerClientFactory", "FLUSH_FRAMES", "FLUSH_BYTES", "CHUNKS_PER_TURN"]
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,20 @@ log = logging.getLogger(__name__)
 #: overlap instead of taking turns (pipelined, 100 in flight: ~50k -> ~100k calls/s here).
 FLUSH_FRAMES = 16
 FLUSH_BYTES = 64 * 1024
+#: Chunks of work (FLUSH_FRAMES messages each) one connection may do per turn of the event loop
+#: before it lets the others have it; the rest is done on the next turn, reading paused meanwhile.
+CHUNKS_PER_TURN = 8
 
 
-@implementer(IBufferedProtocol)
+@implementer(IBufferedProtocol, IPushProducer)
 class BrokerProtocol(Protocol):
     """One broker connection on a transport: feeds the session, writes what it queues, closes.
 
-    This is the only place that knows about the transport, the reactor's timers and threads;
-    the flush policy (FLUSH_FRAMES / FLUSH_BYTES) is here too.
+    This is the only place that knows about the transport, the reactor's timers and threads:
+    the flush policy (FLUSH_FRAMES / FLUSH_BYTES), fairness between connections
+    (CHUNKS_PER_TURN), back-pressure (it is the transport's producer: reading stops while the
+    peer does not take what we send), and the timeouts of :class:`~broker.session.Limits`
+    (handshake, frame completion, idle, overload).
     """
 
     session: Session
@@ -49,9 +57,12 @@ class BrokerProtocol(Protocol):
         self._limits = limits
         self._debug = debug
         self._handshake_timeout = handshake_timeout
-        self._timer: Any = None
+        self._timers: dict[str, Any] = {}  # name -> the reactor's DelayedCall, while pending
+        self._frame_count = -1  # frames decoded when the "frame" timer was armed
         self._write_scheduled = False
         self._closing = False
+        self._output_blocked = False  # the peer is not taking what we send (write buffer high)
+        self._work_pending = False  # messages left for the next loop turn
         self.on_ready: Deferred[RemoteReference] | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -70,14 +81,16 @@ class BrokerProtocol(Protocol):
             on_output=self._output_waiting,
             release_due=self._release_due,
         )
-        self._timer = self.reactor.call_later(self._handshake_timeout, self._handshake_timed_out)
+        self._start("handshake", self._handshake_timeout, self._handshake_timed_out)
         self.session.ready.add_both(self._handshake_done)
+        limits = self._limits
+        transport.set_write_buffer_limits(high=limits.output_high_water)
+        transport.register_producer(self, True)
+        self._touch()
         self._write_out()  # our hello
 
     def _handshake_done(self, result: Any) -> Any:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._stop("handshake")
         if isinstance(result, Failure):
             log.info("%r: handshake failed: %s", self.session, result.value)
         waiter, self.on_ready = self.on_ready, None
@@ -89,13 +102,13 @@ class BrokerProtocol(Protocol):
         return None
 
     def _handshake_timed_out(self) -> None:
-        self._timer = None
         self.session.disconnect(TimeoutError(f"no pbroker hello within {self._handshake_timeout} seconds"))
 
     # -- bytes in: feed, then let the session work in chunks, writing after each -------------
 
     def data_received(self, data: bytes) -> None:
         self.session.receive_data(data)
+        self._touch()
         self._process()
 
     # BufferedProtocol shape (net.interfaces.IBufferedProtocol): a TCP transport receives straight
@@ -106,13 +119,100 @@ class BrokerProtocol(Protocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.session.buffer_updated(nbytes)
+        self._touch()
         self._process()
 
     def _process(self) -> None:
+        """Handle what arrived, a chunk at a time, writing after each; yield after a few."""
         session = self.session
-        while session.process(FLUSH_FRAMES, FLUSH_BYTES):
+        self._work_pending = False
+        chunks = 0
+        while not self._output_blocked and session.process(FLUSH_FRAMES, FLUSH_BYTES):
             self._write_out()
+            chunks += 1
+            if chunks >= CHUNKS_PER_TURN:  # let the other connections have the loop
+                self._work_pending = True
+                self.reactor.call_soon(self._continue)
+                break
         self._write_out()
+        self._update_reading()
+        self._watch_frame()
+
+    def _continue(self) -> None:
+        if self._work_pending and not self._closing and self.transport is not None:
+            self._process()
+
+    def _update_reading(self) -> None:
+        """Read only while the peer takes our output and nothing is left over from the last turn."""
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        if self._output_blocked or self._work_pending or self.session.pending_messages:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    # -- back-pressure: the transport pauses us, as its producer, when the peer stops reading --
+
+    def pause_producing(self) -> None:
+        self._output_blocked = True
+        self._update_reading()
+        if "overload" not in self._timers and not self._closing:
+            self._start("overload", self._limits.overload_timeout, self._check_overload)
+
+    def resume_producing(self) -> None:
+        self._output_blocked = False
+        self._stop("overload")
+        if self.transport is not None and not self._closing:
+            self._process()  # what waited in the buffer while we did not read
+
+    def stop_producing(self) -> None:
+        self._output_blocked = True
+
+    def _check_overload(self) -> None:
+        """The peer has not taken our output for overload_timeout: drop it if it holds too much."""
+        transport = self.transport
+        if transport is None or self._closing or not self._output_blocked:
+            return
+        unsent = transport.get_write_buffer_size()
+        limit = self._limits.max_unsent_bytes
+        if unsent <= limit:
+            self._start("overload", self._limits.overload_timeout, self._check_overload)
+            return
+        reason = OverloadedError(
+            "broker.Overloaded", f"the peer took none of our last {unsent} bytes for "
+            f"{self._limits.overload_timeout} s (the limit is {limit} bytes unsent)")
+        log.warning("%r: closing: %s", self.session, reason.message)
+        self.session.disconnect(reason, goodbye_kind="overloaded")
+        transport.abort_connection(reason)  # it does not read: a goodbye would never arrive
+
+    # -- timeouts: a frame must complete, an idle connection may be closed ---------------------
+
+    def _watch_frame(self) -> None:
+        """Arm the frame timer while a frame is half in, re-arm it when one completed since."""
+        session = self.session
+        if not session.buffered_bytes or self._closing:
+            self._stop("frame")
+        elif "frame" not in self._timers or session.frames_received != self._frame_count:
+            self._frame_count = session.frames_received
+            self._start("frame", self._limits.frame_timeout, self._frame_timed_out)
+
+    def _frame_timed_out(self) -> None:
+        timeout = self._limits.frame_timeout
+        log.warning("%r: closing: a frame was not completed within %s s", self.session, timeout)
+        self.session.disconnect(TimeoutError(f"a frame from the peer was not completed within {timeout} s"),
+                                goodbye_kind="invalid")
+
+    def _touch(self) -> None:
+        """Bytes arrived: the idle timer starts over."""
+        timeout = self._limits.idle_timeout
+        if timeout is not None and not self._closing:
+            self._start("idle", timeout, self._idle_timed_out)
+
+    def _idle_timed_out(self) -> None:
+        timeout = self._limits.idle_timeout
+        log.info("%r: closing: nothing received for %s s", self.session, timeout)
+        self.session.disconnect(TimeoutError(f"nothing received from the peer for {timeout} s (idle_timeout)"))
 
     # -- bytes out ---------------------------------------------------------------------------
 
@@ -140,6 +240,7 @@ class BrokerProtocol(Protocol):
             transport.write(data)
         if session.state is State.CLOSING and not self._closing:
             self._closing = True
+            self._cancel_timers()
             transport.lose_connection(session.close_reason)
 
     def _release_due(self) -> None:
@@ -147,15 +248,35 @@ class BrokerProtocol(Protocol):
         self.reactor.call_from_thread(self._flush_releases)
 
     def _flush_releases(self) -> None:
-        self.session.flush_releases()
-        self._write_out()
+        if self.transport is not None:
+            self.session.flush_releases()
+            self._write_out()
+
+    def _start(self, name: str, delay: float, f: Callable[[], None]) -> None:
+        """(Re)start timer ``name``: ``f`` runs after ``delay`` seconds unless stopped first."""
+        self._stop(name)
+
+        def fire() -> None:
+            del self._timers[name]
+            f()
+
+        self._timers[name] = self.reactor.call_later(delay, fire)
+
+    def _stop(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _cancel_timers(self) -> None:
+        for name in list(self._timers):
+            self._stop(name)
 
     def connection_lost(self, reason: Failure) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        self._cancel_timers()
         session = getattr(self, "session", None)
         if session is not None:
             session.connection_lost(reason.value)
+        self.transport = None  # no cycle left between us and the transport
 
 
 class BrokerFactory(Factory):
@@ -165,7 +286,6 @@ class BrokerFactory(Factory):
         self.reactor = reactor
         self.root = root
         self.options = options
-        self.sessions: set[Session] = set()
 
     def build_protocol(self, addr: Any) -> BrokerProtocol:
         proto = BrokerProtocol(self.reactor, self.root, **self.options)

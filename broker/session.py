@@ -97,6 +97,18 @@ class Limits:
     #: Seconds a call may wait for its answer before it is cancelled (on the peer too) and fails
     #: with TimeoutError; None waits as long as the connection lives. Needs a clock (the reactor).
     call_timeout: float | None = None
+    # What the I/O adapter (broker/protocol.py) enforces; docs/SECURITY.md says why each.
+    #: Unsent bytes above which we stop reading from the peer (it is not taking our answers);
+    #: reading resumes below a quarter of it.
+    output_high_water: int = 1024 * 1024
+    #: A peer that takes none of our output for overload_timeout seconds while more than
+    #: max_unsent_bytes wait for it is disconnected (goodbye "overloaded").
+    max_unsent_bytes: int = 16 * 1024 * 1024
+    overload_timeout: float = 30.0
+    #: Seconds a frame may take from its first byte to its last (a trickling peer is dropped).
+    frame_timeout: float = 30.0
+    #: Seconds without a byte from the peer after which the connection is closed; None: never.
+    idle_timeout: float | None = None
 
 
 class AnonymousPerspective:
@@ -150,6 +162,36 @@ def _nothing() -> None:
     pass
 
 
+class _QuietLog:
+    """Log the first few of a kind of peer mistake, then only every 10th, 100th, 1000th...
+
+    A peer sending 100,000 bogus decrefs must not cost 100,000 log lines (nor their time): this
+    keeps the first ``FIRST`` lines of each kind and then one line per power of ten with the
+    count, and :meth:`summary` gives the total when the connection ends. Counting, not a clock,
+    so it is deterministic.
+    """
+
+    FIRST = 3
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        self._logger = logger
+        self._level = level
+        self.counts: dict[str, int] = {}
+
+    def log(self, kind: str, owner: object, text: str, *args: object) -> None:
+        n = self.counts[kind] = self.counts.get(kind, 0) + 1
+        if n <= self.FIRST:
+            self._logger.log(self._level, "%r: " + text, owner, *args)
+        elif n >= 10 and str(n).rstrip("0") == "1":  # 10, 100, 1000, ...
+            self._logger.log(self._level, "%r: " + text + " (%d times so far; most not logged)", owner, *args, n)
+
+    def summary(self, owner: object) -> None:
+        quiet = {kind: n for kind, n in self.counts.items() if n > self.FIRST}
+        if quiet:
+            said = ", ".join(f"{kind} x{n}" for kind, n in sorted(quiet.items()))
+            self._logger.log(self._level, "%r: peer mistakes while connected: %s", owner, said)
+
+
 class Session:
     """The broker half of one connection. See the module docstring for how it is driven."""
 
@@ -192,6 +234,11 @@ class Session:
         self._outbox: list[bytes | bytearray] = []
         self._outbox_bytes = 0
         self._processing = False  # inside process(): the adapter writes when it returns
+        self._stopped_early = False  # process() left complete messages buffered
+        #: Messages (frames) decoded so far, good or bad: how the adapter sees frames complete.
+        self.frames_received = 0
+        self._quiet = _QuietLog(log, logging.WARNING)
+        self._quiet_calls = _QuietLog(calls_log, logging.INFO)
         self._first_bytes = b""  # the first bytes received, to name what a non-pbroker peer speaks
         self._lent: memoryview | None = None  # get_buffer()'s view while sniffing them
         bootstrap = root.root_object(self) if isinstance(root, Root) else root
@@ -213,7 +260,7 @@ class Session:
             resolve=self._resolve,
         )
         self._encoder = wire.WireEncoder(default=self._to_wire)
-        self._bootstrap_ref = RemoteReference(self, 0)
+        self._bootstrap_ref: RemoteReference | None = RemoteReference(self, 0)  # None once closed
         hello = self._encoder.encode(self._decoder.hello())  # first out; the adapter takes it
         self._outbox.append(hello)
         self._outbox_bytes = len(hello)
@@ -273,10 +320,12 @@ class Session:
         decoder = self._decoder
         handled = 0
         self._processing = True
+        self._stopped_early = False
         try:
             while self.state in ACTIVE:
                 if handled >= max_messages or self._outbox_bytes >= max_output:
-                    return decoder.buffered > 0
+                    self._stopped_early = more = decoder.buffered > 0
+                    return more
                 try:
                     message = decoder.next_message()
                 except wire.MessageRefused as refused:
@@ -288,6 +337,7 @@ class Session:
                         return False
                     self._dispatch(message)
                 handled += 1
+                self.frames_received += 1
             return False
         finally:
             self._processing = False
@@ -302,6 +352,16 @@ class Session:
         self._outbox = []
         self._outbox_bytes = 0
         return outbox[0] if len(outbox) == 1 else b"".join(outbox)
+
+    @property
+    def pending_messages(self) -> bool:
+        """The last :meth:`process` stopped early: complete messages wait for the next one."""
+        return self._stopped_early and self.state in ACTIVE
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received and not yet decoded (a frame in progress, or messages not processed)."""
+        return self._decoder.buffered if self.state in ACTIVE else 0
 
     @property
     def output_frames(self) -> int:
@@ -324,6 +384,8 @@ class Session:
 
     def _queue_message(self, message: Message) -> None:
         """Queue a message with no references in it (errors, cancels, releases)."""
+        if self.state not in ACTIVE:
+            return
         try:
             frame = self._encoder.encode(message)
         except wire.MessageTooLarge as exc:
@@ -334,10 +396,11 @@ class Session:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def disconnect(self, reason: BaseException | None = None) -> None:
-        """Close the connection: goodbye "normal" if open; pending calls fail with ConnectionLost.
+    def disconnect(self, reason: BaseException | None = None, goodbye_kind: str = "normal") -> None:
+        """Close the connection: a goodbye if open; pending calls fail with ConnectionLost.
 
-        ``reason`` (say a TimeoutError) is why, when this is not an orderly close.
+        ``reason`` (say a TimeoutError) is why, when this is not an orderly close, and
+        ``goodbye_kind`` what the goodbye tells the peer (a failure kind, e.g. "overloaded").
         """
         if isinstance(reason, TimeoutError):
             ending: Ending = ("timeout", str(reason), None)
@@ -345,7 +408,8 @@ class Session:
             ending = ("local", f"closed on this side: {reason}", None)
         else:
             ending = ("local", "this side closed the connection (disconnect())", None)
-        self._begin_closing(Event.CLOSE, ending, reason, Goodbye("normal", ""))
+        said = "" if reason is None else str(reason)[:1000]
+        self._begin_closing(Event.CLOSE, ending, reason, Goodbye(goodbye_kind, said))
 
     def _protocol_error(self, exc: wire.RemoteProtocolError) -> None:
         """The peer broke the protocol: say why in a goodbye, log it, close this connection only."""
@@ -400,6 +464,8 @@ class Session:
             return
         self._outbox.clear()
         self._outbox_bytes = 0
+        self._quiet.summary(self)
+        self._quiet_calls.summary(self)
         if old in ACTIVE:  # it ended without this side knowing why
             handshaking = old is State.HANDSHAKE
             ending = why_lost(reason, side=self.side, handshaking=handshaking, first_bytes=self._first_bytes)
@@ -407,6 +473,17 @@ class Session:
             self._stop_everything(lost)
             if handshaking:
                 self.ready.errback(Failure(self._handshake_failure(reason, lost)))
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Closed: drop what refers back to us or to the adapter, so refcounting frees us at once
+        (no wait for the cyclic GC) and the decoder's buffer goes now."""
+        self._decoder = _CLOSED_DECODER
+        self._encoder = _CLOSED_ENCODER
+        self._on_output = self._release_due = _nothing
+        self._bootstrap_ref = None  # it refers to us: a cycle
+        self.exports = ExportTable(None)
+        self.imports = ImportTable(_ignore_id)
 
     def _lost(self, ending: Ending, reason: BaseException | None) -> ConnectionLost:
         cause, text, goodbye_kind = ending
@@ -457,7 +534,7 @@ class Session:
 
     def root(self) -> RemoteReference:
         """The peer's bootstrap object (its root, or its login object)."""
-        return self._bootstrap_ref
+        return self._bootstrap_ref or RemoteReference(self, 0)
 
     def call(self, target: int, name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> Deferred[Any]:
         """Call ``name`` on the peer's object ``target``; the Deferred fires with the answer."""
@@ -517,7 +594,7 @@ class Session:
 
     def on_close(self, callback: Callable[[], object]) -> None:
         """Run ``callback()`` once when the connection closes (at once if it has): e.g. a logout."""
-        self.add_disconnect_callback(self._bootstrap_ref, lambda _ref: callback())
+        self.add_disconnect_callback(self.root(), lambda _ref: callback())
 
     def remove_disconnect_callback(self, ref: RemoteReference, callback: Callable[[RemoteReference], object]) -> None:
         entries = self._disconnect_callbacks
@@ -540,7 +617,7 @@ class Session:
         self._advance(Event.HELLO)
         self.peer_limits = hello
         self._encoder.max_frame_size = hello.max_frame_size
-        self.ready.callback(self._bootstrap_ref)
+        self.ready.callback(self.root())
 
     def _handle_answer(self, answer: Answer) -> None:
         question = self.questions.pop(answer.request_id, None)
@@ -560,7 +637,8 @@ class Session:
 
     def _handle_decref(self, decref: Decref) -> None:
         if not self.exports.release(decref.object_id, decref.count):
-            log.warning("%r: peer released %d of object %d it does not hold", self, decref.count, decref.object_id)
+            self._quiet.log("bogus decref", self, "peer released %d of object %d it does not hold",
+                            decref.count, decref.object_id)
 
     def _refused(self, message: Message, reason: BaseException) -> None:
         """A message named something we refuse (an unknown id, an unregistered copy type)."""
@@ -597,7 +675,7 @@ class Session:
         target, error = self._refusal(call, refusal)
         if error is not None:
             if no_answer:
-                calls_log.info("%r: refused one-way call %r: %s", self, call.method, error)
+                self._quiet_calls.log("refused one-way call", self, "refused one-way call %r: %s", call.method, error)
             else:
                 self._send_error(call.request_id, error)
             return
@@ -724,7 +802,7 @@ class Session:
         kind = type(value)
         if kind is ExportedRef:
             if value.object_id == 0:  # the peer's bootstrap object is never counted (§6.6)
-                return self._bootstrap_ref
+                return self.root()
             return self.imports.received(value.object_id, self._make_proxy)
         if kind is ReturnedRef:
             obj = self.exports.get(value.object_id)
@@ -770,6 +848,14 @@ class Session:
         for object_id, count in self.imports.collect_releases(died).items():
             self._queue_message(Decref(object_id, count))
 
+
+def _ignore_id(object_id: int) -> None:
+    pass
+
+
+#: What a closed session holds instead of its codec (whose hooks would keep it alive).
+_CLOSED_DECODER = wire.WireDecoder(max_frame_size=1)
+_CLOSED_ENCODER = wire.WireEncoder(max_frame_size=1)
 
 _HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     Call: Session._handle_call,

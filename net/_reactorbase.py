@@ -68,6 +68,10 @@ class AlreadyCalled(NetError, ValueError):
     """``cancel()``/``reset()``/``delay()`` on a :class:`DelayedCall` that has already run."""
 
 
+def _cancelled() -> None:
+    """What a cancelled call holds instead of its callable."""
+
+
 @implementer(IDelayedCall)
 class DelayedCall:
     """A call scheduled with ``call_later``; a handle to cancel or move it.
@@ -104,6 +108,9 @@ class DelayedCall:
         """Stop the call from running. Raises AlreadyCancelled/AlreadyCalled if inactive."""
         self._check_active()
         self.cancelled = True
+        # Let go of the callable now: a cancelled call may wait in the heap until its time, and
+        # must not keep what it would have called (a closed connection, say) alive until then.
+        self.func, self.args, self.kwargs = _cancelled, (), {}
         self._reactor._forget_call(self)
 
     def reset(self, seconds_from_now: float) -> None:

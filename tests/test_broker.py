@@ -1,15 +1,21 @@
-"""The broker over real loopback sockets, on every reactor backend."""
+"""The broker between two BrokerProtocols over memory transports, on a fake clock.
+
+No ports, no event loop, no waiting: ``tests/broker_pair.py`` joins a client and a server, and
+``pair.pump()`` moves bytes and runs due work until both are quiet, so every outcome is checked
+synchronously, and "nothing happened" is a fact rather than a guess. Time passes only in
+``pair.advance()``. The tests where real sockets matter are in ``tests/test_broker_tcp.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import gc
 import logging
-import socket
 import struct
 from typing import Any
 
 import pytest
+from broker_pair import MemoryPair, decode_all, memory_pair, raw_peer, result_of
 
 import broker
 from broker import (
@@ -18,6 +24,7 @@ from broker import (
     InvalidReferenceError,
     LimitExceeded,
     Limits,
+    OverloadedError,
     Referenceable,
     RemoteError,
     RemoteReference,
@@ -26,8 +33,14 @@ from broker import (
     UnregisteredCopyError,
     Viewable,
     copyable,
+    wire,
 )
+from broker.errors import CAUSES
+from broker.lifecycle import State
+from broker.messages import Answer, Call, Decref, Error, ExportedRef, Goodbye, Hello, ReturnedRef
+from broker.protocol import BrokerFactory
 from net.defer import CancelledError, Deferred
+from net.testing import Clock
 
 
 @copyable("tests.Point")
@@ -76,9 +89,10 @@ class Service(Root):
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.sessions: list[broker.Session] = []
-        self.pending: Deferred[Any] | None = None
+        self.hung: list[Deferred[Any]] = []
         self.cancelled = 0
         self.one_way: list[Any] = []
+        self.kept: list[Any] = []
 
     def root_object(self, caller: Any) -> Referenceable:
         self.sessions.append(caller)
@@ -111,6 +125,9 @@ class Service(Root):
     def remote_give_back(self, obj: Any) -> Any:
         return obj
 
+    def remote_keep(self, *objs: Any) -> None:
+        self.kept.extend(objs)
+
     def remote_later(self, value: Any) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
         self.reactor.call_later(0, d.callback, value)
@@ -125,8 +142,9 @@ class Service(Root):
         def cancelled(d: Deferred[Any]) -> None:
             self.cancelled += 1
 
-        self.pending = Deferred(cancelled)
-        return self.pending
+        d: Deferred[Any] = Deferred(cancelled)
+        self.hung.append(d)
+        return d
 
     def remote_record(self, value: Any) -> None:
         self.one_way.append(value)
@@ -138,18 +156,17 @@ class Service(Root):
         return Unregistered(1)
 
 
-async def open_pair(reactor: Any, **server_options: Any) -> tuple[Service, Any, RemoteReference]:
-    service = Service(reactor)
-    port = await broker.serve(reactor, "tcp:0:interface=127.0.0.1", service, **server_options)
-    root = await broker.connect(reactor, f"tcp:127.0.0.1:{port.get_host().port}")
-    return service, port, root
+def open_pair(*, client_options: dict[str, Any] | None = None, **server_options: Any) -> tuple[Service, MemoryPair]:
+    clock = Clock()
+    service = Service(clock)
+    pair = memory_pair(service, clock=clock, server_options=server_options, client_options=client_options)
+    assert service.sessions == [pair.server_session]
+    return service, pair
 
 
-async def turn(reactor: Any) -> None:
-    """Wait until work queued with call_from_thread so far (scheduled releases) has run: FIFO."""
-    d: Deferred[None] = Deferred()
-    reactor.call_from_thread(d.callback, None)
-    await d
+def sent_messages(transport: Any) -> list[Any]:
+    """Every message written on ``transport`` since the connection began (hello first)."""
+    return decode_all(transport.value())
 
 
 VALUES = [
@@ -158,375 +175,458 @@ VALUES = [
 ]
 
 
-def test_every_value_type(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        _, port, root = await open_pair(reactor)
-        for value in VALUES:
-            assert await root.call_remote("echo", value) == value
-        assert await root.call_remote("echo", (1, 2)) == [1, 2]
-        assert await root.call_remote("add", 2, b=3) == 5
-        assert await root.call_remote("echo", "x" * (5 * 1024 * 1024)) == "x" * (5 * 1024 * 1024)
-        await port.stop_listening()
-
-    run(reactor, scenario())
+# -- values, references, copies ------------------------------------------------------------------
 
 
-def test_deferred_and_coroutine_results(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        _, _, root = await open_pair(reactor)
-        assert await root.call_remote("later", 7) == 7
-        assert await root.call_remote("coro", [8]) == [8]
-
-    run(reactor, scenario())
-
-
-def test_references_both_ways_and_nested(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service, _, root = await open_pair(reactor)
-        counter = await root.call_remote("counter")
-        assert isinstance(counter, RemoteReference)
-        assert await counter.call_remote("add", 2) == 2
-        assert await counter.call_remote("add", 3) == 5
-        callback = Callback()
-        assert await root.call_remote("call_back", callback, "hi") == "got hi"
-        assert callback.received == ["hi"]
-        nested = await root.call_remote("nested")
-        assert [await c.call_remote("add", 1) for c in nested["counters"]] == [1, 1]
-        assert nested["point"] == Point(1, 2)
-        # A reference handed back arrives as the original object, not a proxy.
-        assert await root.call_remote("same", counter, counter) is True
-        assert await root.call_remote("give_back", counter) is counter
-
-    run(reactor, scenario())
+def test_every_value_type() -> None:
+    _, pair = open_pair()
+    for value in VALUES:
+        assert pair.call("echo", value) == value
+    assert pair.call("echo", (1, 2)) == [1, 2]
+    assert pair.call("add", 2, b=3) == 5
+    assert pair.call("echo", "x" * (5 * 1024 * 1024)) == "x" * (5 * 1024 * 1024)
 
 
-def test_copyables(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        server_registry = CopyRegistry()
-        server_registry.register("tests.Point", Point)
-        server_registry.register("tests.Secret", Unregistered)  # the client never registered it
-        _, _, root = await open_pair(reactor, registry=server_registry)
-        assert await root.call_remote("echo", Point(3, 4)) == Point(3, 4)
-        with pytest.raises(TypeError, match="register it as copyable"):
-            await root.call_remote("echo", Unregistered(1))
-        with pytest.raises(UnregisteredCopyError, match="tests.Secret"):
-            await root.call_remote("secret")
-        # The connection survives a refused copy.
-        assert await root.call_remote("add", 1, 1) == 2
-
-    run(reactor, scenario())
+def test_values_survive_byte_by_byte_delivery() -> None:
+    clock = Clock()
+    pair = memory_pair(Service(clock), clock=clock, chunk_size=1)
+    for value in VALUES:
+        assert pair.call("echo", value) == value
+    counter = pair.call("counter")
+    assert pair.result(counter.call_remote("add", 4)) == 4
 
 
-def test_remote_errors(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        _, _, root = await open_pair(reactor)
-        with pytest.raises(RemoteError) as info:
-            await root.call_remote("fail", "boom")
-        assert info.value.remote_type == "builtins.ValueError"
-        assert info.value.message == "boom"
-        assert info.value.remote_traceback is None
-        with pytest.raises(Rejected, match="no way"):
-            await root.call_remote("reject", "no way")
-        with pytest.raises(UnimplementedError, match="nope"):
-            await root.call_remote("nope")
-        with pytest.raises(RemoteError):
-            await root.call_remote("add", "wrong", "arity", "too many")
-
-    run(reactor, scenario())
+def test_deferred_and_coroutine_results() -> None:
+    _, pair = open_pair()
+    d = pair.root.call_remote("later", 7)
+    pair.transports.pump()  # bytes only: the server's call_later(0) has not run yet
+    assert not d.called
+    assert pair.result(d) == 7
+    assert pair.call("coro", [8]) == [8]
 
 
-def test_debug_sends_traceback(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        _, _, root = await open_pair(reactor, debug=True)
-        with pytest.raises(RemoteError) as info:
-            await root.call_remote("fail", "boom")
-        assert "remote_fail" in (info.value.remote_traceback or "")
-
-    run(reactor, scenario())
-
-
-def test_one_way_calls(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service, _, root = await open_pair(reactor)
-        root.call_remote_no_answer("record", 1)
-        root.call_remote_no_answer("fail", "ignored")
-        root.call_remote_no_answer("later", "deferred, twice")
-        root.call_remote_no_answer("later", "deferred, twice")
-        root.call_remote_no_answer("record", 2)
-        assert await root.call_remote("add", 0) == 0  # ordered after the one-way calls
-        assert service.one_way == [1, 2]
-        assert service.sessions[0].answers == {}
-
-    run(reactor, scenario())
+def test_references_both_ways_and_nested() -> None:
+    _, pair = open_pair()
+    counter = pair.call("counter")
+    assert isinstance(counter, RemoteReference)
+    assert pair.result(counter.call_remote("add", 2)) == 2
+    assert pair.result(counter.call_remote("add", 3)) == 5
+    callback = Callback()
+    assert pair.call("call_back", callback, "hi") == "got hi"
+    assert callback.received == ["hi"]
+    nested = pair.call("nested")
+    assert [pair.result(c.call_remote("add", 1)) for c in nested["counters"]] == [1, 1]
+    assert nested["point"] == Point(1, 2)
+    # A reference handed back arrives as the original object, not a proxy.
+    assert pair.call("same", counter, counter) is True
+    assert pair.call("give_back", counter) is counter
+    # The same proxy every time the same object comes back; the server's own root handed back is itself.
+    assert nested["counters"][0] is not nested["counters"][1]
+    assert pair.call("same", pair.root, pair.root) is True
 
 
-def test_viewable_receives_perspective(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        _, _, root = await open_pair(reactor)
-        view = await root.call_remote("whoami")
-        assert await view.call_remote("whoami") == "<anonymous>"
-
-    run(reactor, scenario())
-
-
-def test_disconnect_fails_pending_calls_and_notifies_once(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service, _, root = await open_pair(reactor)
-        counter = await root.call_remote("counter")
-        notified: list[Any] = []
-        root.notify_on_disconnect(notified.append)
-        counter.notify_on_disconnect(notified.append)
-        ignored: list[Any] = []
-        root.notify_on_disconnect(ignored.append)
-        root.dont_notify_on_disconnect(ignored.append)
-        pending = root.call_remote("hang")
-        await root.call_remote("add", 0)  # the hang call is running on the server now
-        service.sessions[0].disconnect()
-        with pytest.raises(ConnectionLost):
-            await pending
-        assert sorted(r.object_id for r in notified) == [0, counter.object_id]
-        assert ignored == []
-        with pytest.raises(ConnectionLost):
-            await root.call_remote("add", 1)
-        assert service.cancelled == 1  # the server cancelled the running call
-        assert len(root.session.questions) == 0 and len(root.session.imports) == 0
-
-    run(reactor, scenario())
+def test_copyables() -> None:
+    server_registry = CopyRegistry()
+    server_registry.register("tests.Point", Point)
+    server_registry.register("tests.Secret", Unregistered)  # the client never registered it
+    _, pair = open_pair(registry=server_registry)
+    assert pair.call("echo", Point(3, 4)) == Point(3, 4)
+    with pytest.raises(TypeError, match="register it as copyable"):
+        pair.call("echo", Unregistered(1))
+    with pytest.raises(UnregisteredCopyError, match="tests.Secret"):
+        pair.call("secret")
+    # The connection survives a refused copy.
+    assert pair.call("add", 1, 1) == 2
+    assert pair.client_session.state is State.OPEN and pair.server_session.state is State.OPEN
 
 
-def test_cancel_reaches_server(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service, _, root = await open_pair(reactor)
-        pending = root.call_remote("hang")
-        await root.call_remote("add", 0)
-        pending.cancel()
-        with pytest.raises(CancelledError):
-            await pending
-        await root.call_remote("add", 0)  # the cancel message was handled before this answer
-        assert service.cancelled == 1
-        assert service.sessions[0].answers == {}
-
-    run(reactor, scenario())
-
-
-def test_references_released_back_to_baseline(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service, _, root = await open_pair(reactor)
-        server = service.sessions[0]
-        refs = [await root.call_remote("counter") for _ in range(20)]
-        nested = await root.call_remote("nested")
-        assert len(server.exports) == 22
-        del refs, nested
-        gc.collect()
-        await turn(reactor)
-        await root.call_remote("add", 0)  # decrefs were sent before this call
-        assert len(server.exports) == 0
-        assert len(root.session.imports) == 0
-
-    run(reactor, scenario())
+def test_remote_errors() -> None:
+    _, pair = open_pair()
+    with pytest.raises(RemoteError) as info:
+        pair.call("fail", "boom")
+    assert info.value.remote_type == "builtins.ValueError"
+    assert info.value.message == "boom"
+    assert info.value.remote_traceback is None
+    with pytest.raises(Rejected, match="no way"):
+        pair.call("reject", "no way")
+    with pytest.raises(UnimplementedError, match="nope"):
+        pair.call("nope")
+    with pytest.raises(RemoteError):
+        pair.call("add", "wrong", "arity", "too many")
 
 
-def test_call_to_unknown_object_fails_without_closing(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        _, _, root = await open_pair(reactor)
-        forged = RemoteReference(root.session, 4242)
-        with pytest.raises(InvalidReferenceError, match="never given"):
-            await forged.call_remote("add", 1)
-        assert await root.call_remote("add", 1, 2) == 3
-
-    run(reactor, scenario())
+def test_debug_sends_traceback() -> None:
+    _, pair = open_pair(debug=True)
+    with pytest.raises(RemoteError) as info:
+        pair.call("fail", "boom")
+    assert "remote_fail" in (info.value.remote_traceback or "")
 
 
-def test_outstanding_call_limit(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service = Service(reactor)
-        port = await broker.serve(reactor, "tcp:0:interface=127.0.0.1", service)
-        root = await broker.connect(reactor, f"tcp:127.0.0.1:{port.get_host().port}", limits=Limits(max_outstanding_calls=2))
-        first, second = root.call_remote("later", 1), root.call_remote("later", 2)
-        with pytest.raises(LimitExceeded, match="outstanding"):
-            await root.call_remote("add", 1)
-        assert [await first, await second] == [1, 2]
-
-    run(reactor, scenario())
+def test_viewable_receives_perspective() -> None:
+    _, pair = open_pair()
+    view = pair.call("whoami")
+    assert pair.result(view.call_remote("whoami")) == "<anonymous>"
 
 
-def test_frame_size_limit_gives_caller_an_error(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        _, _, root = await open_pair(reactor, limits=Limits(max_frame_size=64 * 1024))
-        with pytest.raises(LimitExceeded, match="at most 65536"):
-            await root.call_remote("echo", b"x" * 100_000)
-        assert await root.call_remote("add", 1, 2) == 3
-
-    run(reactor, scenario())
+def test_dispatcher_is_not_a_remote_method() -> None:
+    _, pair = open_pair()
+    with pytest.raises(UnimplementedError):
+        pair.call("message_received", None, "add", [1, 2], {})
 
 
-def _raw_client(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return sock
+# -- one-way calls -------------------------------------------------------------------------------
 
 
-def test_garbage_closes_only_that_connection(reactor: Any, run: Any, caplog: Any) -> None:
-    import threading
+def test_one_way_calls() -> None:
+    service, pair = open_pair()
+    pair.root.call_remote_no_answer("record", 1)
+    pair.root.call_remote_no_answer("fail", "ignored")
+    pair.root.call_remote_no_answer("later", "deferred, twice")
+    pair.root.call_remote_no_answer("later", "deferred, twice")
+    pair.root.call_remote_no_answer("record", 2)
+    assert pair.call("add", 0) == 0  # ordered after the one-way calls
+    assert service.one_way == [1, 2]
+    assert service.sessions[0].answers == {}
+    # Nothing answered the one-way calls: one answer (to add) is all the server sent.
+    assert [type(m) for m in sent_messages(pair.server_transport)] == [Hello, Answer]
 
-    async def scenario() -> None:
-        service, port, root = await open_pair(reactor)
-        number = port.get_host().port
-        results: dict[str, bytes] = {}
 
-        def misbehave(name: str, payload: bytes) -> None:
-            with _raw_client(number) as sock:
-                sock.sendall(payload)
-                data = b""
-                while chunk := sock.recv(65536):  # the server closes: recv returns b""
-                    data += chunk
-                results[name] = data
+def test_one_way_call_that_cannot_be_encoded_raises_at_the_call_site() -> None:
+    service, pair = open_pair()
+    before = pair.client_transport.value()
+    with pytest.raises(TypeError, match="register it as copyable"):
+        pair.root.call_remote_no_answer("record", [Counter(), Unregistered(1)])
+    assert len(pair.client_session.exports) == 0  # the Counter in the refused call was not counted
+    pair.pump()
+    assert pair.client_transport.value() == before  # nothing was sent
+    assert service.one_way == []
+    pair.root.call_remote_no_answer("record", 3)
+    assert pair.call("add", 0) == 0
+    assert service.one_way == [3]
 
-        threads = [
-            threading.Thread(target=misbehave, args=("garbage", b"GET / HTTP/1.1\r\n\r\n" * 10)),
-            threading.Thread(target=misbehave, args=("oversized", struct.pack(">I", 2**31) + b"x" * 100)),
-        ]
-        finished: Deferred[None] = Deferred()
 
-        def join() -> None:
-            for t in threads:
-                t.join()
-            reactor.call_from_thread(finished.callback, None)
+def test_one_way_call_on_a_closed_connection_raises() -> None:
+    _, pair = open_pair()
+    pair.client_session.disconnect()
+    pair.pump()
+    with pytest.raises(ConnectionLost, match="cannot call 'record'"):
+        pair.root.call_remote_no_answer("record", 1)
 
-        for t in threads:
-            t.start()
-        reactor.call_in_thread(join)
-        await finished
-        assert set(results) == {"garbage", "oversized"}
-        assert await root.call_remote("add", 2, 2) == 4  # the good connection is untouched
 
+def test_one_way_calls_count_against_max_running_calls(caplog: pytest.LogCaptureFixture) -> None:
+    service, pair = open_pair(limits=Limits(max_running_calls=2))
+    pair.root.call_remote_no_answer("hang")
+    pair.root.call_remote_no_answer("hang")
+    pair.pump()
+    assert len(service.hung) == 2 and pair.server_session.answers == {}
+    with pytest.raises(OverloadedError, match="2 calls running; the limit is 2"):
+        pair.call("add", 1, 1)
+    with caplog.at_level(logging.INFO, logger="broker.calls"):
+        pair.root.call_remote_no_answer("record", "refused")
+        pair.pump()
+    assert service.one_way == []  # refused, not run
+    assert "refused one-way call 'record'" in caplog.text
+    service.hung[0].callback(None)  # one finishes: room for one more
+    assert pair.call("add", 1, 1) == 2
+    pair.root.call_remote_no_answer("record", "runs")
+    pair.pump()
+    assert service.one_way == ["runs"]
+
+
+@pytest.mark.parametrize("how", ["goodbye", "reset"])
+def test_running_one_way_calls_are_cancelled_when_the_peer_disconnects(how: str) -> None:
+    service, pair = open_pair()
+    pair.root.call_remote_no_answer("hang")
+    pair.root.call_remote_no_answer("hang")
+    pair.pump()
+    assert len(service.hung) == 2 and service.cancelled == 0
+    if how == "goodbye":
+        pair.client_session.disconnect()
+        pair.pump()
+    else:
+        pair.lose("client")
+    assert service.cancelled == 2
+    assert all(d.called for d in service.hung)
+    assert pair.server_session.lost is not None and pair.server_session.lost.cause == how
+
+
+# -- the bootstrap object ------------------------------------------------------------------------
+
+
+def test_a_sender_ref_to_object_0_is_the_peers_bootstrap_reference_never_released() -> None:
+    clock = Clock()
+    service = Service(clock)
+    factory = BrokerFactory(clock, service)
+    raw = raw_peer(factory)
+    session = raw.server.session
+    encoder = wire.WireEncoder()
+    hello = encoder.encode(wire.WireDecoder().hello())
+    raw.send(hello + encoder.encode(Call(1, 0, "keep", [ExportedRef(0), ExportedRef(0)], {}, 0)))
+    assert session.state is State.OPEN
+    first, second = service.kept
+    assert first is session.root() and second is first  # the bootstrap proxy, not a counted import
+    assert first.object_id == 0
+    assert len(session.imports) == 0
+    del first, second
+    service.kept.clear()
+    gc.collect()
+    raw.pump()
+    raw.send(encoder.encode(Call(2, 0, "add", [1, 2], {}, 0)))
+    assert raw.peer.messages()[1:] == [Answer(1, None), Answer(2, 3)]  # no decref of object 0, ever
+    assert session.root() is session.root()
+
+
+def test_the_bootstrap_reference_is_not_released_when_dropped() -> None:
+    service, pair = open_pair()
+    root = pair.root
+    assert root is pair.client_session.root()
+    del root
+    pair.root = None  # type: ignore[assignment]
+    gc.collect()
+    pair.pump()
+    assert not any(isinstance(m, Decref) for m in sent_messages(pair.client_transport))
+    assert pair.result(pair.client_session.root().call_remote("add", 1, 2)) == 3
+
+
+# -- cancel, disconnect, goodbye -------------------------------------------------------------------
+
+
+def test_disconnect_fails_pending_calls_and_notifies_once() -> None:
+    service, pair = open_pair()
+    root = pair.root
+    counter = pair.call("counter")
+    notified: list[Any] = []
+    root.notify_on_disconnect(notified.append)
+    counter.notify_on_disconnect(notified.append)
+    ignored: list[Any] = []
+    root.notify_on_disconnect(ignored.append)
+    root.dont_notify_on_disconnect(ignored.append)
+    pending = root.call_remote("hang")
+    pair.pump()
+    assert len(service.hung) == 1 and not pending.called  # the hang call is running on the server now
+    service.sessions[0].disconnect()
+    with pytest.raises(ConnectionLost) as info:
+        pair.result(pending)
+    assert info.value.cause == "goodbye" and info.value.goodbye_kind == "normal"
+    assert sorted(r.object_id for r in notified) == [0, counter.object_id]
+    assert ignored == []
+    with pytest.raises(ConnectionLost):
+        pair.call("add", 1)
+    assert service.cancelled == 1  # the server cancelled the running call
+    assert len(root.session.questions) == 0 and len(root.session.imports) == 0
+    pair.pump()
+    assert len(notified) == 2  # once
+    late: list[Any] = []
+    root.notify_on_disconnect(late.append)  # after the close: runs at once
+    assert late == [root]
+
+
+def test_goodbye_is_the_last_message_and_the_peer_sees_its_kind() -> None:
+    service, pair = open_pair()
+    pending = pair.root.call_remote("hang")
+    pair.pump()
+    pair.client_session.disconnect()
+    pair.pump()
+    sent = sent_messages(pair.client_transport)
+    assert sent[-1] == Goodbye("normal", "")
+    assert not any(isinstance(m, Goodbye) for m in sent_messages(pair.server_transport))  # none back
+    server_lost = pair.server_session.lost
+    assert server_lost is not None
+    assert (server_lost.cause, server_lost.goodbye_kind) == ("goodbye", "normal")
+    assert service.cancelled == 1
+    client_lost = pair.client_session.lost
+    assert client_lost is not None and client_lost.cause == "local"
+    with pytest.raises(ConnectionLost):
+        result_of(pending)
+    assert pair.client_session.state is State.CLOSED and pair.server_session.state is State.CLOSED
+    assert pair.client_transport.disconnected and pair.server_transport.disconnected
+
+
+def test_lost_transport_mid_call_fails_calls_and_cancels_the_server_side() -> None:
+    service, pair = open_pair()
+    notified: list[Any] = []
+    pair.root.notify_on_disconnect(notified.append)
+    pending = pair.root.call_remote("hang")
+    pair.pump()
+    pair.lose("server")  # the server's transport resets: no goodbye from anyone
+    with pytest.raises(ConnectionLost) as info:
+        result_of(pending)
+    assert info.value.cause == "reset" and info.value.cause in CAUSES
+    assert info.value.goodbye_kind is None
+    assert service.cancelled == 1
+    assert notified == [pair.root]
+    assert not any(isinstance(m, Goodbye) for m in sent_messages(pair.client_transport))
+    assert not any(isinstance(m, Goodbye) for m in sent_messages(pair.server_transport))
+
+
+def test_cancel_reaches_server() -> None:
+    service, pair = open_pair()
+    pending = pair.root.call_remote("hang")
+    pair.pump()
+    assert len(service.hung) == 1
+    pending.cancel()
+    with pytest.raises(CancelledError):
+        result_of(pending)
+    pair.pump()  # the cancel message was handled
+    assert service.cancelled == 1
+    assert service.sessions[0].answers == {}
+    assert pair.client_session.questions == {}
+    assert pair.call("add", 0) == 0
+
+
+# -- reference counting, forged ids, limits --------------------------------------------------------
+
+
+def test_references_released_back_to_baseline() -> None:
+    service, pair = open_pair()
+    server = service.sessions[0]
+    refs = [pair.call("counter") for _ in range(20)]
+    nested = pair.call("nested")
+    assert len(server.exports) == 22
+    assert len(pair.client_session.imports) == 22
+    del refs, nested
+    gc.collect()
+    pair.pump()  # the releases were queued from the collector and sent
+    assert len(server.exports) == 0
+    assert len(pair.client_session.imports) == 0
+    decrefs = [m for m in sent_messages(pair.client_transport) if isinstance(m, Decref)]
+    assert sorted(m.count for m in decrefs) == [1] * 22
+
+
+def test_a_reference_received_twice_is_released_with_its_count() -> None:
+    service, pair = open_pair()
+    counter = pair.call("counter")
+    counter_id = counter.object_id
+    assert pair.call("give_back", counter) is counter  # the server sends it again: received twice
+    again = pair.call("echo", counter)  # three times
+    assert again is counter
+    assert len(service.sessions[0].exports) == 1
+    del counter, again
+    gc.collect()
+    pair.pump()
+    assert [m for m in sent_messages(pair.client_transport) if isinstance(m, Decref)] == [Decref(counter_id, 3)]
+    assert len(service.sessions[0].exports) == 0
+
+
+def test_call_to_unknown_object_fails_without_closing() -> None:
+    _, pair = open_pair()
+    forged = RemoteReference(pair.client_session, 4242)
+    with pytest.raises(InvalidReferenceError, match="never given"):
+        pair.result(forged.call_remote("add", 1))
+    assert pair.call("add", 1, 2) == 3
+
+
+def test_forged_returned_ref_is_refused_without_closing() -> None:
+    clock = Clock()
+    raw = raw_peer(BrokerFactory(clock, Service(clock)))
+    encoder = wire.WireEncoder()
+    raw.send(encoder.encode(wire.WireDecoder().hello())
+             + encoder.encode(Call(1, 0, "echo", [ReturnedRef(99)], {}, 0))
+             + encoder.encode(Call(2, 0, "add", [2, 2], {}, 0)))
+    replies = raw.peer.messages()[1:]
+    assert isinstance(replies[0], Error)
+    assert replies[0].request_id == 1 and replies[0].failure.kind == "invalid"
+    assert "not ours to return" in replies[0].failure.message
+    assert replies[1] == Answer(2, 4)
+    assert raw.server.session.state is State.OPEN
+
+
+def test_outstanding_call_limit() -> None:
+    _, pair = open_pair(client_options={"limits": Limits(max_outstanding_calls=2)})
+    first, second = pair.root.call_remote("later", 1), pair.root.call_remote("later", 2)
+    with pytest.raises(LimitExceeded, match="outstanding"):
+        result_of(pair.root.call_remote("add", 1))  # refused at once, before any pump
+    assert [pair.result(first), pair.result(second)] == [1, 2]
+    assert pair.call("add", 1) == 1  # room again
+
+
+def test_frame_size_limit_gives_caller_an_error() -> None:
+    _, pair = open_pair(limits=Limits(max_frame_size=64 * 1024))
+    with pytest.raises(LimitExceeded, match="at most 65536"):
+        pair.call("echo", b"x" * 100_000)
+    assert pair.call("add", 1, 2) == 3
+
+
+def test_live_reference_limit_gives_overloaded() -> None:
+    service, pair = open_pair(limits=Limits(max_live_references=3))
+    kept = [pair.call("counter") for _ in range(3)]
+    with pytest.raises(OverloadedError, match="live references"):
+        pair.call("counter")
+    assert len(service.sessions[0].exports) == 3  # the refused reference was not counted
+    del kept
+    gc.collect()
+    pair.pump()
+    assert len(service.sessions[0].exports) == 0
+    assert pair.call("counter") is not None  # room again after releases
+
+
+# -- time: call_timeout and the handshake timeout, on the fake clock --------------------------------
+
+
+def test_call_timeout_cancels_on_the_server() -> None:
+    service, pair = open_pair(client_options={"limits": Limits(call_timeout=5.0)})
+    pending = pair.root.call_remote("hang")  # the server never answers this one
+    pair.advance(4.999)
+    assert not pending.called and service.cancelled == 0
+    pair.advance(0.001)
+    with pytest.raises(TimeoutError):
+        result_of(pending)
+    assert service.cancelled == 1  # the cancel reached the server
+    assert service.sessions[0].answers == {}
+    assert pair.client_session.questions == {}
+    assert pair.call("add", 0) == 0  # the connection lives on
+
+
+def test_call_timeout_does_not_fire_for_an_answered_call() -> None:
+    _, pair = open_pair(client_options={"limits": Limits(call_timeout=5.0)})
+    assert pair.call("later", 1) == 1
+    assert pair.clock.get_delayed_calls() == []  # the answer cancelled the timer
+    pair.advance(10)
+    assert pair.call("add", 1) == 1
+
+
+def test_silent_peer_times_out_the_handshake() -> None:
+    clock = Clock()
+    raw = raw_peer(BrokerFactory(clock, Service(clock), handshake_timeout=30.0))
+    clock.advance(29.999)
+    raw.pump()
+    assert raw.peer.lost is None and raw.server.session.state is State.HANDSHAKE
+    clock.advance(0.001)
+    raw.pump()
+    assert raw.peer.lost is not None
+    assert [type(m) for m in raw.peer.messages()] == [Hello]  # no goodbye before a hello
+    lost = raw.server.session.lost
+    assert lost is not None and lost.cause == "timeout"
+
+
+# -- peers that are not pbroker --------------------------------------------------------------------
+
+
+def test_garbage_closes_only_that_connection(caplog: pytest.LogCaptureFixture) -> None:
+    _, pair = open_pair()
     with caplog.at_level(logging.WARNING, logger="broker"):
-        run(reactor, scenario())
+        garbage = raw_peer(pair.server_factory, 40001)
+        garbage.send(b"GET / HTTP/1.1\r\n\r\n" * 10)
+        oversized = raw_peer(pair.server_factory, 40002)
+        oversized.send(struct.pack(">I", 2**31) + b"x" * 100)
+    for raw in (garbage, oversized):
+        hello, goodbye = raw.peer.messages()
+        assert isinstance(hello, Hello)
+        assert isinstance(goodbye, Goodbye) and goodbye.kind == "invalid"
+        assert raw.peer.lost is not None  # the server closed it
+        assert raw.server.session.lost is not None and raw.server.session.lost.cause == "protocol"
+    assert "not a pbroker peer: it sent 'GET / HT'" in caplog.text
     assert "peer sent bad data" in caplog.text
+    assert pair.call("add", 2, 2) == 4  # the good connection is untouched
 
 
-def test_version_mismatch_is_refused(reactor: Any, run: Any) -> None:
-    import msgpack
-
-    from broker import wire
-    from broker.messages import Hello
-
-    async def scenario() -> None:
-        service, port, _ = await open_pair(reactor)
-        number = port.get_host().port
-
-        def talk() -> bytes:
-            with _raw_client(number) as sock:
-                sock.sendall(wire.WireEncoder().encode(Hello(wire.PROTOCOL_VERSION + 99)))
-                data = b""
-                while chunk := sock.recv(65536):
-                    data += chunk
-                return data
-
-        data = await reactor.defer_to_thread(talk)
-        decoder = wire.WireDecoder()
-        decoder.receive_data(data)
-        hello = decoder.next_message()
-        assert isinstance(hello, Hello) and hello.version == wire.PROTOCOL_VERSION
-        assert msgpack  # the server answered with its own hello, then closed
-
-    run(reactor, scenario())
-
-
-def test_blocking_client() -> None:
-    from broker import blocking
-    from net.reactor import make_reactor
-
-    reactor = make_reactor()
-    import threading
-
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    def start() -> None:
-        d = broker.serve(reactor, "tcp:0:interface=127.0.0.1", Service(reactor))
-        d.add_callback(lambda port: box.update(port=port.get_host().port))
-        d.add_both(lambda _: ready.set())
-
-    reactor.call_when_running(start)
-    thread = threading.Thread(target=reactor.run, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
-        with blocking.connect(f"tcp:127.0.0.1:{box['port']}", timeout=30) as root:
-            assert root.call_remote("add", 1, 2) == 3
-            counter = root.call_remote("counter")
-            assert counter.call_remote("add", 5) == 5
-            with pytest.raises(RemoteError, match="boom"):
-                root.call_remote("fail", "boom")
-            results: list[int] = []
-            workers = [threading.Thread(target=lambda i=i: results.append(root.call_remote("add", i, i))) for i in range(8)]
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
-            assert sorted(results) == [2 * i for i in range(8)]
-    finally:
-        reactor.call_from_thread(reactor.stop)
-        thread.join(30)
-
-
-def test_asyncio_client_and_server() -> None:
-    import asyncio
-
-    from broker import aio
-
-    async def main() -> None:
-        reactor = await aio.get_reactor()
-        port = await aio.serve("tcp:0:interface=127.0.0.1", Service(reactor))
-        async with aio.connect(f"tcp:127.0.0.1:{port.get_host().port}") as root:
-            assert await root.call_remote("add", 1, 2) == 3
-            results = await asyncio.gather(*(asyncio.ensure_future(_call(root, i)) for i in range(10)))
-            assert results == [2 * i for i in range(10)]
-            counter = await root.call_remote("counter")
-            assert await counter.call_remote("add", 4) == 4
-        await port.stop_listening()
-        await reactor.shutdown()
-
-    async def _call(root: RemoteReference, i: int) -> int:
-        return await root.call_remote("add", i, i)  # type: ignore[no-any-return]
-
-    asyncio.run(main())
-
-
-def test_live_reference_limit_gives_overloaded(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service, _, root = await open_pair(reactor, limits=Limits(max_live_references=3))
-        kept = [await root.call_remote("counter") for _ in range(3)]
-        with pytest.raises(broker.OverloadedError, match="live references"):
-            await root.call_remote("counter")
-        assert len(service.sessions[0].exports) == 3  # the refused reference was not counted
-        del kept
-        gc.collect()
-        await turn(reactor)
-        assert await root.call_remote("counter") is not None  # room again after releases
-
-    run(reactor, scenario())
-
-
-def test_dispatcher_is_not_a_remote_method(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        _, _, root = await open_pair(reactor)
-        with pytest.raises(UnimplementedError):
-            await root.call_remote("message_received", None, "add", [1, 2], {})
-
-    run(reactor, scenario())
-
-
-def test_call_timeout_cancels_on_the_server(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service = Service(reactor)
-        port = await broker.serve(reactor, "tcp:0:interface=127.0.0.1", service)
-        endpoint = f"tcp:127.0.0.1:{port.get_host().port}"
-        root = await broker.connect(reactor, endpoint, limits=Limits(call_timeout=0.05))
-        with pytest.raises(TimeoutError):
-            await root.call_remote("hang")  # the server never answers this one
-        await root.call_remote("add", 0)  # the cancel was handled before this answer
-        assert service.cancelled == 1
-        assert root.session.questions == {}
-
-    run(reactor, scenario())
+def test_version_mismatch_is_refused() -> None:
+    _, pair = open_pair()
+    raw = raw_peer(pair.server_factory)
+    raw.send(wire.WireEncoder().encode(Hello(wire.PROTOCOL_VERSION + 99)))
+    hello, goodbye = raw.peer.messages()  # the server's own hello, then a goodbye, then it closed
+    assert isinstance(hello, Hello) and hello.version == wire.PROTOCOL_VERSION
+    assert isinstance(goodbye, Goodbye) and goodbye.kind == "unimplemented"
+    assert f"version {wire.PROTOCOL_VERSION + 99}" in goodbye.message
+    assert raw.peer.lost is not None
+    assert pair.call("add", 1, 1) == 2
