@@ -34,6 +34,13 @@ __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_CONTAINER_LENGTH",
+    "DEFAULT_MAX_ITEMS_PER_FRAME",
+    "DEFAULT_MAX_CONTAINERS_PER_FRAME",
+    "DEFAULT_MAX_EXT_VALUES_PER_FRAME",
+    "FEATURE_HEARTBEAT",
+    "FEATURE_DECREFS",
+    "HEARTBEAT_DEAD_AFTER",
+    "HEARTBEAT_IDLE_FRACTION",
     "MessageType",
     "ExtCode",
     "CALL_NO_ANSWER",
@@ -55,6 +62,9 @@ __all__ = [
     "Error",
     "Cancel",
     "Decref",
+    "Decrefs",
+    "Ping",
+    "Pong",
     "Message",
     "ExportedRef",
     "ReturnedRef",
@@ -73,6 +83,22 @@ MAX_ID: Final = (1 << 63) - 1
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
 DEFAULT_MAX_DEPTH: Final = 64
 DEFAULT_MAX_CONTAINER_LENGTH: Final = 1024 * 1024
+#: Per-frame limits (PROTOCOL.md §8.2): protocol-wide in version 1, not announced. Every receiver
+#: accepts frames within them; a sender never exceeds them. Chosen so that the worst frame they
+#: allow decodes in under 100 ms (bench/worst_frame.py).
+#: Elements of all arrays and maps in one frame (a map entry is two: key and value).
+DEFAULT_MAX_ITEMS_PER_FRAME: Final = 512 * 1024
+#: Arrays and maps in one frame.
+DEFAULT_MAX_CONTAINERS_PER_FRAME: Final = 32 * 1024
+#: Ext values (refs, copies, failures) in one frame.
+DEFAULT_MAX_EXT_VALUES_PER_FRAME: Final = 16 * 1024
+#: Feature names (hello ``features``) of the optional messages of version 1 (PROTOCOL.md §3).
+FEATURE_HEARTBEAT: Final = "heartbeat"  # ping (10) and pong (11)
+FEATURE_DECREFS: Final = "decrefs"  # decrefs (12)
+#: Heartbeat timing recommended by PROTOCOL.md §3.10: a peer silent this long (seconds) is dead…
+HEARTBEAT_DEAD_AFTER: Final = 30.0
+#: …and one is pinged after this fraction of it in silence (10 s of the default 30 s).
+HEARTBEAT_IDLE_FRACTION: Final = 1 / 3
 #: Each side's bootstrap object (the server's root, later the login object); never released.
 BOOTSTRAP_ID: Final = 0
 
@@ -93,6 +119,12 @@ class MessageType(enum.IntEnum):
     RESOLVE = 8
     #: Reserved for promise pipelining: the caller is done with a question's answer.
     FINISH = 9
+    #: Heartbeat ("heartbeat" feature): are you there? Answered at once with a pong.
+    PING = 10
+    #: Heartbeat: the answer to a ping, carrying its nonce.
+    PONG = 11
+    #: Many releases in one message ("decrefs" feature).
+    DECREFS = 12
     #: Reserved for Cacheable / RemoteCache ("cache" feature); 16–31 is the cache block.
     CACHE_CREATED = 16
     CACHE_UPDATED = 17
@@ -162,6 +194,7 @@ def _check_kind(name: str, value: object, kinds: frozenset[str]) -> None:
 
 
 _STR_ONLY: Final = frozenset({str})
+_INT_ONLY: Final = frozenset({int})
 
 # ---------------------------------------------------------------------------------------------
 # Messages
@@ -361,7 +394,79 @@ class Decref:
         self.__dict__.update(object_id=object_id, count=count)
 
 
-Message = Union[Hello, Goodbye, Call, Answer, Error, Cancel, Decref]
+@dataclass(frozen=True, init=False)
+class Decrefs:
+    """Several releases at once: ``releases`` maps object ids to counts, each as in a Decref.
+
+    Only for a peer whose hello named the "decrefs" feature (as ours did). The ids are distinct
+    and never 0; the dict keeps wire order. Equivalent to one Decref per entry, in order.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.DECREFS
+
+    releases: dict[int, int]
+
+    def __init__(self, releases: dict[int, int]) -> None:
+        if type(releases) is not dict:
+            raise TypeError(f"releases must be a dict of object ids to counts, not {type(releases).__name__}")
+        if not releases:
+            raise ValueError("releases must not be empty")
+        for object_id, count in releases.items():
+            _check_id("object_id", object_id)
+            _check_id("count", count)
+            if object_id == BOOTSTRAP_ID:
+                raise ValueError("the bootstrap object (id 0) is never released")
+            if count == 0:
+                raise ValueError("count must be at least 1")
+        self.__dict__["releases"] = releases
+
+    @classmethod
+    def from_flat(cls, flat: list[Any]) -> Decrefs:
+        """From the wire layout ``[object_id, count, object_id, count, ...]`` (checked in C)."""
+        if type(flat) is not list:
+            raise TypeError(f"releases must be an array, not {type(flat).__name__}")
+        if not flat or len(flat) % 2:
+            raise ValueError(f"releases must be a non-empty array of (object_id, count) pairs, got {len(flat)} ints")
+        if not _INT_ONLY.issuperset(map(type, flat)):
+            raise TypeError("object ids and counts must be ints")
+        if min(flat) < 1 or max(flat) > MAX_ID:
+            raise ValueError("object ids and counts must be in 1..2**63-1")
+        it = iter(flat)
+        releases = dict(zip(it, it))
+        if 2 * len(releases) != len(flat):
+            raise ValueError("an object id appears twice")
+        self = object.__new__(cls)
+        self.__dict__["releases"] = releases
+        return self
+
+
+@dataclass(frozen=True, init=False)
+class Ping:
+    """Are you there? The receiver answers at once with ``Pong(nonce)`` ("heartbeat" feature)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PING
+
+    nonce: int
+
+    def __init__(self, nonce: int) -> None:
+        _check_id("nonce", nonce)
+        self.__dict__["nonce"] = nonce
+
+
+@dataclass(frozen=True, init=False)
+class Pong:
+    """The answer to ``Ping(nonce)``, with the same nonce."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PONG
+
+    nonce: int
+
+    def __init__(self, nonce: int) -> None:
+        _check_id("nonce", nonce)
+        self.__dict__["nonce"] = nonce
+
+
+Message = Union[Hello, Goodbye, Call, Answer, Error, Cancel, Decref, Decrefs, Ping, Pong]
 
 # ---------------------------------------------------------------------------------------------
 # Wire values (msgpack ext types)

@@ -17,6 +17,7 @@ from net.interfaces import IBufferedProtocol, IPushProducer
 from net.protocol import ClientFactory, Factory, Protocol
 
 from .errors import OverloadedError
+from .messages import FEATURE_HEARTBEAT, HEARTBEAT_IDLE_FRACTION
 from .flavors import CopyRegistry, Referenceable
 from .lifecycle import State
 from .session import Limits, RemoteReference, Session
@@ -62,6 +63,8 @@ class BrokerProtocol(Protocol):
         self._write_scheduled = False
         self._closing = False
         self._output_blocked = False  # the peer is not taking what we send (write buffer high)
+        self._last_heard = 0.0  # reactor time of the last bytes received (the heartbeat's clock)
+        self._last_ping = -1.0
         self._work_pending = False  # messages left for the next loop turn
         self.on_ready: Deferred[RemoteReference] | None = None
 
@@ -86,11 +89,16 @@ class BrokerProtocol(Protocol):
         limits = self._limits
         transport.set_write_buffer_limits(high=limits.output_high_water)
         transport.register_producer(self, True)
+        set_keepalive = getattr(transport, "set_tcp_keepalive", None)
+        if set_keepalive is not None:  # the kernel's own check, for when the loop is not running
+            set_keepalive(True)
         self._touch()
         self._write_out()  # our hello
 
     def _handshake_done(self, result: Any) -> Any:
         self._stop("handshake")
+        if not isinstance(result, Failure):
+            self._start_heartbeat()
         if isinstance(result, Failure):
             log.info("%r: handshake failed: %s", self.session, result.value)
         waiter, self.on_ready = self.on_ready, None
@@ -203,8 +211,45 @@ class BrokerProtocol(Protocol):
         self.session.disconnect(TimeoutError(f"a frame from the peer was not completed within {timeout} s"),
                                 goodbye_kind="invalid")
 
+    # -- the heartbeat (PROTOCOL.md §5.2): ping a silent peer, declare it dead after dead_after --
+
+    def _start_heartbeat(self) -> None:
+        dead_after = self._limits.dead_after
+        if dead_after is not None and FEATURE_HEARTBEAT in self.session.negotiated:
+            self._start("heartbeat", dead_after / 6, self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        dead_after = self._limits.dead_after
+        if dead_after is None or self._closing or self.transport is None:
+            return
+        idle = dead_after * HEARTBEAT_IDLE_FRACTION
+        now = self.reactor.seconds()
+        if self._output_blocked or self._work_pending:
+            self._last_heard = now  # we are not reading: its silence would be ours
+        silence = now - self._last_heard
+        if silence >= dead_after:
+            self._peer_dead(silence)
+            return
+        if silence >= idle and now - self._last_ping >= idle:
+            self._last_ping = now
+            self.session.ping()
+            self._write_out()
+        self._start("heartbeat", idle / 2, self._heartbeat)
+
+    def _peer_dead(self, silence: float) -> None:
+        """Nothing came for dead_after: the connection is lost (no goodbye: nobody would read it)."""
+        reason = TimeoutError(f"the peer stopped answering (nothing received for {silence:.0f} s)")
+        log.warning("%r: closing: %s", self.session, reason)
+        transport = self.transport
+        self._closing = True
+        self._cancel_timers()
+        self.session.connection_lost(reason)
+        if transport is not None:
+            transport.abort_connection(reason)
+
     def _touch(self) -> None:
-        """Bytes arrived: the idle timer starts over."""
+        """Bytes arrived: the peer is alive, and the idle timer starts over."""
+        self._last_heard = self.reactor.seconds()
         timeout = self._limits.idle_timeout
         if timeout is not None and not self._closing:
             self._start("idle", timeout, self._idle_timed_out)

@@ -56,6 +56,9 @@ from .lifecycle import ACTIVE, Event, State, advance
 from .messages import (
     CALL_NO_ANSWER,
     DEFAULT_MAX_CONTAINER_LENGTH,
+    FEATURE_DECREFS,
+    FEATURE_HEARTBEAT,
+    HEARTBEAT_DEAD_AFTER,
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FRAME_SIZE,
     Answer,
@@ -63,12 +66,15 @@ from .messages import (
     Cancel,
     CopyState,
     Decref,
+    Decrefs,
     Error,
     ExportedRef,
     FailureInfo,
     Goodbye,
     Hello,
     Message,
+    Ping,
+    Pong,
     ReturnedRef,
 )
 from .tables import ExportTable, ImportTable
@@ -109,6 +115,9 @@ class Limits:
     frame_timeout: float = 30.0
     #: Seconds without a byte from the peer after which the connection is closed; None: never.
     idle_timeout: float | None = None
+    #: Heartbeat (PROTOCOL.md §5.2, when both hellos named "heartbeat"): a peer silent this long
+    #: is declared dead and every pending call fails; pings go out after a third of it. None: off.
+    dead_after: float | None = HEARTBEAT_DEAD_AFTER
 
 
 class AnonymousPerspective:
@@ -258,7 +267,9 @@ class Session:
             max_depth=limits.max_depth,
             max_container_length=limits.max_container_length,
             resolve=self._resolve,
+            features=(FEATURE_HEARTBEAT, FEATURE_DECREFS),
         )
+        self._pings = itertools.count(1)
         self._encoder = wire.WireEncoder(default=self._to_wire)
         self._bootstrap_ref: RemoteReference | None = RemoteReference(self, 0)  # None once closed
         hello = self._encoder.encode(self._decoder.hello())  # first out; the adapter takes it
@@ -352,6 +363,16 @@ class Session:
         self._outbox = []
         self._outbox_bytes = 0
         return outbox[0] if len(outbox) == 1 else b"".join(outbox)
+
+    @property
+    def negotiated(self) -> frozenset[str]:
+        """The features both hellos named (none before the peer's hello arrives)."""
+        return self._decoder.negotiated
+
+    def ping(self) -> None:
+        """Queue a ping (the heartbeat's question; the adapter decides when)."""
+        if self.state is State.OPEN and FEATURE_HEARTBEAT in self._decoder.negotiated:
+            self._queue_message(Ping(next(self._pings)))
 
     @property
     def pending_messages(self) -> bool:
@@ -478,6 +499,8 @@ class Session:
     def _let_go(self) -> None:
         """Closed: drop what refers back to us or to the adapter, so refcounting frees us at once
         (no wait for the cyclic GC) and the decoder's buffer goes now."""
+        self._decoder.close()
+        self._encoder.close()
         self._decoder = _CLOSED_DECODER
         self._encoder = _CLOSED_ENCODER
         self._on_output = self._release_due = _nothing
@@ -636,9 +659,21 @@ class Session:
             running.cancel()
 
     def _handle_decref(self, decref: Decref) -> None:
-        if not self.exports.release(decref.object_id, decref.count):
-            self._quiet.log("bogus decref", self, "peer released %d of object %d it does not hold",
-                            decref.count, decref.object_id)
+        self._release(decref.object_id, decref.count)
+
+    def _handle_decrefs(self, decrefs: Decrefs) -> None:
+        for object_id, count in decrefs.releases.items():
+            self._release(object_id, count)
+
+    def _release(self, object_id: int, count: int) -> None:
+        if not self.exports.release(object_id, count):
+            self._quiet.log("bogus decref", self, "peer released %d of object %d it does not hold", count, object_id)
+
+    def _handle_ping(self, ping: Ping) -> None:
+        self._queue_message(Pong(ping.nonce))  # at once, whatever else is running (§3.9)
+
+    def _handle_pong(self, pong: Pong) -> None:
+        pass  # hearing from the peer is what counts, and the adapter saw the bytes arrive
 
     def _refused(self, message: Message, reason: BaseException) -> None:
         """A message named something we refuse (an unknown id, an unregistered copy type)."""
@@ -845,7 +880,15 @@ class Session:
             died.append(self._dead_proxies.popleft())
         if self.state is not State.OPEN:
             return
-        for object_id, count in self.imports.collect_releases(died).items():
+        releases = self.imports.collect_releases(died)
+        if len(releases) > 1 and FEATURE_DECREFS in self._decoder.negotiated:
+            # One message per batch, split to fit the peer's container limit (2 ints a release).
+            per_frame = max(1, min(self.peer_limits.max_container_length if self.peer_limits else 1, 2**19) // 2 - 1)
+            items = list(releases.items())
+            for start in range(0, len(items), per_frame):
+                self._queue_message(Decrefs(dict(items[start : start + per_frame])))
+            return
+        for object_id, count in releases.items():
             self._queue_message(Decref(object_id, count))
 
 
@@ -863,4 +906,7 @@ _HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     Error: Session._handle_error,
     Cancel: Session._handle_cancel,
     Decref: Session._handle_decref,
+    Decrefs: Session._handle_decrefs,
+    Ping: Session._handle_ping,
+    Pong: Session._handle_pong,
 }

@@ -11,6 +11,11 @@ broker layer never walks a decoded tree a second time. Lists made only of scalar
 C (``set.issuperset(map(type, ...))``), so a megabyte of bytes or a long list of numbers costs
 next to nothing in Python.
 
+The per-frame limits (PROTOCOL.md §8.2) are counted by msgpack's hooks during the C pass, so a
+frame over them is abandoned part-way instead of being built whole first. A frame body can hold
+no more values than it has bytes, so bodies too short to break any of them (most) are decoded
+without the hooks and pay nothing for them.
+
 Exceptions say whose fault it is::
 
     WireError
@@ -22,6 +27,7 @@ Exceptions say whose fault it is::
         ├── TruncatedFrame         the stream ended inside a frame
         ├── NestingTooDeep         nesting above max_depth
         ├── ContainerTooLong       an array or map above max_container_len
+        ├── FrameTooComplex        a frame above a per-frame limit (items, containers, ext values)
         ├── MalformedMessage       not msgpack, wrong arity, wrong field type or value
         ├── UnknownMessageType     a message type this version does not implement
         ├── UnknownExtCode         an ext code this version does not implement
@@ -43,6 +49,7 @@ import enum
 import struct
 import sys
 from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any, Final, Literal, Union
 
 import msgpack
@@ -52,7 +59,12 @@ from msgpack.exceptions import StackError, UnpackException
 from .messages import (
     DEFAULT_MAX_CONTAINER_LENGTH,
     DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_CONTAINERS_PER_FRAME,
+    DEFAULT_MAX_EXT_VALUES_PER_FRAME,
     DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_ITEMS_PER_FRAME,
+    FEATURE_DECREFS,
+    FEATURE_HEARTBEAT,
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
     Answer,
@@ -60,6 +72,7 @@ from .messages import (
     Cancel,
     CopyState,
     Decref,
+    Decrefs,
     Error,
     ExportedRef,
     ExtCode,
@@ -68,6 +81,8 @@ from .messages import (
     Hello,
     Message,
     MessageType,
+    Ping,
+    Pong,
     ReturnedRef,
     WireValue,
 )
@@ -77,6 +92,10 @@ __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_CONTAINER_LENGTH",
+    "DEFAULT_MAX_ITEMS_PER_FRAME",
+    "DEFAULT_MAX_CONTAINERS_PER_FRAME",
+    "DEFAULT_MAX_EXT_VALUES_PER_FRAME",
+    "FEATURE_MESSAGES",
     "MAX_DEPTH_CAP",
     "Signal",
     "NEED_DATA",
@@ -94,6 +113,7 @@ __all__ = [
     "TruncatedFrame",
     "NestingTooDeep",
     "ContainerTooLong",
+    "FrameTooComplex",
     "MalformedMessage",
     "UnknownMessageType",
     "UnknownExtCode",
@@ -107,7 +127,9 @@ __all__ = [
 #: msgpack's packer, which stops at 511) must be able to handle whatever we accept.
 MAX_DEPTH_CAP: Final = 256
 
+_chain: Final = chain.from_iterable
 _HEADER: Final = struct.Struct(">I")
+_PACK_BUFFER: Final = 4096
 _MAX_FRAME_LIMIT: Final = (1 << 32) - 1
 
 # ---------------------------------------------------------------------------------------------
@@ -156,6 +178,10 @@ class NestingTooDeep(RemoteProtocolError):
 
 class ContainerTooLong(RemoteProtocolError):
     """An array or map has more than ``max_container_length`` entries."""
+
+
+class FrameTooComplex(RemoteProtocolError):
+    """A frame holds more items, containers or ext values, or ext payload bytes, than a frame may."""
 
 
 class MalformedMessage(RemoteProtocolError):
@@ -250,6 +276,12 @@ def _body(message: Message) -> list[Any]:
     if t is Cancel:
         m = message
         return [6, m.request_id]
+    if t is Decrefs:
+        return [12, list(_chain(message.releases.items()))]  # type: ignore[union-attr]
+    if t is Ping:
+        return [10, message.nonce]  # type: ignore[union-attr]
+    if t is Pong:
+        return [11, message.nonce]  # type: ignore[union-attr]
     if t is Hello:
         m = message
         return [
@@ -291,9 +323,18 @@ class WireEncoder:
     ) -> None:
         self._user_default = default
         self.max_frame_size = max_frame_size
-        self._packer = Packer(use_bin_type=True, autoreset=False, default=self._default)
-        self._id_packer = Packer(use_bin_type=True)
+        # Small initial buffers (msgpack's default is 256 KiB each, per connection): they grow to
+        # the largest message packed and stay that size.
+        self._packer = Packer(use_bin_type=True, autoreset=False, default=self._default, buf_size=_PACK_BUFFER)
+        self._id_packer = Packer(use_bin_type=True, buf_size=64)
         self._frame: bytearray | None = None  # encode_frame()'s reused buffer for big frames
+
+    def close(self) -> None:
+        """Let go of the hook and the buffers (the packer's ``default`` refers back to this
+        encoder: a cycle only the cyclic GC would free). Unusable afterwards."""
+        self._user_default = None
+        self._packer = Packer(use_bin_type=True, autoreset=False, buf_size=64)
+        self._frame = None
 
     def encode(self, message: Message) -> bytes:
         """One whole frame (length header + body) for ``message``."""
@@ -397,10 +438,17 @@ class WireDecoder:
     wire value (ExportedRef, ReturnedRef, CopyState, FailureInfo — innermost first) and its result
     takes the value's place; by default values are left as they are.
 
-    The limits are what we accept; announce them with ``hello()``. With ``expect_hello`` (the
+    The limits are what we accept; announce them with ``hello()``. The per-frame limits
+    (``max_items_per_frame``, ``max_containers_per_frame``, ``max_ext_values_per_frame``, and ext
+    payload bytes up to ``max_frame_size``) are the protocol's and not announced: raise them to
+    accept more from a trusted peer; lowering them is for tests (announce a smaller
+    ``max_frame_size`` instead). ``features`` are the optional extensions we implement and
+    announce; once the peer's hello arrives, ``negotiated`` holds those both hellos named, and only
+    their messages decode (the others are UnknownMessageType). With ``expect_hello`` (the
     default) the first message must be a pbroker Hello of our version, and no other Hello may
-    follow. After a RemoteProtocolError about one frame the decoder has moved past that frame;
-    after FrameTooLarge or TruncatedFrame it cannot find the next frame and re-raises forever.
+    follow; without it the decoder is past a handshake in which both sides named ``features``.
+    After a RemoteProtocolError about one frame the decoder has moved past that frame; after
+    FrameTooLarge or TruncatedFrame it cannot find the next frame and re-raises forever.
     """
 
     def __init__(
@@ -410,6 +458,10 @@ class WireDecoder:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_container_length: int = DEFAULT_MAX_CONTAINER_LENGTH,
+        max_items_per_frame: int = DEFAULT_MAX_ITEMS_PER_FRAME,
+        max_containers_per_frame: int = DEFAULT_MAX_CONTAINERS_PER_FRAME,
+        max_ext_values_per_frame: int = DEFAULT_MAX_EXT_VALUES_PER_FRAME,
+        features: Iterable[str] = (),
         expect_hello: bool = True,
     ) -> None:
         if not 1 <= max_frame_size <= _MAX_FRAME_LIMIT:
@@ -418,6 +470,27 @@ class WireDecoder:
             raise ValueError(f"max_depth must be in 2..{MAX_DEPTH_CAP}, got {max_depth}")
         if not 1 <= max_container_length <= _MAX_FRAME_LIMIT:
             raise ValueError(f"max_container_length must be in 1..2**32-1, got {max_container_length}")
+        for name, value in (
+            ("max_items_per_frame", max_items_per_frame),
+            ("max_containers_per_frame", max_containers_per_frame),
+            ("max_ext_values_per_frame", max_ext_values_per_frame),
+        ):
+            if type(value) is not int or not 1 <= value <= _MAX_FRAME_LIMIT:
+                raise ValueError(f"{name} must be in 1..2**32-1, got {value}")
+        self.max_items_per_frame = max_items_per_frame
+        self.max_containers_per_frame = max_containers_per_frame
+        self.max_ext_values_per_frame = max_ext_values_per_frame
+        self.features: tuple[str, ...] = tuple(features)
+        #: The features both hellos named (before the peer's hello: none, unless past it already).
+        self.negotiated: frozenset[str] = frozenset() if expect_hello else frozenset(self.features)
+        self._decoders = _decoders_for(self.negotiated)
+        # Bodies longer than this might break a per-frame limit (a value takes at least one byte
+        # of the body, an ext value three): only they are decoded with the counting hooks.
+        self._count_above = min(max_items_per_frame, max_containers_per_frame, 3 * max_ext_values_per_frame)
+        self._items = 0  # counts of the frame being decoded
+        self._containers = 0
+        self._ext_values = 0
+        self._payload_bytes = 0
         self.max_frame_size = max_frame_size
         self.max_depth = max_depth
         self.max_container_length = max_container_length
@@ -442,17 +515,36 @@ class WireDecoder:
             max_str_len=max_frame_size,
             max_bin_len=max_frame_size,
             max_ext_len=max_frame_size,
+            ext_hook=_raw_ext,
         )
+        self._counting_options: dict[str, Any] = dict(
+            self._unpack_options,
+            list_hook=self._count_array,
+            object_hook=self._count_map,
+            ext_hook=self._count_ext,
+        )
+        self._options = self._unpack_options  # per frame: with the hooks or without
 
-    def hello(self, features: Iterable[str] = ()) -> Hello:
-        """Our Hello, announcing the limits this decoder enforces."""
+    def hello(self, features: Iterable[str] | None = None) -> Hello:
+        """Our Hello, announcing the limits this decoder enforces and our features.
+
+        ``features``, if given, replace the ones the decoder was made with.
+        """
+        if features is not None:
+            self.features = tuple(features)
+            if not self._expect_hello:
+                self._negotiate(self.features)
         return Hello(
             PROTOCOL_VERSION,
             self.max_frame_size,
             self.max_depth,
             self.max_container_length,
-            tuple(features),
+            self.features,
         )
+
+    def _negotiate(self, theirs: Iterable[str]) -> None:
+        self.negotiated = frozenset(self.features).intersection(theirs)
+        self._decoders = _decoders_for(self.negotiated)
 
     # -- stream -----------------------------------------------------------------------------
     #
@@ -576,6 +668,16 @@ class WireDecoder:
         self._start = 0
         self._end = pending
 
+    def close(self) -> None:
+        """Let go of the buffer and the hooks (they refer back to their owners, and the counting
+        hooks to this decoder: a cycle only the cyclic GC would free). Unusable afterwards."""
+        self._buf = bytearray()
+        self._start = self._end = self._lent = 0
+        self._resolve = None
+        self._counting_options = self._options = self._unpack_options
+        self._count_above = sys.maxsize  # no frame is decoded with the (now dropped) hooks
+        self._fail(TruncatedFrame("the decoder was closed"))
+
     @property
     def buffered(self) -> int:
         """Bytes received but not yet decoded."""
@@ -648,8 +750,14 @@ class WireDecoder:
 
     def decode_body(self, body: bytes | bytearray | memoryview) -> Message:
         """Decode one frame body (without its length header)."""
+        self._payload_bytes = 0
+        if len(body) > self._count_above:
+            self._items = self._containers = self._ext_values = 0
+            self._options = self._counting_options
+        else:
+            self._options = self._unpack_options
         try:
-            fields = unpackb(body, **self._unpack_options)
+            fields = unpackb(body, **self._options)
         except Exception as exc:
             raise self._unpack_error(exc) from exc
         if type(fields) is not list or not fields:
@@ -664,8 +772,9 @@ class WireDecoder:
                 raise HandshakeError(f"expected hello as the first message, got message type {mtype}")
             message = self._hello(fields)
             self._expect_hello = False
+            self._negotiate(message.features)
             return message
-        decoder = _DECODERS.get(mtype)
+        decoder = self._decoders.get(mtype)
         if decoder is None:
             if mtype == MessageType.HELLO:
                 raise HandshakeError("hello received after the handshake")
@@ -680,12 +789,14 @@ class WireDecoder:
 
     def _unpack(self, data: bytes | bytearray | memoryview) -> Any:
         try:
-            return unpackb(data, **self._unpack_options)
+            return unpackb(data, **self._options)
         except Exception as exc:
             raise self._unpack_error(exc) from exc
 
     def _unpack_error(self, exc: Exception) -> RemoteProtocolError:
         """Name by cause what msgpack raised (it has no exception class per limit)."""
+        if isinstance(exc, RemoteProtocolError):  # raised by our hooks
+            return exc
         if isinstance(exc, StackError):
             return NestingTooDeep(f"nesting deeper than {self.max_depth}")
         text = str(exc) or type(exc).__name__
@@ -769,6 +880,54 @@ class WireDecoder:
         message: Decref = self._build(Decref, f[1], f[2])
         return message
 
+    def _decrefs(self, f: list[Any]) -> Decrefs:
+        _arity(f, 2, "decrefs")
+        message: Decrefs = self._build(Decrefs.from_flat, f[1])
+        return message
+
+    def _ping(self, f: list[Any]) -> Ping:
+        _arity(f, 2, "ping")
+        message: Ping = self._build(Ping, f[1])
+        return message
+
+    def _pong(self, f: list[Any]) -> Pong:
+        _arity(f, 2, "pong")
+        message: Pong = self._build(Pong, f[1])
+        return message
+
+    # -- per-frame counts (msgpack hooks; only for bodies long enough to break a limit) -------
+
+    def _count_array(self, obj: list[Any]) -> list[Any]:
+        self._items += len(obj)
+        self._containers += 1
+        if self._items > self.max_items_per_frame or self._containers > self.max_containers_per_frame:
+            raise self._too_complex()
+        return obj
+
+    def _count_map(self, obj: dict[Any, Any]) -> dict[Any, Any]:
+        self._items += 2 * len(obj)
+        self._containers += 1
+        if self._items > self.max_items_per_frame or self._containers > self.max_containers_per_frame:
+            raise self._too_complex()
+        return obj
+
+    def _count_ext(self, code: int, data: bytes) -> tuple[int, bytes]:
+        self._ext_values += 1
+        if self._ext_values > self.max_ext_values_per_frame:
+            raise self._too_complex()
+        return (code, data)
+
+    def _too_complex(self) -> FrameTooComplex:
+        if self._items > self.max_items_per_frame:
+            what = f"more than {self.max_items_per_frame} items"
+        elif self._containers > self.max_containers_per_frame:
+            what = f"more than {self.max_containers_per_frame} arrays and maps"
+        elif self._ext_values > self.max_ext_values_per_frame:
+            what = f"more than {self.max_ext_values_per_frame} ext values"
+        else:
+            what = f"more than {self.max_frame_size} bytes of ext payloads"
+        return FrameTooComplex(f"the frame holds {what}")
+
     # -- values -----------------------------------------------------------------------------
 
     def _convert(self, obj: Any, level: int) -> Any:
@@ -792,16 +951,20 @@ class WireDecoder:
                     if type(item) not in _SCALARS:
                         obj[key] = self._convert(item, level + 1)  # same keys: safe while iterating
             return obj
-        if t is ExtType:
+        if t is tuple:  # what _raw_ext and _count_ext make of an ext value
             return self._ext(obj, level)
         # msgpack decodes ext -1 (timestamp) itself, without asking us.
         raise UnknownExtCode(f"ext code -1 ({t.__name__}) is not implemented")
 
-    def _ext(self, ext: ExtType, level: int) -> Any:
+    def _ext(self, ext: tuple[int, bytes], level: int) -> Any:
         if level > self.max_depth:
             raise NestingTooDeep(f"nesting deeper than {self.max_depth}")
-        code = ext.code
-        data = ext.data
+        code, data = ext
+        if not 1 <= code <= 4:
+            raise UnknownExtCode(f"ext code {code} is not implemented")
+        self._payload_bytes += len(data)
+        if self._payload_bytes > self.max_frame_size:
+            raise self._too_complex()
         value: WireValue
         if code == 1 or code == 2:
             if len(data) == 1 and data[0] < 0x80:  # positive fixint: most ids
@@ -822,8 +985,6 @@ class WireDecoder:
             if type(payload) is not list or len(payload) != 4:
                 raise MalformedMessage("a failure's payload must be [kind, type_name, message, traceback]")
             value = self._build(FailureInfo, *payload)
-        else:
-            raise UnknownExtCode(f"ext code {code} is not implemented")
         resolve = self._resolve
         if resolve is None:
             return value
@@ -840,7 +1001,14 @@ def _arity(fields: list[Any], n: int, name: str) -> None:
         raise MalformedMessage(f"{name} has {len(fields) - 1} fields; expected {n - 1}")
 
 
-_DECODERS: Final[dict[int, Callable[[WireDecoder, list[Any]], Message]]] = {
+def _raw_ext(code: int, data: bytes) -> tuple[int, bytes]:
+    """msgpack's ext_hook: a plain tuple (msgpack's ExtType refuses negative codes as malformed)."""
+    return (code, data)
+
+
+_Decoder = Callable[[WireDecoder, list[Any]], Message]
+
+_DECODERS: Final[dict[int, _Decoder]] = {
     MessageType.GOODBYE: WireDecoder._goodbye,
     MessageType.CALL: WireDecoder._call,
     MessageType.ANSWER: WireDecoder._answer,
@@ -848,6 +1016,19 @@ _DECODERS: Final[dict[int, Callable[[WireDecoder, list[Any]], Message]]] = {
     MessageType.CANCEL: WireDecoder._cancel,
     MessageType.DECREF: WireDecoder._decref,
 }
+
+#: The optional messages of version 1, by the feature both hellos must name (PROTOCOL.md §3).
+FEATURE_MESSAGES: Final[dict[str, dict[int, _Decoder]]] = {
+    FEATURE_HEARTBEAT: {MessageType.PING: WireDecoder._ping, MessageType.PONG: WireDecoder._pong},
+    FEATURE_DECREFS: {MessageType.DECREFS: WireDecoder._decrefs},
+}
+
+
+def _decoders_for(features: frozenset[str]) -> dict[int, _Decoder]:
+    decoders = dict(_DECODERS)
+    for feature in features:
+        decoders.update(FEATURE_MESSAGES.get(feature, {}))
+    return decoders
 
 # ---------------------------------------------------------------------------------------------
 # One-shot helpers (tests, tools, test vectors)

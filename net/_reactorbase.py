@@ -477,11 +477,13 @@ class ReactorBase:
             self.stop()
 
     # ------------------------------------------------------------------ transports
-    def listen_tcp(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
-        """Listen on ``interface:port``; see :func:`net.tcp.listen_tcp`."""
+    def listen_tcp(self, port: int, factory: Any, backlog: int | None = None, interface: str = "",
+                   **caps: int | None) -> Any:
+        """Listen on ``interface:port``; see :func:`net.tcp.listen_tcp` (backlog None: the OS
+        maximum; ``max_connections``, ``max_connections_per_host``)."""
         from . import tcp
 
-        return tcp.listen_tcp(self, port, factory, backlog=backlog, interface=interface)
+        return tcp.listen_tcp(self, port, factory, backlog=backlog, interface=interface, **caps)
 
     def connect_tcp(
         self, host: str, port: int, factory: Any, timeout: float = 30, bind_address: Any = None

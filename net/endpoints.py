@@ -226,24 +226,54 @@ def _timeout(value: str) -> float | None:
 # -- tcp -----------------------------------------------------------------------------------------
 
 
+def _limit(name: str, value: str) -> int | None:
+    """A connection cap: a positive integer, or ``none``/empty for no cap."""
+    if value.strip().lower() in ("none", ""):
+        return None
+    return _int(name, value, 1, 1 << 30)
+
+
 @implementer(IStreamServerEndpoint)
 class TCPServerEndpoint:
-    """Listen on a TCP port."""
+    """Listen on a TCP port.
 
-    def __init__(self, reactor: Any, port: int, backlog: int = 50, interface: str = "") -> None:
+    ``backlog`` None is the OS maximum; ``max_connections`` / ``max_connections_per_host`` cap
+    the open connections in total / per peer IP address (None: no cap). See
+    :class:`net.tcp.Port` and docs/SECURITY.md.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        port: int,
+        backlog: int | None = None,
+        interface: str = "",
+        *,
+        max_connections: int | None = None,
+        max_connections_per_host: int | None = None,
+    ) -> None:
         self.reactor = reactor
         self.port = port
         self.backlog = backlog
         self.interface = interface
+        self.max_connections = max_connections
+        self.max_connections_per_host = max_connections_per_host
 
     def __repr__(self) -> str:
         return f"<TCPServerEndpoint {self.interface or '*'}:{self.port}>"
 
     def listen(self, factory: Any) -> Deferred[Port]:
         try:
-            return succeed(self.reactor.listen_tcp(self.port, factory, self.backlog, self.interface))
+            port = self.reactor.listen_tcp(self.port, factory, self.backlog, self.interface)
         except Exception as exc:  # CannotListenError, mostly
             return fail(Failure(exc))
+        # Set on the port rather than passed to listen_tcp, so any IReactorTCP will do; no
+        # connection is accepted before the reactor's next iteration, so none escapes the caps.
+        if self.max_connections is not None:
+            port.max_connections = self.max_connections
+        if self.max_connections_per_host is not None:
+            port.max_connections_per_host = self.max_connections_per_host
+        return succeed(port)
 
 
 @implementer(IStreamClientEndpoint)
@@ -274,8 +304,23 @@ class TCPClientEndpoint:
         return wrapper.deferred
 
 
-def _tcp_server(reactor: Any, port: str, *, interface: str = "", backlog: str = "50") -> TCPServerEndpoint:
-    return TCPServerEndpoint(reactor, _port(port), _int("backlog", backlog, 0, 1 << 20), interface)
+def _tcp_server(
+    reactor: Any,
+    port: str,
+    *,
+    interface: str = "",
+    backlog: str = "",
+    max_connections: str = "",
+    max_connections_per_host: str = "",
+) -> TCPServerEndpoint:
+    return TCPServerEndpoint(
+        reactor,
+        _port(port),
+        _int("backlog", backlog, 0, 1 << 20) if backlog.strip() else None,
+        interface,
+        max_connections=_limit("max_connections", max_connections),
+        max_connections_per_host=_limit("max_connections_per_host", max_connections_per_host),
+    )
 
 
 def _tcp_client(

@@ -161,8 +161,18 @@ class IConnector(Interface):
 
 
 class IReactorTCP(Interface):
-    def listen_tcp(port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+    def listen_tcp(port: int, factory: Any, backlog: int | None = None, interface: str = "") -> Any:
         """Listen on ``interface:port``; return an :class:`IListeningPort`.
+
+        ``backlog`` is the listen queue length; None means the OS maximum (Linux:
+        ``net.core.somaxconn``, else ``socket.SOMAXCONN``), so a burst of connects is queued
+        rather than dropped (a dropped SYN costs the client a 1 s retransmit).
+
+        ``net.tcp.listen_tcp`` (and the ``tcp:`` endpoint, as ``max_connections=N`` and
+        ``max_connections_per_host=N``) also takes the keyword-only caps ``max_connections``
+        (open connections of the port in total) and ``max_connections_per_host`` (per peer IP
+        address, IPv6 per /64); a connection beyond a cap is accepted and closed at once, with a
+        rate-limited WARNING. None (the default) is no cap. See docs/SECURITY.md, "Connections".
 
         Raises ``CannotListenError``.
         """

@@ -66,6 +66,7 @@ __all__ = [
     "Connector",
     "listen_tcp",
     "connect_tcp",
+    "default_backlog",
 ]
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,8 @@ class Connection:
         self._producer_paused = False
         self._high = DEFAULT_HIGH_WATER
         self._low = DEFAULT_LOW_WATER
+        # Called once the socket is closed (a listening port counts its connections with it).
+        self._on_socket_closed: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self.disconnected else "closing" if self.disconnecting else "open"
@@ -535,6 +538,12 @@ class Connection:
             self.socket.close()
         except OSError:
             pass
+        released, self._on_socket_closed = self._on_socket_closed, None
+        if released is not None:
+            try:
+                released()
+            except Exception:
+                log.exception("%r: releasing the connection slot failed", self)
         self.reactor.call_later(0, self._connection_lost, reason)
 
     def _connection_lost(self, reason: BaseException) -> None:
@@ -575,37 +584,183 @@ class TCPConnection(Connection):
         return bool(self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
 
 
+def default_backlog() -> int:
+    """The OS maximum listen backlog: Linux's ``net.core.somaxconn``, else ``socket.SOMAXCONN``.
+
+    Read at each listen, so raising the sysctl takes effect without a restart of the code path.
+    """
+    try:
+        with open("/proc/sys/net/core/somaxconn", "rb") as f:
+            value = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return socket.SOMAXCONN
+    return max(1, min(value, 0x7FFFFFFF))
+
+
+def _host_key(family: int, sockaddr: Any) -> str | None:
+    """What ``max_connections_per_host`` counts by: the peer's IP address (an IPv4-mapped IPv6
+    address as its IPv4 form); an IPv6 peer by its /64 prefix, the block one host normally gets.
+    None for non-IP families."""
+    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(sockaddr, tuple):
+        return None
+    host = str(sockaddr[0]).split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _check_limit(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    return value
+
+
+class _RefusalLog:
+    """Rate-limited WARNINGs about one kind of refusal on one port.
+
+    The first refusal is logged at once; later ones are counted and summarised in one line per
+    :attr:`Port.refusal_log_interval` seconds while they go on (and when the port stops). A quiet
+    interval ends the episode: the next refusal is logged at once again.
+    """
+
+    def __init__(self, port: Port, reason: str, noun: str = "connection(s) refused") -> None:
+        self.port = port
+        self.reason = reason
+        self.noun = noun
+        self.count = 0
+        self.hosts: dict[str, int] = {}
+        self.total = 0
+        self._since = 0.0
+        self._timer: Any = None
+
+    def refused(self, message: str, *args: Any, host: str | None = None) -> None:
+        self.total += 1
+        if self._timer is None:
+            log.warning(message + "; further refusals for this reason are summarised every %gs",
+                        *args, self.port.refusal_log_interval)
+            self._arm()
+            return
+        self.count += 1
+        if host is not None:
+            self.hosts[host] = self.hosts.get(host, 0) + 1
+
+    def _arm(self) -> None:
+        reactor = self.port.reactor
+        self._since = reactor.seconds()
+        self._timer = reactor.call_later(self.port.refusal_log_interval, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.count:
+            self._summarise()
+            self._arm()
+
+    def _summarise(self) -> None:
+        top = ""
+        if self.hosts:
+            host, n = max(self.hosts.items(), key=lambda item: item[1])
+            top = f" ({n} from {host})"
+        elapsed = self.port.reactor.seconds() - self._since
+        log.warning("%r: %d more %s in the last %.1fs: %s%s",
+                    self.port, self.count, self.noun, elapsed, self.reason, top)
+        self.count = 0
+        self.hosts = {}
+
+    def close(self) -> None:
+        """Cancel the timer, logging what is not summarised yet."""
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        if self.count:
+            self._summarise()
+
+
 @implementer(IListeningPort)
 class Port:
     """A listening socket that builds a protocol and a transport for each accepted connection.
 
     Accepts up to :attr:`accepts_per_event` connections per readiness event, so a burst of
-    clients is taken in few iterations without starving established connections. Running out of
-    file descriptors is logged and accepting pauses for :attr:`resource_retry_delay` seconds
-    instead of spinning on a socket that stays readable.
+    clients is taken in few iterations without starving established connections.
+
+    Limits (docs/SECURITY.md, "Connections"):
+
+    * ``backlog``: the listen queue; None (the default) is the OS maximum (:func:`default_backlog`).
+    * ``max_connections``: open connections of this port at most; one more is accepted and closed
+      at once. None: no cap but the descriptor limit.
+    * ``max_connections_per_host``: the same per peer IP address (IPv6: per /64).
+
+    Running out of file descriptors (EMFILE/ENFILE) does not leave clients hanging in the listen
+    queue: from its first accept on, the port keeps one reserve descriptor (``/dev/null``) open, and when ``accept()``
+    fails for want of descriptors it closes the reserve, accepts into the freed slot, and, unless
+    the reserve can be reopened at once (descriptors were freed meanwhile: the connection is
+    then served), closes that connection, so its client sees an orderly close. Then it stops
+    reading the listening socket for :attr:`resource_retry_delay` seconds, doubling per episode
+    up to :attr:`resource_retry_max_delay`, or until one of its own connections closes, rather
+    than spinning on a socket that stays readable. Refusals are logged as rate-limited WARNINGs
+    (:attr:`refusal_log_interval`).
     """
 
     accepts_per_event: int = 128
     resource_retry_delay: float = 0.1
+    """First pause of accepting when descriptors (or buffers) run out, in seconds."""
+    resource_retry_max_delay: float = 1.0
+    """The pause doubles per consecutive episode up to this."""
+    refusal_log_interval: float = 10.0
+    """Seconds between summary lines while connections keep being refused."""
     transport_class: type[Connection] = TCPConnection
     kind: str = "TCP"
 
     def __init__(
-        self, reactor: Any, port: int, factory: Any, backlog: int = 50, interface: str = ""
+        self,
+        reactor: Any,
+        port: int,
+        factory: Any,
+        backlog: int | None = None,
+        interface: str = "",
+        *,
+        max_connections: int | None = None,
+        max_connections_per_host: int | None = None,
     ) -> None:
         self.reactor = reactor
         self.port = port
         self.factory = factory
-        self.backlog = backlog
+        self.backlog = default_backlog() if backlog is None else backlog
         self.interface = interface
+        self.max_connections = _check_limit("max_connections", max_connections)
+        self.max_connections_per_host = _check_limit("max_connections_per_host", max_connections_per_host)
         self.listening = False
         self.socket: socket.socket | None = None
         self._fd = -1
         self._host: Address | None = None
         self._retry_call: Any = None
+        self._retry_delay: float | None = None  # the next pause; None: resource_retry_delay
+        self._reserve = -1  # the reserve descriptor, -1 while not held
+        self.connection_count = 0
+        """Open connections accepted by this port."""
+        self._per_host: dict[str, int] = {}
+        self._refusals = {
+            "fds": _RefusalLog(self, "out of file descriptors"),
+            "total": _RefusalLog(self, "max_connections reached"),
+            "host": _RefusalLog(self, "max_connections_per_host reached"),
+            "pause": _RefusalLog(self, "cannot accept", "pause(s) of accepting"),
+        }
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._host or self.interface + ':' + str(self.port)}>"
+
+    @property
+    def refused_count(self) -> int:
+        """Connections accepted and closed at once since listening (caps or descriptors)."""
+        return sum(r.total for k, r in self._refusals.items() if k != "pause")
 
     def _bind(self) -> socket.socket:
         """Create, bind and listen; subclasses for other families override this."""
@@ -651,40 +806,134 @@ class Port:
             self.reactor.remove_reader(self._fd)
             assert self.socket is not None
             self.socket.close()
+            self._close_reserve()
+            for refusals in self._refusals.values():
+                refusals.close()
             try:
                 self.factory.do_stop()
             except Exception:
                 log.exception("%r: do_stop failed", self.factory)
         return succeed(None)
 
+    # -- accepting -----------------------------------------------------------------------------
+
+    def _open_reserve(self) -> bool:
+        if self._reserve < 0 and os.name == "posix":
+            try:
+                self._reserve = os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                self._reserve = -1
+        return self._reserve >= 0
+
+    def _close_reserve(self) -> None:
+        if self._reserve >= 0:
+            os.close(self._reserve)
+            self._reserve = -1
+
     def _on_readable(self) -> None:
         assert self.socket is not None
+        if self._reserve < 0:  # taken at the first accept, and again after being spent
+            self._open_reserve()
         accept = self.socket.accept
+        shed = False
         for _ in range(self.accepts_per_event):
             try:
                 sock, sockaddr = accept()
             except _WOULD_BLOCK:
-                return
+                break
             except OSError as exc:
                 if exc.errno == errno.ECONNABORTED:  # the client gave up before we accepted
                     continue
-                if exc.errno in _OUT_OF_RESOURCES:
-                    log.error("%r: cannot accept (%s); retrying in %ss",
-                              self, exc.strerror, self.resource_retry_delay)
-                    self.reactor.remove_reader(self._fd)
-                    self._retry_call = self.reactor.call_later(
-                        self.resource_retry_delay, self._resume_accepting)
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    outcome = self._accept_into_reserve(exc)
+                    if outcome is True:  # one connection shed; take the next
+                        shed = True
+                        continue
+                    if outcome is None:  # nothing (more) pending
+                        break
+                    if outcome is False:  # no reserve to spend: wait for descriptors
+                        self._pause(exc)
+                        return
+                    sock, sockaddr = outcome
+                elif exc.errno in _OUT_OF_RESOURCES:
+                    self._pause(exc)
+                    return
                 else:
                     log.error("%r: accept failed: %s", self, exc)
-                return
+                    return
+            if not shed:
+                self._retry_delay = None
             self._accepted(sock, sockaddr)
+        if shed:
+            self._pause(None)
+
+    def _accept_into_reserve(self, exc: OSError) -> tuple[socket.socket, Any] | bool | None:
+        """``accept()`` failed for want of descriptors: spend the reserve on one connection.
+
+        Returns the connection if descriptors turned out to be free again (the reserve could be
+        reopened), True if the connection was closed at once (shed), None if none was pending,
+        False if there is no reserve to spend.
+        """
+        assert self.socket is not None
+        if not self._open_reserve():
+            return False
+        self._close_reserve()
+        try:
+            sock, sockaddr = self.socket.accept()
+        except _WOULD_BLOCK:
+            self._open_reserve()
+            return None
+        except OSError as again:
+            self._open_reserve()
+            if again.errno == errno.ECONNABORTED:
+                return None
+            return False
+        if self._open_reserve():
+            return sock, sockaddr
+        key = _host_key(sock.family, sockaddr)
+        sock.close()
+        self._open_reserve()
+        self._refusals["fds"].refused(
+            "%r: out of file descriptors (%s): accepted and closed a connection from %s",
+            self, exc.strerror, key, host=key)
+        return True
+
+    def _pause(self, exc: OSError | None) -> None:
+        """Stop reading the listening socket for the current back-off (doubled for next time)."""
+        delay = self.resource_retry_delay if self._retry_delay is None else self._retry_delay
+        self._retry_delay = min(delay * 2, max(delay, self.resource_retry_max_delay))
+        if exc is not None:
+            self._refusals["pause"].refused(
+                "%r: cannot accept (%s); pausing accepts for %gs", self, exc.strerror, delay)
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self.reactor.remove_reader(self._fd)
+        self._retry_call = self.reactor.call_later(delay, self._resume_accepting)
 
     def _resume_accepting(self) -> None:
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
         self._retry_call = None
         if self.listening:
+            self._open_reserve()
             self.reactor.add_reader(self._fd, self._on_readable)
 
+    def _refuse(self, sock: socket.socket, kind: str, message: str, *args: Any, host: str | None) -> None:
+        sock.close()
+        self._refusals[kind].refused(message, *args, host=host)
+
     def _accepted(self, sock: socket.socket, sockaddr: Any) -> None:
+        key = _host_key(sock.family, sockaddr)
+        limit = self.max_connections
+        if limit is not None and self.connection_count >= limit:
+            self._refuse(sock, "total", "%r: max_connections=%d reached: closed a connection from %s",
+                         self, limit, key, host=key)
+            return
+        limit = self.max_connections_per_host
+        if limit is not None and key is not None and self._per_host.get(key, 0) >= limit:
+            self._refuse(sock, "host", "%r: max_connections_per_host=%d reached for %s: closed a connection",
+                         self, limit, key, host=key)
+            return
         peer = address_from_sockaddr(self.kind, sock.family, sockaddr)  # type: ignore[arg-type]
         try:
             protocol = self.factory.build_protocol(peer)
@@ -700,7 +949,23 @@ class Port:
             log.debug("%r: dropping %s: %s", self, peer, exc)
             sock.close()
             return
+        self.connection_count += 1
+        if key is not None:
+            self._per_host[key] = self._per_host.get(key, 0) + 1
+        transport._on_socket_closed = lambda: self._released(key)
         transport.start()
+
+    def _released(self, key: str | None) -> None:
+        """One of our connections closed its socket: a slot and a descriptor are free."""
+        self.connection_count -= 1
+        if key is not None:
+            left = self._per_host.get(key, 0) - 1
+            if left > 0:
+                self._per_host[key] = left
+            else:
+                self._per_host.pop(key, None)
+        if self._retry_call is not None and self.listening:
+            self._resume_accepting()  # paused for want of descriptors: one is free now
 
 
 @implementer(IConnector)
@@ -942,9 +1207,24 @@ class Connector:
                 log.exception("%r: do_stop failed", self.factory)
 
 
-def listen_tcp(reactor: Any, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Port:
-    """Listen on ``interface:port`` (port 0 picks a free one). Raises CannotListenError."""
-    p = Port(reactor, port, factory, backlog, interface)
+def listen_tcp(
+    reactor: Any,
+    port: int,
+    factory: Any,
+    backlog: int | None = None,
+    interface: str = "",
+    *,
+    max_connections: int | None = None,
+    max_connections_per_host: int | None = None,
+) -> Port:
+    """Listen on ``interface:port`` (port 0 picks a free one). Raises CannotListenError.
+
+    ``backlog`` None is the OS maximum (:func:`default_backlog`); ``max_connections`` and
+    ``max_connections_per_host`` cap the open connections of the port in total and per peer IP
+    address (None: no cap); see :class:`Port` and docs/SECURITY.md.
+    """
+    p = Port(reactor, port, factory, backlog, interface,
+             max_connections=max_connections, max_connections_per_host=max_connections_per_host)
     p.start_listening()
     return p
 

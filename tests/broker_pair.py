@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker import wire
-from broker.messages import Message
+from broker.messages import FEATURE_DECREFS, FEATURE_HEARTBEAT, Decref, Decrefs, Message
 from broker.protocol import BrokerClientFactory, BrokerFactory, BrokerProtocol
 from broker.session import RemoteReference, Session
 from net.address import IPv4Address
@@ -33,7 +33,7 @@ from net.defer import Deferred, Failure
 from net.protocol import Protocol
 from net.testing import Clock, MemoryTransport, Pump, connect_protocols
 
-__all__ = ["MemoryPair", "memory_pair", "raw_peer", "RawPeer", "result_of", "decode_all"]
+__all__ = ["MemoryPair", "memory_pair", "raw_peer", "RawPeer", "result_of", "decode_all", "releases_in"]
 
 
 def result_of(d: Deferred[Any]) -> Any:
@@ -47,9 +47,21 @@ def result_of(d: Deferred[Any]) -> Any:
     return outcome
 
 
+def releases_in(messages: list[Message]) -> list[tuple[int, int]]:
+    """The (object id, count) releases in ``messages``, from decref and decrefs alike, in order."""
+    out: list[tuple[int, int]] = []
+    for m in messages:
+        if isinstance(m, Decref):
+            out.append((m.object_id, m.count))
+        elif isinstance(m, Decrefs):
+            out.extend(m.releases.items())
+    return out
+
+
 def decode_all(data: bytes | bytearray) -> list[Message]:
     """Every message in ``data`` (a whole stream, from its hello), with a codec that refuses nothing."""
-    decoder = wire.WireDecoder(max_frame_size=2**32 - 1, resolve=lambda value: value)
+    decoder = wire.WireDecoder(max_frame_size=2**32 - 1, resolve=lambda value: value,
+                               features=(FEATURE_HEARTBEAT, FEATURE_DECREFS))
     decoder.receive_data(data)
     messages: list[Message] = []
     while True:

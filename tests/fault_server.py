@@ -54,6 +54,15 @@ class FaultRoot(Root):
 
         return Deferred(cancelled)
 
+    def remote_trim(self) -> dict[str, int]:
+        """Hand freed memory back to the OS (glibc's malloc_trim), then the stats (bench only)."""
+        import ctypes
+        import gc
+
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return self.remote_stats()
+
     def remote_stats(self) -> dict[str, int]:
         self.sessions = [s for s in self.sessions if s.state is not State.CLOSED]
         return {"rss_kib": rss_kib(), "open": len(self.sessions), "cancelled": self.cancelled,

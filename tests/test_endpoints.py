@@ -48,12 +48,12 @@ def test_parse(spec: str, expected: Any) -> None:
 @pytest.mark.parametrize(
     "spec, port, interface, backlog",
     [
-        ("tcp:8000", 8000, "", 50),
-        ("tcp:0:interface=127.0.0.1", 0, "127.0.0.1", 50),
-        ("tcp:8000:interface=127.0.0.1", 8000, "127.0.0.1", 50),
+        ("tcp:8000", 8000, "", None),
+        ("tcp:0:interface=127.0.0.1", 0, "127.0.0.1", None),
+        ("tcp:8000:interface=127.0.0.1", 8000, "127.0.0.1", None),
         ("tcp:port=8000:backlog=100", 8000, "", 100),
-        (r"tcp:8000:interface=\:\:1", 8000, "::1", 50),
-        ("tcp:8000:interface=[::1]", 8000, "::1", 50),
+        (r"tcp:8000:interface=\:\:1", 8000, "::1", None),
+        ("tcp:8000:interface=[::1]", 8000, "::1", None),
     ],
 )
 def test_server_specs(spec: str, port: int, interface: str, backlog: int) -> None:
@@ -115,7 +115,8 @@ def test_bad_specs(role: str, spec: str, message: str) -> None:
 
 
 def test_errors_show_the_right_form() -> None:
-    expected = r"expected 'tcp:PORT\[:interface=INTERFACE\]\[:backlog=BACKLOG\]'"
+    expected = (r"expected 'tcp:PORT\[:interface=INTERFACE\]\[:backlog=BACKLOG\]"
+                r"\[:max_connections=MAX_CONNECTIONS\]\[:max_connections_per_host=MAX_CONNECTIONS_PER_HOST\]'")
     with pytest.raises(ValueError, match=expected):
         server(R, "tcp:x")
     with pytest.raises(ValueError, match=r"expected 'tcp:HOST:PORT\[:timeout=TIMEOUT\]\[:bind_address="):

@@ -239,3 +239,47 @@ def test_a_client_killed_mid_call_is_forgotten(start: Callable[..., Server]) -> 
     child.wait(SAFETY)
     stats = server.wait_until(lambda s: s["open"] == 1, "forget the killed client")
     assert stats["cancelled"] == 2 and stats["hanging"] == 0  # the one-way call too
+
+
+def test_a_stopped_server_fails_pending_calls_by_the_heartbeat(start: Callable[..., Server]) -> None:
+    """SIGSTOP: the server's socket stays open but nothing answers (a half-open connection)."""
+    server = start()
+    with broker.blocking.connect(f"tcp:127.0.0.1:{server.port}", timeout=SAFETY,
+                                 limits=broker.Limits(dead_after=1.0)) as root:
+        assert root.call_remote("add", 1, 2) == 3
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(broker.ConnectionLost, match="stopped answering") as lost:
+                root.call_remote("hang")  # without the heartbeat: pending until the 60 s timeout
+            assert lost.value.cause == "timeout"
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+
+
+ASYNCIO_CLIENT = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    import broker, broker.aio
+
+    async def main():
+        async with broker.aio.connect(f"tcp:127.0.0.1:{sys.argv[1]}", limits=broker.Limits(dead_after=1.0)) as root:
+            assert await root.call_remote("add", 1, 2) == 3
+            os.kill(int(sys.argv[2]), signal.SIGSTOP)
+            try:
+                await root.call_remote("hang")
+            except broker.ConnectionLost as exc:
+                print("lost:", exc, flush=True)
+            finally:
+                os.kill(int(sys.argv[2]), signal.SIGCONT)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_stopped_server_fails_pending_asyncio_calls(start: Callable[..., Server]) -> None:
+    server = start()
+    out = subprocess.run([sys.executable, "-c", ASYNCIO_CLIENT, str(server.port), str(server.process.pid)],
+                         capture_output=True, text=True, timeout=SAFETY,
+                         env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+    assert "lost:" in out.stdout and "stopped answering" in out.stdout, out.stdout + out.stderr

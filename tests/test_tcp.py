@@ -141,6 +141,7 @@ def test_stop_listening_refuses_new_keeps_old(reactor: Any, run: Any) -> None:
         port = listen(reactor, factory)
         address = port.get_host().port
         old = await client(reactor, f"tcp:127.0.0.1:{address}").connect(CollectingFactory())
+        await factory.connection(0)  # accepted: a connection still in the backlog would be reset
         await port.stop_listening()
         with pytest.raises(ConnectionRefusedError):
             await client(reactor, f"tcp:127.0.0.1:{address}").connect(CollectingFactory())

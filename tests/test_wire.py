@@ -24,6 +24,7 @@ from broker.messages import (
     Cancel,
     CopyState,
     Decref,
+    Decrefs,
     Error,
     ExportedRef,
     ExtCode,
@@ -32,6 +33,8 @@ from broker.messages import (
     Hello,
     Message,
     MessageType,
+    Ping,
+    Pong,
     ReturnedRef,
 )
 from broker.wire import (
@@ -88,7 +91,11 @@ def same(a: Any, b: Any) -> bool:
 
 
 def _decoder(vector: dict[str, Any]) -> WireDecoder:
-    return WireDecoder(expect_hello=vector.get("handshake", False), **vector.get("limits", {}))
+    return WireDecoder(
+        expect_hello=vector.get("handshake", False),
+        features=vector.get("features", ()),
+        **vector.get("limits", {}),
+    )
 
 
 def _run(vector: dict[str, Any], chunk: int | None = None) -> list[Any]:
@@ -113,7 +120,9 @@ def test_vectors_file_is_up_to_date() -> None:
 
 def test_vectors_cover_every_message_type_and_error() -> None:
     types = {v["message"]["type"] for v in VECTORS if "message" in v}
-    assert types == {"hello", "goodbye", "call", "answer", "error", "cancel", "decref"}
+    assert types == {
+        "hello", "goodbye", "call", "answer", "error", "cancel", "decref", "decrefs", "ping", "pong",
+    }  # fmt: skip
     errors = {v["error"] for v in VECTORS if "error" in v}
     classes = [c for c in vars(wire).values() if isinstance(c, type)]
     remote = {c.__name__ for c in classes if issubclass(c, RemoteProtocolError)}
@@ -158,7 +167,8 @@ def test_spec_worked_example() -> None:
 def test_numbering_matches_the_spec_tables() -> None:
     assert [(m.name, m.value) for m in MessageType] == [
         ("HELLO", 1), ("GOODBYE", 2), ("CALL", 3), ("ANSWER", 4), ("ERROR", 5), ("CANCEL", 6),
-        ("DECREF", 7), ("RESOLVE", 8), ("FINISH", 9), ("CACHE_CREATED", 16), ("CACHE_UPDATED", 17),
+        ("DECREF", 7), ("RESOLVE", 8), ("FINISH", 9), ("PING", 10), ("PONG", 11), ("DECREFS", 12),
+        ("CACHE_CREATED", 16), ("CACHE_UPDATED", 17),
         ("CACHE_RELEASED", 18),
     ]  # fmt: skip
     assert [(c.name, c.value) for c in ExtCode] == [
@@ -456,3 +466,110 @@ def test_fatal_error_after_good_frames_stays_fatal() -> None:
     for _ in range(2):
         with pytest.raises(FrameTooLarge):
             decoder.messages()
+
+
+# --- per-frame limits (PROTOCOL.md §8.2) ------------------------------------------------------
+
+SMALL = dict(
+    max_frame_size=4096,
+    max_container_length=512,
+    max_items_per_frame=600,
+    max_containers_per_frame=40,
+    max_ext_values_per_frame=12,
+)
+
+
+def test_worst_frames_of_the_bench_are_accepted_and_one_more_is_refused() -> None:
+    """bench/worst_frame.py's candidates sit at the limits: accepted, and refused one lower."""
+    from bench import worst_frame
+
+    limits = worst_frame.Limits(**SMALL)
+    for name, body in worst_frame.frames(limits).items():
+        decoder = limits.decoder()
+        decoder.decode_body(body)
+        for limit, used in (
+            ("max_items_per_frame", decoder._items),
+            ("max_containers_per_frame", decoder._containers),
+            ("max_ext_values_per_frame", decoder._ext_values),
+        ):
+            assert used <= SMALL[limit], (name, limit)
+            if used == SMALL[limit]:
+                tighter = worst_frame.Limits(**{**SMALL, limit: used - 1})
+                with pytest.raises(wire.FrameTooComplex):
+                    tighter.decoder().decode_body(body)
+
+
+def test_a_frame_over_the_limits_is_abandoned_part_way() -> None:
+    """Work, not time: a frame of a million empty arrays stops at the container limit + 1."""
+    body = b"\x93\x04\x01\xdd" + struct.pack(">I", 1 << 20) + b"\x90" * (1 << 20)
+    decoder = WireDecoder(expect_hello=False, max_containers_per_frame=1000)
+    with pytest.raises(wire.FrameTooComplex):
+        decoder.decode_body(body)
+    assert decoder._containers == 1001
+    refs = b"\x93\x04\x01\xdd" + struct.pack(">I", 1 << 16) + b"\xd4\x01\x05" * (1 << 16)
+    decoder = WireDecoder(expect_hello=False, max_ext_values_per_frame=100)
+    with pytest.raises(wire.FrameTooComplex):
+        decoder.decode_body(refs)
+    assert decoder._ext_values == 101
+
+
+def test_short_bodies_are_decoded_without_the_counting_hooks() -> None:
+    decoder = WireDecoder(expect_hello=False, max_items_per_frame=200, max_ext_values_per_frame=50)
+    decoder.decode_body(encode(Answer(1, [1] * 140))[4:])  # 146 bytes: cannot hold 51 ext values
+    assert decoder._options is decoder._unpack_options
+    decoder.decode_body(encode(Answer(1, [1] * 160))[4:])
+    assert decoder._options is decoder._counting_options and decoder._items == 163
+
+
+def test_per_frame_limits_are_checked() -> None:
+    for name in ("max_items_per_frame", "max_containers_per_frame", "max_ext_values_per_frame"):
+        with pytest.raises(ValueError):
+            WireDecoder(**{name: 0})
+
+
+# --- optional messages and their features ------------------------------------------------------
+
+
+def test_features_are_negotiated_from_both_hellos() -> None:
+    ours = ["heartbeat", "decrefs"]
+    decoder = WireDecoder(features=ours)
+    assert decoder.hello().features == tuple(ours) and decoder.negotiated == frozenset()
+    peer = WireEncoder()
+    decoder.receive_data(peer.encode(Hello(features=["heartbeat", "x-other"])) + peer.encode(Ping(7)))
+    assert decoder.messages() == [Hello(features=["heartbeat", "x-other"]), Ping(7)]
+    assert decoder.negotiated == {"heartbeat"}
+    decoder.receive_data(peer.encode(Decrefs({5: 1})))
+    with pytest.raises(UnknownMessageType):
+        decoder.next_message()
+
+
+def test_hello_features_replace_the_decoders() -> None:
+    decoder = WireDecoder(expect_hello=False)
+    assert decoder.hello(["decrefs"]).features == ("decrefs",)
+    assert decoder.negotiated == {"decrefs"}
+    assert decode(encode(Decrefs({3: 2})), features=["decrefs"]) == Decrefs({3: 2})
+
+
+def test_decrefs_round_trip_in_order() -> None:
+    releases = {9: 1, 2: 5, 1 << 40: 3}
+    message = decode(encode(Decrefs(releases)), features=["decrefs"])
+    assert isinstance(message, Decrefs) and list(message.releases.items()) == list(releases.items())
+
+
+@pytest.mark.parametrize(
+    "releases",
+    [{}, {0: 1}, {1: 0}, {True: 1}, {1: -1}, {1: 1 << 63}, [(1, 1)]],
+    ids=["empty", "bootstrap", "count 0", "bool id", "negative count", "huge count", "not a dict"],
+)
+def test_invalid_decrefs_cannot_be_built(releases: Any) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        Decrefs(releases)
+
+
+def test_ping_and_pong_validate_their_nonce() -> None:
+    for cls in (Ping, Pong):
+        assert cls(0).nonce == 0
+        with pytest.raises(TypeError):
+            cls(True)
+        with pytest.raises(ValueError):
+            cls(-1)

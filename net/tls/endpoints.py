@@ -1,7 +1,8 @@
 """``tls:`` endpoint strings, registered with :mod:`net.endpoints` when this package is imported.
 
 Server: ``tls:8801:cert=server.pem:key=server.key`` (+ ``ca=ca.pem`` to require client
-certificates, ``interface=127.0.0.1``, ``backlog=50``, ``handshake_timeout=30``).
+certificates, ``interface=127.0.0.1``, ``backlog`` (default: the OS maximum), ``max_connections``,
+``max_connections_per_host``, ``handshake_timeout=30``).
 Client: ``tls:HOST:8801:ca=ca.pem`` (+ ``cert=client.pem:key=client.key``, ``timeout=5`` for the
 TCP connect and the handshake each, ``hostname=NAME`` to check another name than HOST). Without
 ``ca=`` the client trusts the system's certificate store; there is deliberately no string to turn
@@ -19,6 +20,7 @@ from ..defer import Deferred, Failure, fail, succeed
 from ..endpoints import (  # the shared value parsers are module-private; reuse, don't fork
     WrappingClientFactory,
     _int,
+    _limit,
     _port,
     _timeout,
     register_endpoint_type,
@@ -39,9 +41,12 @@ class TLSServerEndpoint:
         reactor: Any,
         port: int,
         context: SSL.Context,
-        backlog: int = 50,
+        backlog: int | None = None,
         interface: str = "",
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        *,
+        max_connections: int | None = None,
+        max_connections_per_host: int | None = None,
     ) -> None:
         self.reactor = reactor
         self.port = port
@@ -49,16 +54,24 @@ class TLSServerEndpoint:
         self.backlog = backlog
         self.interface = interface
         self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
+        self.max_connections_per_host = max_connections_per_host
 
     def __repr__(self) -> str:
         return f"<TLSServerEndpoint {self.interface or '*'}:{self.port}>"
 
     def listen(self, factory: Any) -> Deferred[Any]:
         try:
-            return succeed(listen_tls(self.reactor, self.port, factory, self.context, self.backlog,
-                                      self.interface, handshake_timeout=self.handshake_timeout))
+            port = listen_tls(self.reactor, self.port, factory, self.context, self.backlog,
+                              self.interface, handshake_timeout=self.handshake_timeout)
         except Exception as exc:  # CannotListenError, mostly
             return fail(Failure(exc))
+        # As for tcp: the caps go on the TCP port, before it accepts anything.
+        if self.max_connections is not None:
+            port.max_connections = self.max_connections
+        if self.max_connections_per_host is not None:
+            port.max_connections_per_host = self.max_connections_per_host
+        return succeed(port)
 
 
 @implementer(IStreamClientEndpoint)
@@ -116,15 +129,20 @@ def _tls_server(
     *,
     ca: str = "",
     interface: str = "",
-    backlog: str = "50",
+    backlog: str = "",
     handshake_timeout: str = "30",
+    max_connections: str = "",
+    max_connections_per_host: str = "",
 ) -> TLSServerEndpoint:
     try:
         context = server_context(cert, key, ca or None)
     except (OSError, SSL.Error) as exc:
         raise ValueError(f"cannot load cert={cert!r} key={key!r} ca={ca!r}: {exc}") from exc
-    return TLSServerEndpoint(reactor, _port(port), context, _int("backlog", backlog, 0, 1 << 20),
-                             interface, _timeout(handshake_timeout))
+    return TLSServerEndpoint(reactor, _port(port), context,
+                             _int("backlog", backlog, 0, 1 << 20) if backlog.strip() else None,
+                             interface, _timeout(handshake_timeout),
+                             max_connections=_limit("max_connections", max_connections),
+                             max_connections_per_host=_limit("max_connections_per_host", max_connections_per_host))
 
 
 def _tls_client(

@@ -593,12 +593,14 @@ def listen_tls(
     port: int,
     factory: Any,
     context: SSL.Context,
-    backlog: int = 50,
+    backlog: int | None = None,
     interface: str = "",
     *,
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
 ) -> Any:
-    """Listen for TLS connections on ``interface:port``; returns the TCP IListeningPort."""
+    """Listen for TLS connections on ``interface:port``; returns the TCP IListeningPort.
+
+    ``backlog`` None is the OS maximum, as for TCP."""
     wrapper = wrap_server_factory(factory, context, handshake_timeout=handshake_timeout, reactor=reactor)
     return reactor.listen_tcp(port, wrapper, backlog, interface)
 

@@ -34,7 +34,10 @@ from broker.messages import (  # noqa: E402
     FailureInfo,
     Goodbye,
     Hello,
+    Decrefs,
     Message,
+    Ping,
+    Pong,
     ReturnedRef,
 )
 
@@ -56,16 +59,19 @@ FIXTURES = {
 }
 
 ANY: dict[str, Any] = {"$any": True}
-#: The hello every session sends first; its limits are the implementation's own.
+#: The hello every session sends first; its limits and features are the implementation's own.
 OUR_HELLO: dict[str, Any] = {
     "type": "hello",
     "version": 1,
     "max_frame_size": ANY,
     "max_depth": ANY,
     "max_container_length": ANY,
-    "features": [],
+    "features": ANY,
 }
 PEER_HELLO = Hello(1, 16 * 1024 * 1024, 64, 1024 * 1024, ())
+#: A peer naming the optional features (§3.8, §3.9); they are negotiated if ours names them too,
+#: which the vectors using it require of the session under test ("requires").
+PEER_HELLO_FEATURES = Hello(1, 16 * 1024 * 1024, 64, 1024 * 1024, ("heartbeat", "decrefs"))
 
 
 def _m(message: Message) -> dict[str, Any]:
@@ -101,10 +107,13 @@ def opened(*steps: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def vector(name: str, description: str, steps: list[dict[str, Any]], *, role: str = "server",
-           root: str = "calc", limits: dict[str, int] | None = None) -> dict[str, Any]:
+           root: str = "calc", limits: dict[str, int] | None = None,
+           requires: list[str] | None = None) -> dict[str, Any]:
     v: dict[str, Any] = {"name": name, "description": description, "role": role, "root": root}
     if limits:
         v["limits"] = limits
+    if requires:
+        v["requires"] = requires
     v["steps"] = steps
     return v
 
@@ -247,6 +256,37 @@ def _cancel_goodbye_limits() -> list[dict[str, Any]]:
     ]
 
 
+def _features() -> list[dict[str, Any]]:
+    """The optional features, negotiated (the session under test must announce them) or not."""
+    with_features = [{"out": [OUR_HELLO]}, {"in": [_m(PEER_HELLO_FEATURES)]}, {"out": []}]
+    return [
+        vector("ping-answered", "§3.9: a ping is answered at once with a pong of the same nonce.",
+               [*with_features, {"in": [_m(Ping(7))]}, {"out": [_m(Pong(7))]}, OPEN], requires=["heartbeat"]),
+        vector("ping-answered-before-later-frames", "§3.9: the pong goes before the answers to frames behind the ping.",
+               [*with_features, {"in": [_m(Ping(1)), call(1, "add", 1, 2)]}, {"out": [_m(Pong(1)), answer(1, 3)]}, OPEN],
+               requires=["heartbeat"]),
+        vector("ping-answered-while-busy", "§3.9: running calls do not hold back the pong.",
+               [*with_features, {"in": [call(1, "slow"), _m(Ping(2))]}, {"out": [_m(Pong(2))]}, OPEN], requires=["heartbeat"]),
+        vector("pong-unasked-ignored", "§3.9: a pong nobody asked for is ignored.",
+               [*with_features, {"in": [_m(Pong(99))]}, {"out": []}, OPEN], requires=["heartbeat"]),
+        vector("ping-not-negotiated", "§3.1: without the feature in both hellos a ping is an unknown message type.",
+               opened({"in_hex": raw([10, 1])}, {"out": [goodbye("unimplemented")]}, closed("unimplemented"))),
+        vector("decrefs-received", "§3.8: decrefs releases each pair as a decref would.",
+               [*with_features, {"in": [call(1, "child"), call(2, "child")]},
+                {"out": [answer(1, ExportedRef(1)), answer(2, ExportedRef(2))]},
+                {"in": [_m(Decrefs({1: 1, 2: 1}))]}, {"out": []},
+                {"in": [call(3, "value", target=1), call(4, "value", target=2)]},
+                {"out": [error(3, "invalid"), error(4, "invalid")]}, OPEN], requires=["decrefs"]),
+        vector("decrefs-sent-for-a-batch", "§3.8: a batch of releases goes out as one decrefs when negotiated.",
+               [*with_features, {"in": [call(1, "drop", [ExportedRef(5), ExportedRef(6), ExportedRef(5)])]},
+                {"out": [answer(1)]}, {"release": "all"},
+                {"out": [{"type": "decrefs", "releases": {"$unordered": [[5, 2], [6, 1]]}}]}, OPEN],
+               requires=["decrefs"]),
+        vector("decrefs-not-negotiated", "§3.1: without the feature a decrefs is an unknown message type.",
+               opened({"in_hex": raw([12, [1, 1]])}, {"out": [goodbye("unimplemented")]}, closed("unimplemented"))),
+    ]
+
+
 def _client() -> list[dict[str, Any]]:
     """The session under test is the caller: the script plays the callee."""
     client = {"role": "client", "root": "none"}
@@ -292,7 +332,7 @@ def _client() -> list[dict[str, Any]]:
 
 
 def build() -> dict[str, Any]:
-    vectors = _handshake() + _calls() + _references() + _cancel_goodbye_limits() + _client()
+    vectors = _handshake() + _calls() + _references() + _cancel_goodbye_limits() + _features() + _client()
     names = [v["name"] for v in vectors]
     assert len(names) == len(set(names)), "vector names must be unique"
     return {"version": 1, "fixtures": FIXTURES, "vectors": vectors}

@@ -24,12 +24,15 @@ from broker.messages import (
     Cancel,
     CopyState,
     Decref,
+    Decrefs,
     Error,
     ExportedRef,
     FailureInfo,
     Goodbye,
     Hello,
     Message,
+    Ping,
+    Pong,
     ReturnedRef,
 )
 from broker.wire import encode
@@ -140,6 +143,12 @@ def to_json(m: Message) -> dict[str, Any]:
         return {"type": "cancel", "request_id": m.request_id}
     if isinstance(m, Decref):
         return {"type": "decref", "object_id": m.object_id, "count": m.count}
+    if isinstance(m, Decrefs):
+        return {"type": "decrefs", "releases": [[i, n] for i, n in m.releases.items()]}
+    if isinstance(m, Ping):
+        return {"type": "ping", "nonce": m.nonce}
+    if isinstance(m, Pong):
+        return {"type": "pong", "nonce": m.nonce}
     raise TypeError(f"not a message: {m!r}")
 
 
@@ -163,6 +172,12 @@ def from_json(j: dict[str, Any]) -> Message:
         return Cancel(j["request_id"])
     if kind == "decref":
         return Decref(j["object_id"], j["count"])
+    if kind == "decrefs":
+        return Decrefs({i: n for i, n in j["releases"]})
+    if kind == "ping":
+        return Ping(j["nonce"])
+    if kind == "pong":
+        return Pong(j["nonce"])
     raise ValueError(f"unknown message type {kind!r}")
 
 
@@ -536,6 +551,121 @@ def build() -> list[dict[str, Any]]:
             _frame(bytes.fromhex("930401 dd7fffffff".replace(" ", ""))),
             "ContainerTooLong",
         ),
+        # --- per-frame limits (§8.2) -----------------------------------------------------------
+        # Items: the elements of every array and map (2 per map entry), the body's included.
+        _valid("items at the frame limit", Answer(1, [1, 2]), limits={"max_items_per_frame": 5}),
+        _bad("items above the frame limit", [4, 1, [1, 2, 3]], "FrameTooComplex",
+             limits={"max_items_per_frame": 5}),
+        _valid("map items at the frame limit", Answer(1, {"a": 1, "b": 2}),
+               limits={"max_items_per_frame": 7}),
+        _bad("map items above the frame limit", [4, 1, {"a": 1, "b": 2}], "FrameTooComplex",
+             limits={"max_items_per_frame": 6}),
+        _valid("items in a copy payload at the frame limit", Answer(1, CopyState("t", [1, 2, 3])),
+               limits={"max_items_per_frame": 8}),
+        _bad("items in a copy payload above the frame limit", [4, 1, _ext(3, ["t", [1, 2, 3]])],
+             "FrameTooComplex", limits={"max_items_per_frame": 7}),
+        # Containers: arrays and maps, the body and ext payloads' arrays included.
+        _valid("containers at the frame limit", Answer(1, [[], {}]),
+               limits={"max_containers_per_frame": 4}),
+        _bad("containers above the frame limit", [4, 1, [[], {}]], "FrameTooComplex",
+             limits={"max_containers_per_frame": 3}),
+        _bad("containers in a failure payload above the frame limit",
+             [4, 1, [_ext(4, ["failed", "", "", None])]], "FrameTooComplex",
+             limits={"max_containers_per_frame": 2}),
+        # Ext values: every ext value at every level but msgpack's timestamp (-1).
+        _valid("ext values at the frame limit", Answer(1, [ExportedRef(1), ReturnedRef(2), fail]),
+               limits={"max_ext_values_per_frame": 3}),
+        _bad("ext values above the frame limit", [4, 1, [_ext(1, 1), _ext(2, 2), _ext(1, 3)]],
+             "FrameTooComplex", limits={"max_ext_values_per_frame": 2}),
+        _valid("ext values in a copy at the frame limit",
+               Answer(1, CopyState("t", [ExportedRef(1), ExportedRef(2)])),
+               limits={"max_ext_values_per_frame": 3}),
+        _bad("ext values in a copy above the frame limit",
+             [4, 1, _ext(3, ["t", [_ext(1, 1), _ext(1, 2)]])], "FrameTooComplex",
+             limits={"max_ext_values_per_frame": 2}),
+        _bad("timestamps are not counted as ext values",
+             [4, 1, [msgpack.Timestamp(1, 0), msgpack.Timestamp(2, 0)]], "UnknownExtCode",
+             limits={"max_ext_values_per_frame": 1}),
+        # Ext payload bytes: all payloads, at every level, add up to at most max_frame_size.
+        _valid("ext payload bytes at the frame limit",
+               Answer(1, CopyState("t", CopyState("u", "x" * 20))),
+               limits={"max_frame_size": 54}),
+        _bad("ext payload bytes above the frame limit",
+             [4, 1, _ext(3, ["t", _ext(3, ["u", "x" * 21])])], "FrameTooComplex",
+             limits={"max_frame_size": 55}),
+        # Which error wins (§8.1): in byte order with the structural ones; before the walk's.
+        _invalid(
+            "frame limit met before a bad byte",
+            _frame(bytes.fromhex("9404 01 93010203 c1".replace(" ", ""))),
+            "FrameTooComplex",
+            limits={"max_items_per_frame": 2},
+        ),
+        _invalid(
+            "bad byte met before the frame limit",
+            _frame(bytes.fromhex("9404 01 c1 93010203".replace(" ", ""))),
+            "MalformedMessage",
+            limits={"max_items_per_frame": 2},
+        ),
+        _bad("container length checked before the frame limit", [4, 1, [1, 2, 3, 4]],
+             "ContainerTooLong", limits={"max_container_length": 3, "max_items_per_frame": 2}),
+        _bad("frame limit before an unknown ext code", [4, 1, [_ext(42, 1), 1, 2]],
+             "FrameTooComplex", limits={"max_items_per_frame": 4}),
+        _bad("frame limit before nesting", [4, 1, _deep(5)], "FrameTooComplex",
+             limits={"max_depth": 4, "max_containers_per_frame": 3}),
+        _bad("frame limit before the message type", [99, [1, 2, 3]], "FrameTooComplex",
+             limits={"max_items_per_frame": 4}),
+        _invalid("negative ext code", _frame(bytes.fromhex("930401 d4fb05".replace(" ", ""))),
+                 "UnknownExtCode"),
+        # --- optional messages: decrefs (feature "decrefs"), ping and pong ("heartbeat") ------
+        _valid("decrefs", Decrefs({5: 3, 300: 1, (1 << 63) - 1: 2}), features=["decrefs"]),
+        _valid("decrefs of one object", Decrefs({7: 1}), features=["decrefs", "heartbeat"]),
+        _invalid("decrefs without the feature", encode(Decrefs({5: 3})), "UnknownMessageType"),
+        _invalid("decrefs with only the heartbeat feature", encode(Decrefs({5: 3})),
+                 "UnknownMessageType", features=["heartbeat"]),
+        _bad("decrefs empty", [12, []], "MalformedMessage", features=["decrefs"]),
+        _bad("decrefs with an odd length", [12, [5, 1, 6]], "MalformedMessage", features=["decrefs"]),
+        _bad("decrefs of bootstrap", [12, [5, 1, 0, 1]], "MalformedMessage", features=["decrefs"]),
+        _bad("decrefs with count 0", [12, [5, 0]], "MalformedMessage", features=["decrefs"]),
+        _bad("decrefs with an id twice", [12, [5, 1, 5, 2]], "MalformedMessage",
+             features=["decrefs"]),
+        _bad("decrefs as pairs", [12, [[5, 1]]], "MalformedMessage", features=["decrefs"]),
+        _bad("decrefs with a bool count", [12, [5, True]], "MalformedMessage",
+             features=["decrefs"]),
+        _bad("decrefs with an id above 2**63-1", [12, [1 << 63, 1]], "MalformedMessage",
+             features=["decrefs"]),
+        _bad("decrefs with 2 fields", [12, [5, 1], [6, 1]], "MalformedMessage",
+             features=["decrefs"]),
+        _valid("ping", Ping(1), features=["heartbeat"]),
+        _valid("pong", Pong(1), features=["heartbeat"]),
+        _valid("ping with a large nonce", Ping((1 << 63) - 1), features=["heartbeat"]),
+        _valid("pong with nonce 0", Pong(0), features=["heartbeat", "decrefs"]),
+        _invalid("ping without the feature", encode(Ping(1)), "UnknownMessageType"),
+        _invalid("pong with only the decrefs feature", encode(Pong(1)), "UnknownMessageType",
+                 features=["decrefs"]),
+        _bad("ping with a str nonce", [10, "1"], "MalformedMessage", features=["heartbeat"]),
+        _bad("pong with a negative nonce", [11, -1], "MalformedMessage", features=["heartbeat"]),
+        _bad("ping with 2 fields", [10, 1, 2], "MalformedMessage", features=["heartbeat"]),
+        _bad("pong without a nonce", [11], "MalformedMessage", features=["heartbeat"]),
+        _invalid(
+            "ping after a hello without the feature",
+            encode(Hello(features=["decrefs"])) + encode(Ping(1)),
+            "UnknownMessageType",
+            handshake=True,
+            features=["heartbeat", "decrefs"],
+        ),
+        _invalid(
+            "decrefs after a hello without the feature",
+            encode(Hello(features=["heartbeat"])) + encode(Decrefs({5: 1})),
+            "UnknownMessageType",
+            handshake=True,
+            features=["heartbeat", "decrefs"],
+        ),
+        _invalid(
+            "ping after our hello without the feature",
+            encode(Hello(features=["heartbeat"])) + encode(Ping(1)),
+            "UnknownMessageType",
+            handshake=True,
+        ),
     ]
     _check_known_bytes(v)
     names = [x["name"] for x in v]
@@ -553,6 +683,9 @@ def _check_known_bytes(vectors: list[dict[str, Any]]) -> None:
         " b3 6275696c74696e732e56616c75654572726f72 a9 6261642076616c7565 c0",
         "decref": "00000004 93 07 05 03",
         "cancel": "00000003 92 06 0b",
+        "decrefs": "00000013 92 0c 96 05 03 cd012c 01 cf7fffffffffffffff 02",
+        "ping": "00000003 92 0a 01",
+        "pong": "00000003 92 0b 01",
     }
     by_name = {x["name"]: x for x in vectors}
     for name, text in known.items():
