@@ -283,3 +283,27 @@ def test_a_stopped_server_fails_pending_asyncio_calls(start: Callable[..., Serve
                          capture_output=True, text=True, timeout=SAFETY,
                          env={**os.environ, "PYTHONPATH": str(HERE.parent)})
     assert "lost:" in out.stdout and "stopped answering" in out.stdout, out.stdout + out.stderr
+
+
+def test_an_expensive_frame_is_refused_cheaply(start: Callable[..., Server]) -> None:
+    """15 million empty arrays in one 15 MiB frame: seconds and a gigabyte to decode, before the
+    per-frame limits (PROTOCOL.md §8); now refused part-way, the server unmoved."""
+    server = start()
+    before = server.stats()["rss_kib"]
+    sock = raw_peer(server)
+    million = b"\xdd" + struct.pack(">I", 1_000_000) + b"\x90" * 1_000_000  # within max_container_length
+    args = b"\x9f" + million * 15  # 15 arrays of a million empty arrays each
+    body = b"\x97\x03\x01\x00\xa3add" + args + b"\x80\x00"
+    sock.sendall(struct.pack(">I", len(body)) + body)
+    goodbye = goodbye_of(read_until_closed(sock))
+    assert goodbye.kind == "invalid" and "the frame holds more than" in goodbye.message, goodbye
+    after = server.stats()  # served all the while, and afterwards
+    assert after["rss_kib"] - before < 64 * 1024, (before, after)
+
+
+def test_a_frame_at_the_limits_is_served(start: Callable[..., Server]) -> None:
+    server = start()
+    sock = raw_peer(server)
+    sock.sendall(wire.encode(Call(1, 0, "add", [[[]] * 30_000, []], {}, 0)))  # list concatenation
+    answer = next_answer(sock)
+    assert isinstance(answer, Answer) and len(answer.value) == 30_000
