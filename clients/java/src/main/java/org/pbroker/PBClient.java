@@ -90,6 +90,7 @@ public final class PBClient implements AutoCloseable {
         private Referenceable localRoot;
         private boolean debug;
         private int minScramIterations = ScramClient.MIN_ITERATIONS;
+        private Duration heartbeat = Wire.DEFAULT_HEARTBEAT_DEAD_AFTER;
 
         /** @return options with every default */
         public static Options defaults() {
@@ -208,6 +209,27 @@ public final class PBClient implements AutoCloseable {
             return this;
         }
 
+        /**
+         * @param deadAfter declare the server dead when nothing arrived from it for this long
+         *     (docs/PROTOCOL.md section 5.2; it is pinged after a third of it in silence); at
+         *     least 1 s, default 30 s; null turns the heartbeat off (the "heartbeat" feature is
+         *     then not announced)
+         * @return this
+         */
+        public Options heartbeat(Duration deadAfter) {
+            if (deadAfter != null && deadAfter.compareTo(Duration.ofSeconds(1)) < 0) {
+                throw new IllegalArgumentException("heartbeat must be at least 1 s, got "
+                        + deadAfter);
+            }
+            this.heartbeat = deadAfter;
+            return this;
+        }
+
+        /** @return the heartbeat's dead_after, or null when it is off */
+        public Duration heartbeat() {
+            return heartbeat;
+        }
+
         /** @return the default call timeout, or null */
         public Duration callTimeout() {
             return callTimeout;
@@ -253,9 +275,66 @@ public final class PBClient implements AutoCloseable {
         this.registry = options.copyRegistry != null ? options.copyRegistry : new CopyRegistry();
         Session.Limits limits = new Session.Limits(options.maxFrameSize, options.maxDepth,
                 options.maxContainerLength, options.maxOutstandingCalls, options.maxRunningCalls);
+        List<String> features = options.heartbeat != null
+                ? List.of(Wire.FEATURE_HEARTBEAT, Wire.FEATURE_DECREFS)
+                : List.of(Wire.FEATURE_DECREFS);
         this.session = new Session(Session.Role.CLIENT, limits, options.debug, options.localRoot,
-                registry, new Driver(), new Host()); // queues our hello
+                registry, new Driver(), new Host(), features); // queues our hello
         conn.setMaxInboundFrameSize(options.maxFrameSize);
+        if (options.heartbeat != null) {
+            long every = Math.max(options.heartbeat.toMillis() / 6, 50); // idle_interval / 2
+            housekeeping.scheduleWithFixedDelay(this::heartbeat, every, every,
+                    TimeUnit.MILLISECONDS);
+        }
+    }
+
+    // --- heartbeat (docs/PROTOCOL.md section 5.2) --------------------------------------------
+
+    private long heardCount = -1; // guarded by lock
+    private long lastHeard; // System.nanoTime(); guarded by lock
+    private long lastPing; // guarded by lock
+    private volatile boolean declaredDead;
+
+    /** Housekeeping thread: ping an idle server, declare a silent one dead. */
+    private void heartbeat() {
+        heartbeatCheck(System.nanoTime());
+    }
+
+    /**
+     * One look at the silence, at {@code now} (a {@link System#nanoTime()} reading; tests pass
+     * their own): anything received since the last look, down to a single byte of a frame still
+     * arriving, means the server is alive (section 5.2: implementations SHOULD count bytes, so a
+     * big frame on a slow link is not mistaken for silence).
+     */
+    void heartbeatCheck(long now) {
+        withSession(s -> {
+            if (!s.heartbeatActive()) {
+                heardCount = -1; // not yet (the handshake), or not negotiated
+                return;
+            }
+            // bytes read from the socket, plus the frames the session was fed (each grows only)
+            long heard = conn.bytesReceived() + s.receivedCount();
+            if (heard != heardCount) {
+                heardCount = heard;
+                lastHeard = now;
+                lastPing = now;
+                return;
+            }
+            long deadAfter = options.heartbeat.toNanos();
+            long silence = now - lastHeard;
+            if (silence >= deadAfter) {
+                declaredDead = true;
+                s.peerSilent(Duration.ofNanos(silence));
+            } else if (now - lastPing >= deadAfter / 3) {
+                lastPing = now;
+                s.ping();
+            }
+        });
+    }
+
+    /** @return bytes read from the server so far, frames still arriving included (tests) */
+    long bytesReceived() {
+        return conn.bytesReceived();
     }
 
     private static java.util.concurrent.ThreadFactory daemon(String threadName) {
@@ -594,7 +673,10 @@ public final class PBClient implements AutoCloseable {
                 closing = closeNow != null;
             }
         }
-        if (closeNow != null) {
+        if (closeNow != null && declaredDead) {
+            toWrite.clear(); // the server stopped answering: do not wait on its socket
+            conn.close(closeNow.reason());
+        } else if (closeNow != null) {
             pump(); // the goodbye and whatever preceded it, then close
             conn.close(closeNow.reason());
         } else if (onReader) {

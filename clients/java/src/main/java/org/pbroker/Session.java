@@ -35,6 +35,7 @@ import org.pbroker.wire.Call;
 import org.pbroker.wire.Cancel;
 import org.pbroker.wire.CopyState;
 import org.pbroker.wire.Decref;
+import org.pbroker.wire.Decrefs;
 import org.pbroker.wire.ErrorMessage;
 import org.pbroker.wire.ExportedRef;
 import org.pbroker.wire.FailureInfo;
@@ -47,6 +48,8 @@ import org.pbroker.wire.LocalProtocolException;
 import org.pbroker.wire.MalformedMessageException;
 import org.pbroker.wire.Message;
 import org.pbroker.wire.MessageTooLargeException;
+import org.pbroker.wire.Ping;
+import org.pbroker.wire.Pong;
 import org.pbroker.wire.RemoteProtocolException;
 import org.pbroker.wire.ReturnedRef;
 import org.pbroker.wire.TruncatedFrameException;
@@ -363,6 +366,9 @@ public final class Session {
     private Goodbye peerGoodbye;
     private CloseOutcome outcome;
     private ConnectionLostException lost;
+    /** Calls of receiveData / receiveFrame with bytes: what the heartbeat watches (section 5.2). */
+    private long received;
+    private long nextNonce = 1;
 
     /**
      * A session driven by hand: calls in and completions run through {@code dispatcher}, proxies
@@ -393,6 +399,15 @@ public final class Session {
 
     Session(Role role, Limits limits, boolean debug, Referenceable root, CopyRegistry registry,
             Dispatcher dispatcher, ProxyHost host) {
+        this(role, limits, debug, root, registry, dispatcher, host, List.of());
+    }
+
+    /**
+     * A session announcing optional features (docs/PROTOCOL.md section 3.1: {@link
+     * Wire#FEATURE_HEARTBEAT}, {@link Wire#FEATURE_DECREFS}); the others announce none.
+     */
+    Session(Role role, Limits limits, boolean debug, Referenceable root, CopyRegistry registry,
+            Dispatcher dispatcher, ProxyHost host, List<String> features) {
         this.role = Objects.requireNonNull(role, "role");
         this.limits = Objects.requireNonNull(limits, "limits");
         this.debug = debug;
@@ -400,14 +415,82 @@ public final class Session {
         this.dispatcher = Objects.requireNonNull(dispatcher, "dispatcher");
         this.host = host != null ? host : new DirectHost();
         this.decoder = new WireDecoder(limits.maxFrameSize(), limits.maxDepth(),
-                limits.maxContainerLength(), true, this::resolve);
+                limits.maxContainerLength(), WireDecoder.FrameLimits.defaults(), features, true,
+                this::resolve);
         this.frames = new FrameAssembler(limits.maxFrameSize());
         this.questions = new PendingCalls(dispatcher::deliver, null,
                 id -> dispatcher.reenter(() -> abandoned(id)));
         this.exports = new ExportTable(root);
         this.imports = new ImportTable(this.host, this::queueRelease);
         this.bootstrap = new RemoteReference(this.host, Wire.BOOTSTRAP_ID, null);
-        queuePlain(decoder.hello(List.of()));
+        queuePlain(decoder.hello());
+    }
+
+    /**
+     * A session driven by hand that announces {@code features}.
+     *
+     * @param role which end this is
+     * @param limits our limits
+     * @param root our bootstrap object, or null
+     * @param dispatcher runs incoming calls and completions
+     * @param features the optional features to announce ("heartbeat", "decrefs")
+     * @return the session, its hello queued
+     */
+    public static Session withFeatures(Role role, Limits limits, Referenceable root,
+            Dispatcher dispatcher, List<String> features) {
+        return new Session(role, limits, false, root, null, dispatcher, null, features);
+    }
+
+    /** @return the features both hellos named (none before the peer's hello) */
+    public Set<String> negotiated() {
+        return decoder.negotiated();
+    }
+
+    // --- heartbeat (docs/PROTOCOL.md section 5.2); the I/O layer owns the clock -------------------
+
+    /**
+     * @return how many times bytes from the peer arrived so far: the I/O layer's clock notes
+     *     when this changes (anything received shows the peer is alive)
+     */
+    public long receivedCount() {
+        return received;
+    }
+
+    /** @return whether both hellos named "heartbeat" and the connection is open */
+    public boolean heartbeatActive() {
+        return state == State.OPEN && decoder.negotiated().contains(Wire.FEATURE_HEARTBEAT);
+    }
+
+    /**
+     * The peer has been silent for a while: queue a ping (only if {@link #heartbeatActive()}).
+     *
+     * @return whether a ping was queued
+     */
+    public boolean ping() {
+        if (!heartbeatActive()) {
+            return false;
+        }
+        queuePlain(new Ping(nextNonce++));
+        return true;
+    }
+
+    /**
+     * The I/O layer's clock says nothing arrived for {@code silence} (its dead_after): the peer
+     * is dead. The session wants the connection closed at once (no goodbye; the outbox need not
+     * be sent) and every question fails with a {@link ConnectionLostException} saying the peer
+     * stopped answering. No-op unless open or in the handshake.
+     *
+     * @param silence how long nothing arrived
+     */
+    public void peerSilent(Duration silence) {
+        if (!sending()) {
+            return;
+        }
+        advance(Event.PEER_EOF);
+        outbox.clear();
+        outcome = new CloseOutcome(Wire.DISCONNECTED, new ConnectionLostException(
+                "the " + role.peerName() + " stopped answering (nothing received for "
+                + silence.toMillis() / 1000.0 + " s)"), false);
     }
 
     // --- state -----------------------------------------------------------------------------------
@@ -549,6 +632,9 @@ public final class Session {
             data.position(data.limit());
             return;
         }
+        if (data.hasRemaining()) {
+            received++;
+        }
         frames.feed(data);
         while (sending()) {
             byte[] body;
@@ -582,6 +668,7 @@ public final class Session {
         if (state == State.CLOSING) {
             return;
         }
+        received++;
         handleBody(body);
     }
 
@@ -670,10 +757,19 @@ public final class Session {
                 running.cancel(true);
             }
         } else if (message instanceof Decref decref) {
-            if (!exports.release(decref.objectId(), decref.count())) {
-                LOG.warning(this + ": " + role.peerName() + " released " + decref.count()
-                        + " of object " + decref.objectId() + " it does not hold");
-            }
+            release(decref.objectId(), decref.count());
+        } else if (message instanceof Ping ping) {
+            queuePlain(new Pong(ping.nonce())); // at once, before the frames behind it (3.9)
+        } else if (message instanceof Decrefs decrefs) {
+            decrefs.releases().forEach(this::release);
+        }
+        // a Pong needs nothing: receiving it (like any frame) is what the heartbeat watches
+    }
+
+    private void release(long objectId, long count) {
+        if (!exports.release(objectId, count)) {
+            LOG.warning(this + ": " + role.peerName() + " released " + count
+                    + " of object " + objectId + " it does not hold");
         }
     }
 
@@ -1073,7 +1169,28 @@ public final class Session {
         if (died.isEmpty() || !sending()) {
             return;
         }
-        for (Map.Entry<Long, Long> r : imports.collectReleases(died).entrySet()) {
+        Map<Long, Long> releases = imports.collectReleases(died);
+        if (releases.size() > 1 && decoder.negotiated().contains(Wire.FEATURE_DECREFS)) {
+            // one decrefs per batch (section 3.8), split to fit the peer's container length and
+            // the per-frame item limit (2 items per release, 3 for the body)
+            long peerLength = peerHello != null ? peerHello.maxContainerLength()
+                    : limits.maxContainerLength();
+            int chunk = (int) Math.max(1, Math.min(Math.min(peerLength / 2,
+                    (Wire.DEFAULT_MAX_ITEMS_PER_FRAME - 3) / 2), peerMaxFrameSize() / 20));
+            Map<Long, Long> batch = new java.util.LinkedHashMap<>();
+            for (Map.Entry<Long, Long> r : releases.entrySet()) {
+                batch.put(r.getKey(), r.getValue());
+                if (batch.size() == chunk) {
+                    queuePlain(new Decrefs(batch));
+                    batch.clear();
+                }
+            }
+            if (!batch.isEmpty()) {
+                queuePlain(new Decrefs(batch));
+            }
+            return;
+        }
+        for (Map.Entry<Long, Long> r : releases.entrySet()) {
             queuePlain(new Decref(r.getKey(), r.getValue()));
         }
     }

@@ -23,8 +23,16 @@ final class FakeServer implements AutoCloseable {
     private final BlockingQueue<Object> received = new LinkedBlockingQueue<>();
     private volatile Socket socket;
     private volatile DataOutputStream out;
+    /** The optional features this peer announces and decodes (docs/PROTOCOL.md section 3.1). */
+    private final List<String> features;
 
     FakeServer() throws IOException {
+        this(List.of());
+    }
+
+    /** A peer announcing {@code features} ("heartbeat", "decrefs") in its hello. */
+    FakeServer(List<String> features) throws IOException {
+        this.features = List.copyOf(features);
         listener = new ServerSocket(0, 5, InetAddress.getLoopbackAddress());
         Thread t = new Thread(this::serve, "fake-server");
         t.setDaemon(true);
@@ -44,7 +52,8 @@ final class FakeServer implements AutoCloseable {
             }
             DataInputStream in = new DataInputStream(socket.getInputStream());
             WireDecoder decoder = new WireDecoder(Wire.DEFAULT_MAX_FRAME_SIZE, Wire.DEFAULT_MAX_DEPTH,
-                    Wire.DEFAULT_MAX_CONTAINER_LENGTH, true, null);
+                    Wire.DEFAULT_MAX_CONTAINER_LENGTH, WireDecoder.FrameLimits.defaults(), features,
+                    true, null);
             while (true) {
                 byte[] body = new byte[in.readInt()];
                 in.readFully(body);
@@ -84,8 +93,8 @@ final class FakeServer implements AutoCloseable {
     /** Read the client's hello and answer with ours. */
     Hello handshake() throws Exception {
         Hello hello = expect(Hello.class);
-        send(new Hello(Wire.DEFAULT_MAX_FRAME_SIZE, Wire.DEFAULT_MAX_DEPTH,
-                Wire.DEFAULT_MAX_CONTAINER_LENGTH));
+        send(new Hello(Wire.PROTOCOL_VERSION, Wire.DEFAULT_MAX_FRAME_SIZE, Wire.DEFAULT_MAX_DEPTH,
+                Wire.DEFAULT_MAX_CONTAINER_LENGTH, features));
         return hello;
     }
 

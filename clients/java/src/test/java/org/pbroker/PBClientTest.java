@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -31,8 +32,10 @@ import org.pbroker.wire.ExportedRef;
 import org.pbroker.wire.FailureInfo;
 import org.pbroker.wire.Goodbye;
 import org.pbroker.wire.Hello;
+import org.pbroker.wire.Ping;
 import org.pbroker.wire.ReturnedRef;
 import org.pbroker.wire.Wire;
+import org.pbroker.wire.WireEncoder;
 
 /** The client against a scripted Java peer: every message the client sends is checked. */
 class PBClientTest {
@@ -342,6 +345,55 @@ class PBClientTest {
         CompletableFuture<Throwable> late = new CompletableFuture<>();
         client.addDisconnectListener(late::complete);
         assertInstanceOf(ConnectionLostException.class, late.get(10, TimeUnit.SECONDS));
+    }
+
+    /**
+     * docs/PROTOCOL.md section 5.2: bytes of a frame still arriving count as hearing from the
+     * server. The heartbeat checks run here with a made-up clock (dead_after one hour, so the
+     * housekeeping thread's own checks never come in between); nothing about real time is
+     * asserted.
+     */
+    @Test
+    void aFrameStillArrivingIsNotSilence() throws Exception {
+        Duration deadAfter = Duration.ofHours(1);
+        long d = deadAfter.toNanos();
+        try (FakeServer peer = new FakeServer(List.of(Wire.FEATURE_HEARTBEAT));
+                PBClient c = PBClient.connect("127.0.0.1", peer.port(),
+                        PBClient.Options.defaults().heartbeat(deadAfter))) {
+            assertTrue(peer.handshake().features().contains(Wire.FEATURE_HEARTBEAT));
+            RemoteReference root = c.getRootObject().get(10, TimeUnit.SECONDS);
+            LinkedBlockingQueue<Throwable> lost = new LinkedBlockingQueue<>();
+            c.addDisconnectListener(lost::add);
+            CompletableFuture<Object> echo = root.callRemote("echo", "x");
+            Call call = peer.expect(Call.class);
+            long t0 = System.nanoTime();
+            c.heartbeatCheck(t0); // last_heard = t0
+            String big = "y".repeat(200_000);
+            byte[] frame = new WireEncoder().encodeFrame(new Answer(call.requestId(), big));
+            int half = frame.length / 2;
+            long before = c.bytesReceived();
+            peer.sendRaw(Arrays.copyOfRange(frame, 0, half));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (c.bytesReceived() < before + half) {
+                assertTrue(System.nanoTime() < deadline, "the first half never arrived");
+                Thread.sleep(5);
+            }
+            c.heartbeatCheck(t0 + d * 9 / 10); // half a frame arrived: the server is alive
+            // 1.5 dead_after since the last whole frame, 0.6 since the last bytes: not dead,
+            // only idle (a ping)
+            c.heartbeatCheck(t0 + d * 3 / 2);
+            assertFalse(echo.isDone(), "the answer is still arriving");
+            assertTrue(lost.isEmpty(), () -> "declared dead: " + lost.peek());
+            peer.expect(Ping.class);
+            peer.sendRaw(Arrays.copyOfRange(frame, half, frame.length));
+            assertEquals(big, echo.get(10, TimeUnit.SECONDS));
+            // and real silence is still noticed
+            c.heartbeatCheck(t0 + 2 * d); // heard the rest
+            c.heartbeatCheck(t0 + 3 * d); // dead_after of nothing
+            Throwable reason = lost.poll(10, TimeUnit.SECONDS);
+            assertInstanceOf(ConnectionLostException.class, reason);
+            assertTrue(reason.getMessage().contains("stopped answering"), reason.getMessage());
+        }
     }
 
     @Test

@@ -21,14 +21,17 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 import org.pbroker.wire.CopyState;
+import org.pbroker.wire.Decrefs;
 import org.pbroker.wire.ExportedRef;
 import org.pbroker.wire.FailureInfo;
 import org.pbroker.wire.Message;
@@ -56,7 +59,13 @@ import org.pbroker.wire.WireVectorsTestAccess;
  * {@code release: "all"}, {@code goodbye}, {@code eof} and {@code closed} (with
  * {@code goodbye_kind}, checked when present). When the session asks to close, the runner reports
  * the connection gone at the end of that step, as a transport would; input for a closed session is
- * dropped (a transport delivers nothing after it closed).
+ * dropped (a transport delivers nothing after it closed). In expected values
+ * {@code {"$unordered": [...]}} matches an array of the same elements in any order (a decrefs'
+ * releases, which are {@code [[object_id, count], ...]} in the JSON scheme).
+ *
+ * <p>A vector with {@code "requires": [feature, ...]} runs with a session that announces those
+ * features ({@link Session#withFeatures}); without it the session announces none. A vector that
+ * requires a feature this client does not implement ({@link #SUPPORTED_FEATURES}) is skipped.
  *
  * <p>One extension, used by the hand-made sample: {@code {"out_hex": [hex, ...]}} is {@code out}
  * compared byte for byte (frames with their length headers), for frames written by hand from the
@@ -65,6 +74,10 @@ import org.pbroker.wire.WireVectorsTestAccess;
  * <p>Fixtures: {@link SessionFixtures}.
  */
 class SessionVectorsTest {
+    /** The optional features (docs/PROTOCOL.md section 3.1) the Java session implements. */
+    static final Set<String> SUPPORTED_FEATURES =
+            Set.of(Wire.FEATURE_HEARTBEAT, Wire.FEATURE_DECREFS);
+
     static Path sharedPath() {
         String explicit = System.getProperty("pbroker.sessionVectors");
         if (explicit != null && !explicit.isEmpty()) {
@@ -107,16 +120,36 @@ class SessionVectorsTest {
         }
     }
 
+    @Test
+    void unorderedMatchesTheSameElementsInAnyOrder() {
+        Object want = Map.of("$unordered", List.of(List.of(5L, 2L), List.of(6L, 1L)));
+        assertTrue(Runner.matches(want, List.of(List.of(6L, 1L), List.of(5L, 2L))));
+        assertTrue(Runner.matches(want, List.of(List.of(5L, 2L), List.of(6L, 1L))));
+        assertFalse(Runner.matches(want, List.of(List.of(5L, 2L))), "one missing");
+        assertFalse(Runner.matches(want, List.of(List.of(5L, 2L), List.of(6L, 1L),
+                List.of(7L, 1L))), "one too many");
+        assertFalse(Runner.matches(want, List.of(List.of(5L, 2L), List.of(5L, 2L))),
+                "each element once");
+        assertFalse(Runner.matches(want, List.of(List.of(5L, 1L), List.of(6L, 2L))));
+        assertFalse(Runner.matches(want, Map.of("a", 1L)), "not an array");
+        // a wildcard takes any element, so matching has to try the other assignments
+        Object wild = Map.of("$unordered", List.of(Map.of("$any", true), 1L));
+        assertTrue(Runner.matches(wild, List.of(1L, 2L)));
+    }
+
     /** One vector's run. */
     static final class Runner {
         private final Map<String, Object> vector;
         private final Session session;
         /** Everything the session queued since the last out step, whole frames. */
         private final List<byte[]> output = new ArrayList<>();
-        /** Decodes our output stream (its first frame is our hello). */
+        /**
+         * Decodes our output stream (its first frame is our hello, so the optional messages
+         * decode only if the session announced their features).
+         */
         private final WireDecoder outputDecoder = new WireDecoder(Wire.MAX_U32 > Integer.MAX_VALUE
                 ? Integer.MAX_VALUE : (int) Wire.MAX_U32, Wire.MAX_DEPTH_CAP, Integer.MAX_VALUE,
-                true, null);
+                WireDecoder.FrameLimits.defaults(), List.copyOf(SUPPORTED_FEATURES), true, null);
         private final List<CompletableFuture<Object>> calls = new ArrayList<>();
         private int step;
 
@@ -142,9 +175,14 @@ class SessionVectorsTest {
                     limit(l, "max_container_length", d.maxContainerLength()),
                     limit(l, "max_outstanding_calls", d.maxOutstandingCalls()),
                     limit(l, "max_running_calls", d.maxRunningCalls()));
-            this.session = new Session(role, limits, false,
-                    SessionFixtures.root((String) vector.getOrDefault("root", "none")), null,
-                    Session.Dispatcher.synchronous());
+            List<String> features = (List<String>) vector.getOrDefault("requires", List.of());
+            List<String> missing = features.stream()
+                    .filter(f -> !SUPPORTED_FEATURES.contains(f)).toList();
+            Assumptions.assumeTrue(missing.isEmpty(),
+                    "requires features this session does not implement: " + missing);
+            this.session = Session.withFeatures(role, limits,
+                    SessionFixtures.root((String) vector.getOrDefault("root", "none")),
+                    Session.Dispatcher.synchronous(), features);
         }
 
         private static int limit(Map<String, Object> l, String name, int otherwise) {
@@ -301,12 +339,21 @@ class SessionVectorsTest {
             return "not a failure kind: " + e;
         }
 
-        // --- the JSON scheme of wire.json, with {"$any": true} and {"$proxy": id} -------------
+        // --- the JSON scheme of wire.json, with {"$any": true}, {"$unordered": [...]} and
+        // {"$proxy": id} ------------------------------------------------------------------------
 
         /** Does actual (already in the JSON scheme) match the expected JSON? */
-        private static boolean matches(Object want, Object actual) {
+        static boolean matches(Object want, Object actual) {
             if (want instanceof Map<?, ?> w && w.size() == 1 && w.containsKey("$any")) {
                 return true;
+            }
+            if (want instanceof Map<?, ?> w && w.size() == 1 && w.containsKey("$unordered")) {
+                if (!(w.get("$unordered") instanceof List<?> elements)) {
+                    throw new IllegalArgumentException("$unordered takes an array, not "
+                            + w.get("$unordered"));
+                }
+                return actual instanceof List<?> a && a.size() == elements.size()
+                        && matchesInSomeOrder(elements, new ArrayList<>(a));
             }
             if (want instanceof Map<?, ?> w && actual instanceof Map<?, ?> a) {
                 if (!new ArrayList<>(w.keySet()).equals(new ArrayList<>(a.keySet()))) {
@@ -329,6 +376,28 @@ class SessionVectorsTest {
                     : want.equals(actual) && want.getClass() == actual.getClass();
         }
 
+        /**
+         * Can the elements of {@code left} be matched one to one by {@code want}'s, in any order?
+         * Backtracks, since a wildcard may match several elements.
+         */
+        private static boolean matchesInSomeOrder(List<?> want, List<Object> left) {
+            if (want.isEmpty()) {
+                return left.isEmpty();
+            }
+            Object first = want.get(0);
+            List<?> rest = want.subList(1, want.size());
+            for (int i = 0; i < left.size(); i++) {
+                if (matches(first, left.get(i))) {
+                    Object taken = left.remove(i);
+                    if (matchesInSomeOrder(rest, left)) {
+                        return true;
+                    }
+                    left.add(i, taken);
+                }
+            }
+            return false;
+        }
+
         /** A message in the JSON scheme (section 13). */
         private static Map<String, Object> messageJson(Message m) {
             Map<String, Object> out = new LinkedHashMap<>();
@@ -342,7 +411,11 @@ class SessionVectorsTest {
                 } catch (ReflectiveOperationException ex) {
                     throw new AssertionError(ex);
                 }
-                if (v instanceof FailureInfo f) {
+                if (m instanceof Decrefs && v instanceof Map<?, ?> releases) {
+                    List<Object> pairs = new ArrayList<>(); // [[object_id, count], ...]
+                    releases.forEach((id, count) -> pairs.add(Arrays.asList(id, count)));
+                    out.put("releases", pairs);
+                } else if (v instanceof FailureInfo f) {
                     out.put("failure", Arrays.asList(f.kind(), f.typeName(), f.message(),
                             f.traceback()));
                 } else {

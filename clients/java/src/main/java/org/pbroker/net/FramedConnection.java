@@ -3,7 +3,9 @@ package org.pbroker.net;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.EOFException;
+import java.io.FilterInputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
@@ -11,6 +13,7 @@ import java.net.SocketAddress;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLParameters;
@@ -30,6 +33,10 @@ import org.pbroker.wire.MessageTooLargeException;
  * thread-safe: {@link #send} writes whole frames under a lock, so frames from several threads never
  * interleave. {@link Handler#onClosed} runs exactly once, whoever closes first (the peer, an I/O
  * error, a handler exception, or {@link #close}).
+ *
+ * <p>{@link #bytesReceived()} counts every byte the socket delivered, as it is read and before
+ * the frame it belongs to is complete: what a heartbeat watches (docs/PROTOCOL.md section 5.2),
+ * so a big frame arriving slowly is not taken for silence.
  */
 public final class FramedConnection implements AutoCloseable {
     /** Receives frames and the end of the connection. */
@@ -69,6 +76,7 @@ public final class FramedConnection implements AutoCloseable {
     private final Socket socket;
     private final FrameReader frames;
     private final OutputStream out;
+    private final AtomicLong bytesReceived = new AtomicLong();
     private final ReentrantLock writeLock = new ReentrantLock();
     private final AtomicBoolean started = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -86,7 +94,9 @@ public final class FramedConnection implements AutoCloseable {
      */
     public FramedConnection(Socket socket) throws IOException {
         this.socket = Objects.requireNonNull(socket, "socket");
-        this.frames = new FrameReader(new BufferedInputStream(socket.getInputStream(), 64 * 1024),
+        // counted beneath the buffer: every read from the socket, however little of a frame it is
+        this.frames = new FrameReader(new BufferedInputStream(
+                new CountingInputStream(socket.getInputStream(), bytesReceived), 64 * 1024),
                 () -> maxInboundFrameSize);
         this.out = new BufferedOutputStream(socket.getOutputStream(), 64 * 1024);
     }
@@ -238,6 +248,14 @@ public final class FramedConnection implements AutoCloseable {
         }
     }
 
+    /**
+     * @return how many bytes were read from the socket so far (any thread): it grows while a
+     *     frame is still arriving, before {@link Handler#onFrame} sees it
+     */
+    public long bytesReceived() {
+        return bytesReceived.get();
+    }
+
     /** @return true once the connection is closed (by either side) */
     public boolean isClosed() {
         return closed.get();
@@ -307,6 +325,43 @@ public final class FramedConnection implements AutoCloseable {
         Handler h = handler;
         if (h != null && notified.compareAndSet(false, true)) {
             h.onClosed(closeReason);
+        }
+    }
+
+    /** Adds up the bytes each read returns. */
+    private static final class CountingInputStream extends FilterInputStream {
+        private final AtomicLong count;
+
+        CountingInputStream(InputStream in, AtomicLong count) {
+            super(in);
+            this.count = count;
+        }
+
+        @Override
+        public int read() throws IOException {
+            int b = in.read();
+            if (b >= 0) {
+                count.incrementAndGet();
+            }
+            return b;
+        }
+
+        @Override
+        public int read(byte[] b, int off, int len) throws IOException {
+            int n = in.read(b, off, len);
+            if (n > 0) {
+                count.addAndGet(n);
+            }
+            return n;
+        }
+
+        @Override
+        public long skip(long n) throws IOException {
+            long skipped = in.skip(n);
+            if (skipped > 0) {
+                count.addAndGet(skipped);
+            }
+            return skipped;
         }
     }
 

@@ -5,7 +5,8 @@ package org.pbroker.wire;
  * throw {@link IllegalArgumentException} (the decoder turns that into
  * {@link MalformedMessageException}).
  */
-public sealed interface Message permits Hello, Goodbye, Call, Answer, ErrorMessage, Cancel, Decref {
+public sealed interface Message permits Hello, Goodbye, Call, Answer, ErrorMessage, Cancel, Decref,
+        Decrefs, Ping, Pong {
     /** @return the message type number (first element of the body array) */
     int type();
 }

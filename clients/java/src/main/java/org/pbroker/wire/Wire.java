@@ -23,6 +23,12 @@ public final class Wire {
     public static final int DEFAULT_MAX_DEPTH = 64;
     /** Default longest array or map accepted. */
     public static final int DEFAULT_MAX_CONTAINER_LENGTH = 1024 * 1024;
+    /** Default most elements of all arrays and maps in one frame (section 8, not announced). */
+    public static final int DEFAULT_MAX_ITEMS_PER_FRAME = 512 * 1024;
+    /** Default most arrays and maps in one frame. */
+    public static final int DEFAULT_MAX_CONTAINERS_PER_FRAME = 32 * 1024;
+    /** Default most ext values (refs, copies, failures) in one frame. */
+    public static final int DEFAULT_MAX_EXT_VALUES_PER_FRAME = 16 * 1024;
     /** Deeper limits are refused. */
     public static final int MAX_DEPTH_CAP = 256;
 
@@ -40,6 +46,20 @@ public final class Wire {
     public static final int CANCEL = 6;
     /** Message type: decref. */
     public static final int DECREF = 7;
+    /** Message type: ping (feature "heartbeat"). */
+    public static final int PING = 10;
+    /** Message type: pong (feature "heartbeat"). */
+    public static final int PONG = 11;
+    /** Message type: decrefs (feature "decrefs"). */
+    public static final int DECREFS = 12;
+
+    /** Feature: ping and pong, the heartbeat (section 5.2). */
+    public static final String FEATURE_HEARTBEAT = "heartbeat";
+    /** Feature: the decrefs message. */
+    public static final String FEATURE_DECREFS = "decrefs";
+    /** Default time after which a silent peer is declared dead (section 5.2). */
+    public static final java.time.Duration DEFAULT_HEARTBEAT_DEAD_AFTER =
+            java.time.Duration.ofSeconds(30);
 
     /** Ext code: a reference to an object the sender of the message owns. */
     public static final byte EXT_SENDER_REF = 1;

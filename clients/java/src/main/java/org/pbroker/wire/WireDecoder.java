@@ -10,6 +10,8 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
 import java.util.function.Function;
 import org.msgpack.core.MessageFormat;
 import org.msgpack.core.MessagePack;
@@ -42,8 +44,39 @@ public final class WireDecoder {
     private final int maxFrameSize;
     private final int maxDepth;
     private final int maxContainerLength;
+    private final FrameLimits frameLimits;
     private final Function<WireValue, Object> resolve;
     private boolean expectHello;
+    private List<String> features;
+    private Set<String> negotiated;
+    // Counts of the frame being decoded (section 8, per-frame limits).
+    private long items;
+    private long containers;
+    private long extValues;
+    private long payloadBytes;
+
+    /**
+     * The per-frame limits of docs/PROTOCOL.md section 8: the same for every version-1 peer and
+     * not announced. Raise them to accept more from a trusted peer; lowering them is for tests.
+     *
+     * @param maxItems most elements of all arrays and maps in one frame (2 per map entry)
+     * @param maxContainers most arrays and maps in one frame
+     * @param maxExtValues most ext values in one frame
+     */
+    public record FrameLimits(int maxItems, int maxContainers, int maxExtValues) {
+        /** Validates the limits. */
+        public FrameLimits {
+            if (maxItems < 1 || maxContainers < 1 || maxExtValues < 1) {
+                throw new IllegalArgumentException("per-frame limits must be positive");
+            }
+        }
+
+        /** @return the protocol's per-frame limits */
+        public static FrameLimits defaults() {
+            return new FrameLimits(Wire.DEFAULT_MAX_ITEMS_PER_FRAME,
+                    Wire.DEFAULT_MAX_CONTAINERS_PER_FRAME, Wire.DEFAULT_MAX_EXT_VALUES_PER_FRAME);
+        }
+    }
 
     /** A raw ext value from the structural pass, converted by the walk. */
     private record RawExt(byte code, byte[] data) {}
@@ -67,6 +100,24 @@ public final class WireDecoder {
      */
     public WireDecoder(int maxFrameSize, int maxDepth, int maxContainerLength,
             boolean expectHello, Function<WireValue, Object> resolve) {
+        this(maxFrameSize, maxDepth, maxContainerLength, FrameLimits.defaults(), List.of(),
+                expectHello, resolve);
+    }
+
+    /**
+     * @param maxFrameSize largest frame body accepted, at least 1
+     * @param maxDepth deepest nesting accepted, 2..{@link Wire#MAX_DEPTH_CAP}
+     * @param maxContainerLength longest array or map accepted, at least 1
+     * @param frameLimits the per-frame limits
+     * @param features the optional features we implement and announce; once the peer's hello
+     *     arrives only those both hellos named decode (without {@code expectHello}: these are
+     *     taken as negotiated)
+     * @param expectHello whether the first message must be a hello
+     * @param resolve maps each decoded wire value to what takes its place; null keeps them
+     */
+    public WireDecoder(int maxFrameSize, int maxDepth, int maxContainerLength,
+            FrameLimits frameLimits, List<String> features, boolean expectHello,
+            Function<WireValue, Object> resolve) {
         if (maxFrameSize < 1) {
             throw new IllegalArgumentException("max_frame_size must be positive");
         }
@@ -80,8 +131,27 @@ public final class WireDecoder {
         this.maxFrameSize = maxFrameSize;
         this.maxDepth = maxDepth;
         this.maxContainerLength = maxContainerLength;
+        this.frameLimits = Objects.requireNonNull(frameLimits, "frameLimits");
+        this.features = List.copyOf(features);
+        this.negotiated = expectHello ? Set.of() : Set.copyOf(this.features);
         this.expectHello = expectHello;
         this.resolve = resolve;
+    }
+
+    /** @return the per-frame limits */
+    public FrameLimits frameLimits() {
+        return frameLimits;
+    }
+
+    /** @return the features both hellos named (none before the peer's hello) */
+    public Set<String> negotiated() {
+        return negotiated;
+    }
+
+    /** @return our hello, announcing our limits and the features we were made with */
+    public Hello hello() {
+        return new Hello(Wire.PROTOCOL_VERSION, maxFrameSize, maxDepth, maxContainerLength,
+                features);
     }
 
     /** @return the largest frame body this decoder accepts */
@@ -102,12 +172,21 @@ public final class WireDecoder {
     /**
      * Our hello, announcing the limits this decoder enforces.
      *
-     * @param features optional extensions we support
+     * @param features optional extensions we support (they replace those given at construction)
      * @return the hello to send
      */
     public Hello hello(List<String> features) {
-        return new Hello(Wire.PROTOCOL_VERSION, maxFrameSize, maxDepth, maxContainerLength,
-                features);
+        this.features = List.copyOf(features);
+        if (!expectHello) {
+            negotiate(this.features);
+        }
+        return hello();
+    }
+
+    private void negotiate(List<String> theirs) {
+        Set<String> both = new java.util.LinkedHashSet<>(features);
+        both.retainAll(theirs);
+        negotiated = Set.copyOf(both);
     }
 
     /**
@@ -168,6 +247,7 @@ public final class WireDecoder {
             throw new FrameTooLargeException(
                     "frame of " + body.length + " bytes; the limit is " + maxFrameSize);
         }
+        items = containers = extValues = payloadBytes = 0;
         Object top = unpack(body);
         if (!(top instanceof List<?> fields) || fields.isEmpty()) {
             throw new MalformedMessageException("a message body must be a non-empty array");
@@ -189,6 +269,7 @@ public final class WireDecoder {
             }
             Hello hello = decodeHello(f);
             expectHello = false;
+            negotiate(hello.features());
             return hello;
         }
         switch ((int) Math.max(Math.min(mtype, Integer.MAX_VALUE), Integer.MIN_VALUE)) {
@@ -204,6 +285,18 @@ public final class WireDecoder {
                 return cancel(f);
             case Wire.DECREF:
                 return decref(f);
+            case Wire.PING, Wire.PONG:
+                if (negotiated.contains(Wire.FEATURE_HEARTBEAT)) {
+                    return mtype == Wire.PING ? new Ping(nonce(f, "ping")) : new Pong(nonce(f, "pong"));
+                }
+                throw new UnknownMessageTypeException("message type " + mtype
+                        + " needs the feature \"heartbeat\" in both hellos");
+            case Wire.DECREFS:
+                if (negotiated.contains(Wire.FEATURE_DECREFS)) {
+                    return decrefs(f);
+                }
+                throw new UnknownMessageTypeException("message type " + mtype
+                        + " needs the feature \"decrefs\" in both hellos");
             case Wire.HELLO:
                 throw new HandshakeException("hello received after the handshake");
             default:
@@ -315,6 +408,39 @@ public final class WireDecoder {
         }
     }
 
+    private static long nonce(List<Object> f, String name) throws WireException {
+        arity(f, 2, name);
+        try {
+            return id(f.get(1), "nonce");
+        } catch (IllegalArgumentException e) {
+            throw malformed(name, e);
+        }
+    }
+
+    private Decrefs decrefs(List<Object> f) throws WireException {
+        arity(f, 2, "decrefs");
+        try {
+            if (!(f.get(1) instanceof List<?> flat)) {
+                throw new IllegalArgumentException("releases must be an array, not "
+                        + typeName(f.get(1)));
+            }
+            if (flat.isEmpty() || flat.size() % 2 != 0) {
+                throw new IllegalArgumentException("releases must be a non-empty array of"
+                        + " (object_id, count) pairs, got " + flat.size() + " values");
+            }
+            Map<Long, Long> releases = new LinkedHashMap<>();
+            for (int i = 0; i < flat.size(); i += 2) {
+                long objectId = id(flat.get(i), "object_id");
+                if (releases.put(objectId, id(flat.get(i + 1), "count")) != null) {
+                    throw new IllegalArgumentException("object id " + objectId + " appears twice");
+                }
+            }
+            return new Decrefs(releases);
+        } catch (IllegalArgumentException e) {
+            throw malformed("Decrefs", e);
+        }
+    }
+
     private static FailureInfo failure(Object kind, Object typeName, Object message,
             Object traceback) throws MalformedMessageException {
         try {
@@ -376,7 +502,14 @@ public final class WireDecoder {
         if (level > maxDepth) {
             throw new NestingTooDeepException("nesting deeper than " + maxDepth);
         }
+        if (ext.code < Wire.EXT_SENDER_REF || ext.code > Wire.EXT_FAILURE) {
+            throw new UnknownExtCodeException("ext code " + ext.code + " is not implemented");
+        }
         byte[] data = ext.data;
+        payloadBytes += data.length;
+        if (payloadBytes > maxFrameSize) {
+            throw tooComplex();
+        }
         WireValue value;
         switch (ext.code) {
             case Wire.EXT_SENDER_REF, Wire.EXT_RECEIVER_REF -> {
@@ -479,6 +612,7 @@ public final class WireDecoder {
                 for (long i = 0; i < n; i++) {
                     list.add(read(u, size, depth + 1));
                 }
+                counted(n); // at the container's end, as the Python decoder's list_hook
                 return list;
             }
             case MAP: {
@@ -494,6 +628,7 @@ public final class WireDecoder {
                     Object key = read(u, size, depth + 1);
                     map.put(key, read(u, size, depth + 1));
                 }
+                counted(2L * map.size()); // entries as decoded: duplicate keys count once
                 return map;
             }
             case EXTENSION: {
@@ -503,6 +638,9 @@ public final class WireDecoder {
                         && data.length != 12) {
                     throw new MalformedMessageException(
                             "not a msgpack value: bad timestamp length " + data.length);
+                }
+                if (header.getType() != -1 && ++extValues > frameLimits.maxExtValues()) {
+                    throw tooComplex(); // the timestamp is not counted (section 8)
                 }
                 return new RawExt(header.getType(), data);
             }
@@ -536,6 +674,29 @@ public final class WireDecoder {
         if (depth > STRUCTURE_DEPTH_LIMIT) {
             throw new NestingTooDeepException("nesting deeper than " + maxDepth);
         }
+    }
+
+    /** One array or map ended, with {@code n} elements. */
+    private void counted(long n) throws FrameTooComplexException {
+        items += n;
+        containers++;
+        if (items > frameLimits.maxItems() || containers > frameLimits.maxContainers()) {
+            throw tooComplex();
+        }
+    }
+
+    private FrameTooComplexException tooComplex() {
+        String what;
+        if (items > frameLimits.maxItems()) {
+            what = "more than " + frameLimits.maxItems() + " items";
+        } else if (containers > frameLimits.maxContainers()) {
+            what = "more than " + frameLimits.maxContainers() + " arrays and maps";
+        } else if (extValues > frameLimits.maxExtValues()) {
+            what = "more than " + frameLimits.maxExtValues() + " ext values";
+        } else {
+            what = "more than " + maxFrameSize + " bytes of ext payloads";
+        }
+        return new FrameTooComplexException("the frame holds " + what);
     }
 
     private static byte[] payload(MessageUnpacker u, long length, int size) throws IOException {

@@ -133,6 +133,17 @@ public final class WireEncoder {
         } else if (message instanceof Decref m) {
             b.add(m.objectId());
             b.add(m.count());
+        } else if (message instanceof Decrefs m) {
+            List<Object> flat = new ArrayList<>(2 * m.releases().size());
+            m.releases().forEach((id, count) -> {
+                flat.add(id);
+                flat.add(count);
+            });
+            b.add(flat);
+        } else if (message instanceof Ping m) {
+            b.add(m.nonce());
+        } else if (message instanceof Pong m) {
+            b.add(m.nonce());
         }
         return b;
     }

@@ -13,6 +13,7 @@ package org.pbroker.wire;
  *     ├── TruncatedFrameException
  *     ├── NestingTooDeepException
  *     ├── ContainerTooLongException
+ *     ├── FrameTooComplexException
  *     ├── MalformedMessageException
  *     ├── UnknownMessageTypeException
  *     ├── UnknownExtCodeException

@@ -177,6 +177,44 @@ class FramedConnectionTest {
         assertInstanceOf(TruncatedFrameException.class, rec.closed.get(5, TimeUnit.SECONDS));
     }
 
+    /** Wait (up to 10 s) until the reader has read {@code n} bytes; no timing is asserted. */
+    private static void awaitBytesReceived(FramedConnection conn, long n) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (conn.bytesReceived() < n) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("only " + conn.bytesReceived() + " of " + n
+                        + " bytes read within 10 s");
+            }
+            Thread.sleep(5);
+        }
+    }
+
+    @Test
+    void bytesOfAFrameStillArrivingAreCounted() throws Exception {
+        // docs/PROTOCOL.md section 5.2: any bytes received show the peer is alive, not only whole
+        // frames (a big frame on a slow link is not silence)
+        try (FramedConnection conn = connect(); Socket peer = server.accept()) {
+            Recorder rec = new Recorder();
+            conn.start(rec);
+            assertEquals(0, conn.bytesReceived());
+            DataOutputStream out = new DataOutputStream(peer.getOutputStream());
+            out.writeInt(300_000);
+            out.write(new byte[1000]);
+            out.flush();
+            awaitBytesReceived(conn, 4 + 1000);
+            assertEquals(4 + 1000, conn.bytesReceived());
+            assertTrue(rec.frames.isEmpty(), "the frame is not complete");
+            out.write(new byte[200_000]);
+            out.flush();
+            awaitBytesReceived(conn, 4 + 201_000); // read straight past the buffer: counted too
+            assertTrue(rec.frames.isEmpty(), "the frame is not complete");
+            out.write(new byte[99_000]);
+            out.flush();
+            assertEquals(300_000, rec.frames.poll(10, TimeUnit.SECONDS).length);
+            assertEquals(4 + 300_000, conn.bytesReceived());
+        }
+    }
+
     @Test
     void frameAtTheLimitIsAccepted() throws Exception {
         try (FramedConnection conn = connect(); Socket peer = server.accept()) {

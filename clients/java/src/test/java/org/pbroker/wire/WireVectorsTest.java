@@ -62,6 +62,9 @@ class WireVectorsTest {
         int maxFrame = Wire.DEFAULT_MAX_FRAME_SIZE;
         int maxDepth = Wire.DEFAULT_MAX_DEPTH;
         int maxLen = Wire.DEFAULT_MAX_CONTAINER_LENGTH;
+        int maxItems = Wire.DEFAULT_MAX_ITEMS_PER_FRAME;
+        int maxContainers = Wire.DEFAULT_MAX_CONTAINERS_PER_FRAME;
+        int maxExtValues = Wire.DEFAULT_MAX_EXT_VALUES_PER_FRAME;
         @SuppressWarnings("unchecked")
         Map<String, Object> limits = (Map<String, Object>) v.get("limits");
         if (limits != null) {
@@ -71,12 +74,19 @@ class WireVectorsTest {
                     case "max_frame_size" -> maxFrame = value;
                     case "max_depth" -> maxDepth = value;
                     case "max_container_length" -> maxLen = value;
+                    case "max_items_per_frame" -> maxItems = value;
+                    case "max_containers_per_frame" -> maxContainers = value;
+                    case "max_ext_values_per_frame" -> maxExtValues = value;
                     default -> fail("unknown limit " + e.getKey());
                 }
             }
         }
         boolean handshake = Boolean.TRUE.equals(v.get("handshake"));
-        return new WireDecoder(maxFrame, maxDepth, maxLen, handshake, null);
+        @SuppressWarnings("unchecked")
+        List<String> features = (List<String>) v.getOrDefault("features", List.of());
+        return new WireDecoder(maxFrame, maxDepth, maxLen,
+                new WireDecoder.FrameLimits(maxItems, maxContainers, maxExtValues), features,
+                handshake, null);
     }
 
     /** A stream that hands out one byte per read, like a slow network. */
@@ -167,6 +177,18 @@ class WireVectorsTest {
                 return new Cancel((Long) j.get("request_id"));
             case "decref":
                 return new Decref((Long) j.get("object_id"), (Long) j.get("count"));
+            case "decrefs": {
+                Map<Long, Long> releases = new LinkedHashMap<>();
+                for (Object pair : (List<Object>) j.get("releases")) {
+                    List<Object> p = (List<Object>) pair;
+                    releases.put((Long) p.get(0), (Long) p.get(1));
+                }
+                return new Decrefs(releases);
+            }
+            case "ping":
+                return new Ping((Long) j.get("nonce"));
+            case "pong":
+                return new Pong((Long) j.get("nonce"));
             default:
                 throw new IllegalArgumentException("unknown message type " + type);
         }
