@@ -3,7 +3,9 @@
     async with broker.aio.connect("tcp:127.0.0.1:8800") as root:
         print(await root.call_remote("add", 1, 2))
 
-Deferreds are awaitable from asyncio tasks, so ``call_remote`` needs no wrapper.
+Deferreds are awaitable from asyncio tasks, so ``call_remote`` needs no wrapper, and it costs no
+hop: a task awaiting a Deferred is resumed straight from the reactor callback that delivers the
+answer (no asyncio Future, no extra turn of the loop; see ``net.defer.Deferred.__await__``).
 """
 
 from __future__ import annotations

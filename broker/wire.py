@@ -4,12 +4,15 @@ No sockets, clocks or threads (h11's shape): :class:`WireDecoder` buffers whatev
 ``receive_data`` is given and hands out one :mod:`broker.messages` message per frame;
 :class:`WireEncoder` turns a message into one frame. The spec is ``docs/PROTOCOL.md``.
 
-Decoding is one C pass (``msgpack.unpackb`` with every length limit set) plus one Python walk
-over *containers only*, which enforces the nesting limit, checks map keys, and turns each ext
-value into its :mod:`broker.messages` dataclass and then through the ``resolve`` hook — so the
-broker layer never walks a decoded tree a second time. Lists made only of scalars are checked in
-C (``set.issuperset(map(type, ...))``), so a megabyte of bytes or a long list of numbers costs
-next to nothing in Python.
+Decoding is one C pass (``msgpack.unpackb`` with every length limit set, and strict map keys)
+and, only where needed, one Python walk over *containers only*, which enforces the nesting limit,
+checks map keys, and turns each ext value into its :mod:`broker.messages` dataclass and then
+through the ``resolve`` hook — so the broker layer never walks a decoded tree a second time. The
+walk is skipped when the C pass shows it has nothing to do (``WireDecoder._plain``): no ext value,
+only str and bin map keys (msgpack's ``strict_map_key`` checks them in C; another key makes the
+pass start again without it), no msgpack timestamp, and no container deeper than ``max_depth``
+(a second, non-building C parse by an Unpacker kept ``max_depth`` levels below msgpack's own
+stack limit). Lists made only of scalars are checked in C (``set.issuperset(map(type, ...))``).
 
 The per-frame limits (PROTOCOL.md §8.2) are counted by msgpack's hooks during the C pass, so a
 frame over them is abandoned part-way instead of being built whole first. A frame body can hold
@@ -53,8 +56,8 @@ from itertools import chain
 from typing import Any, Final, Literal, Union
 
 import msgpack
-from msgpack import ExtType, Packer, unpackb
-from msgpack.exceptions import StackError, UnpackException
+from msgpack import ExtType, Packer, Unpacker, unpackb
+from msgpack.exceptions import OutOfData, StackError, UnpackException
 
 from .messages import (
     DEFAULT_MAX_CONTAINER_LENGTH,
@@ -515,7 +518,7 @@ class WireDecoder:
             max_str_len=max_frame_size,
             max_bin_len=max_frame_size,
             max_ext_len=max_frame_size,
-            ext_hook=_raw_ext,
+            ext_hook=self._note_ext,
         )
         self._counting_options: dict[str, Any] = dict(
             self._unpack_options,
@@ -523,7 +526,19 @@ class WireDecoder:
             object_hook=self._count_map,
             ext_hook=self._count_ext,
         )
+        # The body's own pass first tries msgpack's strict map keys (str and bin only, checked in
+        # C); a map with another key makes it start again with the options above (§8.1 rule 2
+        # is unaffected: up to that key both passes do the same).
+        self._strict_options = dict(self._unpack_options, strict_map_key=True)
+        self._strict_counting_options = dict(self._counting_options, strict_map_key=True)
         self._options = self._unpack_options  # per frame: with the hooks or without
+        # Per frame: what the C pass showed (see _plain()).
+        self._keys_ok = True  # every map key a str or bin
+        self._plain_state: bool | None = None
+        self._body: bytes | bytearray | memoryview | None = None
+        self._src: tuple[bytes | bytearray, int, int] | None = None  # body as (buffer, lo, hi)
+        self._depth_checker: Any = None  # an Unpacker kept max_depth levels below its limit
+        self._depth_checks = 0
 
     def hello(self, features: Iterable[str] | None = None) -> Hello:
         """Our Hello, announcing the limits this decoder enforces and our features.
@@ -674,8 +689,11 @@ class WireDecoder:
         self._buf = bytearray()
         self._start = self._end = self._lent = 0
         self._resolve = None
-        self._counting_options = self._options = self._unpack_options
+        inert = dict(self._unpack_options, ext_hook=_raw_ext)
+        self._unpack_options = self._counting_options = self._options = inert
+        self._strict_options = self._strict_counting_options = inert
         self._count_above = sys.maxsize  # no frame is decoded with the (now dropped) hooks
+        self._depth_checker = None
         self._fail(TruncatedFrame("the decoder was closed"))
 
     @property
@@ -711,6 +729,7 @@ class WireDecoder:
                 if size < _SLICE_BELOW:
                     return self.decode_body(buf[start + 4 : end])
                 body = memoryview(buf)[start + 4 : end]
+                self._src = (buf, start + 4, end)
                 try:
                     return self.decode_body(body)
                 finally:
@@ -750,14 +769,31 @@ class WireDecoder:
 
     def decode_body(self, body: bytes | bytearray | memoryview) -> Message:
         """Decode one frame body (without its length header)."""
-        self._payload_bytes = 0
+        self._payload_bytes = self._items = self._containers = self._ext_values = 0
+        self._plain_state = None
+        self._body = body
+        try:
+            return self._decode_body(body)
+        finally:
+            self._body = self._src = None
+
+    def _decode_body(self, body: bytes | bytearray | memoryview) -> Message:
         if len(body) > self._count_above:
-            self._items = self._containers = self._ext_values = 0
             self._options = self._counting_options
+            strict = self._strict_counting_options
         else:
             self._options = self._unpack_options
+            strict = self._strict_options
         try:
-            fields = unpackb(body, **self._options)
+            fields = unpackb(body, **strict)
+            self._keys_ok = True
+        except ValueError as exc:
+            if "strict_map_key" not in str(exc):
+                raise self._unpack_error(exc) from exc
+            # A key other than a str or bin: decode again, keys as they come; the walk checks them.
+            self._items = self._containers = self._ext_values = 0
+            self._keys_ok = False
+            fields = self._unpack(body)
         except Exception as exc:
             raise self._unpack_error(exc) from exc
         if type(fields) is not list or not fields:
@@ -844,9 +880,9 @@ class WireDecoder:
             raise MalformedMessage("call args must be an array")
         if type(kwargs) is not dict:
             raise MalformedMessage("call kwargs must be a map")
-        if args and not _SCALARS.issuperset(map(type, args)):
+        if args and not _SCALARS.issuperset(map(type, args)) and not self._plain():
             self._convert(args, 2)
-        if kwargs:
+        if kwargs and not self._plain():
             self._convert(kwargs, 2)
         try:
             return Call(request_id, target, method, args, kwargs, flags)
@@ -857,7 +893,7 @@ class WireDecoder:
         if len(f) != 3:
             raise MalformedMessage(f"answer has {len(f) - 1} fields; expected 2")
         _, request_id, value = f
-        if type(value) not in _SCALARS:
+        if type(value) not in _SCALARS and not self._plain():
             value = self._convert(value, 2)
         try:
             return Answer(request_id, value)
@@ -911,6 +947,10 @@ class WireDecoder:
             raise self._too_complex()
         return obj
 
+    def _note_ext(self, code: int, data: bytes) -> tuple[int, bytes]:
+        self._ext_values += 1  # only noted: a body this short cannot break the limit
+        return (code, data)
+
     def _count_ext(self, code: int, data: bytes) -> tuple[int, bytes]:
         self._ext_values += 1
         if self._ext_values > self.max_ext_values_per_frame:
@@ -927,6 +967,89 @@ class WireDecoder:
         else:
             what = f"more than {self.max_frame_size} bytes of ext payloads"
         return FrameTooComplex(f"the frame holds {what}")
+
+    # -- is there anything to walk? ---------------------------------------------------------
+
+    def _plain(self) -> bool:
+        """True if the body's C pass left the walk (§8.1 rule 7) nothing to do, anywhere.
+
+        That is: no ext value (the walk turns them into wire values), every map key a str or bin
+        (msgpack checked them in C), no msgpack timestamp (msgpack decodes ext -1 itself), and no
+        array or map deeper than ``max_depth`` (checked in C too, by :meth:`_depth_ok`). Then
+        walking any field would change nothing and raise nothing, so it is not walked. Otherwise
+        the walk runs as it always did, and finds the first problem in its own order.
+        """
+        plain = self._plain_state
+        if plain is None:
+            plain = self._plain_state = (
+                self._keys_ok
+                and not self._ext_values
+                and not self._has_timestamp()
+                and self._depth_ok()
+            )
+        return plain
+
+    def _has_timestamp(self) -> bool:
+        """Whether the body may hold a msgpack timestamp (ext -1 of 4, 8 or 12 bytes).
+
+        Looks for the byte pairs every encoding of one contains (fixext 4 or 8: d6 ff, d7 ff; ext
+        8/16/32, whose length ends in 04, 08 or 0c: 04 ff, 08 ff, 0c ff), after a first look for
+        ff at all. A match may be data, which costs only the walk.
+        """
+        src = self._src
+        if src is None:
+            body = self._body
+            assert body is not None
+            data = body if type(body) is not memoryview else bytes(body)
+            src = (data, 0, len(data))
+        buf, lo, hi = src
+        if lo == 0 and hi == len(buf):
+            return (b"\xff" in buf) and (
+                b"\xd6\xff" in buf or b"\xd7\xff" in buf or b"\x04\xff" in buf
+                or b"\x08\xff" in buf or b"\x0c\xff" in buf
+            )
+        find = buf.find
+        return find(b"\xff", lo, hi) >= 0 and (
+            find(b"\xd6\xff", lo, hi) >= 0 or find(b"\xd7\xff", lo, hi) >= 0
+            or find(b"\x04\xff", lo, hi) >= 0 or find(b"\x08\xff", lo, hi) >= 0
+            or find(b"\x0c\xff", lo, hi) >= 0
+        )
+
+    def _depth_ok(self) -> bool:
+        """Whether no array or map in the body is deeper than ``max_depth`` (body = level 1).
+
+        msgpack's C unpacker refuses containers nested more than 1024 deep (StackError), empty
+        ones included. ``_depth_checker`` is an Unpacker that has read ``1024 - max_depth``
+        array headers of 2**32-1 elements each and waits for their first element: each body fed
+        to it is parsed (without building anything) as the next element of the innermost one, so
+        it raises StackError exactly when the body nests deeper than ``max_depth``.
+        """
+        body = self._body
+        assert body is not None
+        n = len(body)
+        if n <= self.max_depth:
+            return True  # every container takes a byte at least
+        counted = n > self._count_above
+        if counted and self._containers <= self.max_depth:
+            return True  # no deeper than there are containers
+        if counted and self._containers * 16384 < n:
+            return False  # mostly bytes: walking the few containers is cheaper than a copy
+        checker = self._depth_checker
+        if checker is None or self._depth_checks >= _DEPTH_CHECKS_PER_CHECKER:
+            checker = self._depth_checker = _depth_checker(self.max_depth)
+            self._depth_checks = 0
+        self._depth_checks += 1
+        ok = False
+        try:
+            checker.feed(body)
+            checker.skip()  # never returns: the enclosing arrays are still open
+        except OutOfData:
+            ok = True
+        except Exception:  # StackError: too deep (and the checker is spent)
+            pass
+        if not ok or n > _DEPTH_CHECKER_RETAIN:
+            self._depth_checker = None  # spent, or holding a big body's buffer
+        return ok
 
     # -- values -----------------------------------------------------------------------------
 
@@ -999,6 +1122,25 @@ class WireDecoder:
 def _arity(fields: list[Any], n: int, name: str) -> None:
     if len(fields) != n:
         raise MalformedMessage(f"{name} has {len(fields) - 1} fields; expected {n - 1}")
+
+
+#: Bodies parsed by one depth checker before a new one is made: its innermost enclosing array
+#: has room for 2**32-1 of them.
+_DEPTH_CHECKS_PER_CHECKER: Final = 1 << 31
+#: A depth checker that was fed a body larger than this is dropped (its buffer grew that big).
+_DEPTH_CHECKER_RETAIN: Final = 64 * 1024
+_ARRAY32_OPEN: Final = b"\xdd\xff\xff\xff\xff"
+
+
+def _depth_checker(max_depth: int) -> Any:
+    """An Unpacker that refuses (StackError) a body fed to it nesting deeper than ``max_depth``."""
+    checker = Unpacker(max_buffer_size=0, read_size=4096)
+    checker.feed(_ARRAY32_OPEN * (1024 - max_depth))
+    try:
+        checker.skip()
+    except OutOfData:
+        return checker
+    raise AssertionError("the depth checker's enclosing arrays closed")
 
 
 def _raw_ext(code: int, data: bytes) -> tuple[int, bytes]:

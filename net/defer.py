@@ -25,12 +25,29 @@ Why it looks like this:
   normal, not a bug). A Deferred waiting on an inner Deferred cancels the innermost one.
 * **Coroutines, two drivers.** :func:`ensure_deferred` drives a coroutine itself with
   ``send``/``throw`` (no asyncio needed); a coroutine awaiting a Deferred there yields the Deferred to
-  the driver. Inside a native asyncio task, ``await deferred`` instead awaits
-  :meth:`Deferred.as_future` on the running loop. A thread-local flag, set only while the
-  ``ensure_deferred`` driver is inside ``coro.send``/``coro.throw`` (and only when a loop is
-  running: without one there is no asyncio task to confuse), tells the two apart. (A thread-local,
-  not a ``ContextVar``: tasks created inside a driven coroutine copy its context and would inherit
-  the flag.)
+  the driver. Inside a native asyncio task, ``await deferred`` yields a small future-like waiter
+  to the task instead, which resumes the task directly from the Deferred's callback when the
+  Deferred fires outside any task (the usual case: a reactor read callback), so a result costs no
+  Future and no extra turn of the loop; fired from inside another task it wakes the task with
+  ``call_soon``, as a Future would. A thread-local flag, set only while the ``ensure_deferred``
+  driver is inside ``coro.send``/``coro.throw`` (and only when a loop is running: without one
+  there is no asyncio task to confuse), tells the two apart. (A thread-local, not a
+  ``ContextVar``: tasks created inside a driven coroutine copy its context and would inherit the
+  flag.)
+* **Context isolation.** Each coroutine run by :func:`ensure_deferred` (and each
+  :func:`inline_callbacks` generator) runs every step in its own copy of its creator's
+  ``contextvars`` context, as an asyncio Task does: a ContextVar it sets does not leak out to its
+  caller, and values set by whatever code fires the Deferred it awaits do not leak in.
+* **No cycles left behind.** A Deferred drops its canceller when it fires (the canceller is
+  usually a closure or bound method that refers back to the Deferred or its operation), so a
+  fired Deferred is freed by reference counting alone. ``__weakref__`` is in ``__slots__``, so
+  Deferreds can be held in ``WeakSet``/``WeakValueDictionary`` tables of pending operations.
+* **Debug mode** (:func:`set_debugging`): each Deferred records the stack where it was created and
+  where it was first fired; :class:`AlreadyCalledError` and the unhandled-error log show them.
+  Off by default: a stack capture per Deferred is far more than the rest of a Deferred costs.
+* **Twisted's helpers, snake_case.** :class:`DeferredList`, :func:`race`, :class:`DeferredLock`,
+  :class:`DeferredSemaphore`, :class:`DeferredQueue` and :func:`inline_callbacks` behave as
+  Twisted's do (docs/TWISTED.md lists the differences); each waiter is an ordinary Deferred.
 
 Cancellation across the asyncio boundary:
 
@@ -46,12 +63,14 @@ the first exception), not a wrapper, so ``except SomeRemoteError`` works on ``aw
 from __future__ import annotations
 
 import asyncio
-import builtins
+import contextvars
+import functools
 import logging
 import sys
 import threading
 import traceback
-from types import CoroutineType, GeneratorType
+from collections import deque
+from types import CoroutineType, GeneratorType, TracebackType
 from typing import (
     Any,
     Awaitable,
@@ -62,20 +81,34 @@ from typing import (
     Generic,
     NoReturn,
     ParamSpec,
+    Self,
     TypeVar,
     overload,
 )
+
+from .failure import Failure
 
 __all__ = [
     "AlreadyCalledError",
     "CancelledError",
     "Deferred",
+    "DeferredList",
+    "DeferredLock",
+    "DeferredQueue",
+    "DeferredSemaphore",
     "Failure",
+    "FirstError",
+    "QueueOverflow",
+    "QueueUnderflow",
     "TimeoutError",
     "ensure_deferred",
     "fail",
     "gather",
+    "get_debugging",
+    "inline_callbacks",
     "maybe_deferred",
+    "race",
+    "set_debugging",
     "succeed",
 ]
 
@@ -104,164 +137,57 @@ class AlreadyCalledError(Exception):
 
 
 # --------------------------------------------------------------------------------------------------
-# Failure
+# Unhandled-error logging and debug mode
 
 
-class Failure:
-    """An exception together with its traceback, as a value that can travel down a callback chain.
+_debugging = False
 
-    ``Failure()`` inside an ``except`` block captures the exception being handled;
-    ``Failure(exc)`` wraps ``exc`` (using ``exc.__traceback__`` unless ``tb`` is given);
-    ``Failure(failure)`` makes an equivalent copy.
 
-    The traceback object is kept only until :meth:`clean_failure` (called when a Deferred's chain
-    ends with this failure); after that a frame-free summary remains, so ``tb_text`` still works
-    while the frames (and their locals) can be freed. ``tb_text`` is formatted on first use.
+def set_debugging(on: bool) -> None:
+    """Debug mode: record where each new Deferred is created and where it is first fired.
+
+    The stacks go into :class:`AlreadyCalledError` (who fired it first, and who made it) and into
+    the "Unhandled error in Deferred" log. Costs a stack capture per Deferred created and fired,
+    so it is off by default: turn it on while hunting a double-fire or a lost error.
     """
+    global _debugging
+    _debugging = bool(on)
 
-    __slots__ = ("type", "value", "tb", "_frames", "_tb_text")
 
-    type: builtins.type[BaseException]
-    value: BaseException
-    tb: Any
-    _frames: list[tuple[str, int, str]] | None  # (file, line, function), kept by clean_failure
-    _tb_text: str | None
+def get_debugging() -> bool:
+    """Whether :func:`set_debugging` mode is on."""
+    return _debugging
 
-    def __init__(
-        self,
-        exc: BaseException | builtins.type[BaseException] | Failure | None = None,
-        tb: Any = None,
-    ) -> None:
-        if exc is None:
-            exc = sys.exc_info()[1]
-            if exc is None:
-                raise TypeError(
-                    "Failure() with no argument must be called inside an 'except' block; "
-                    "outside one, pass the exception: Failure(exc)"
-                )
-        elif isinstance(exc, Failure):
-            self.type = exc.type
-            self.value = exc.value
-            self.tb = exc.tb if tb is None else tb
-            self._frames = exc._frames
-            self._tb_text = exc._tb_text
-            return
-        elif not isinstance(exc, BaseException):
-            if isinstance(exc, type) and issubclass(exc, BaseException):
-                exc = exc()
-            else:
-                raise TypeError(f"Failure() needs an exception or a Failure, not {exc!r}")
-        self.type = type(exc)
-        self.value = exc
-        self.tb = exc.__traceback__ if tb is None else tb
-        self._frames = None
-        self._tb_text = None
 
-    def check(
-        self, *types: builtins.type[BaseException]
-    ) -> builtins.type[BaseException] | None:
-        """Return the first of ``types`` this failure's exception is an instance of, else None."""
-        for t in types:
-            if issubclass(self.type, t):
-                return t
-        return None
-
-    def trap(self, *types: builtins.type[BaseException]) -> builtins.type[BaseException]:
-        """Like :meth:`check`, but re-raise this failure's exception when nothing matches.
-
-        Meant for errbacks: ``f.trap(KeyError)`` handles KeyError and lets anything else carry on
-        down the chain (the re-raised exception becomes this same Failure again).
-        """
-        t = self.check(*types)
-        if t is None:
-            self.raise_exception()
-        return t
-
-    def raise_exception(self) -> NoReturn:
-        """Raise the wrapped exception, with its original traceback while that is still held."""
-        raise self.value.with_traceback(self.tb)
-
-    def get_error_message(self) -> str:
-        """``str()`` of the exception (its ``repr`` if ``str`` fails or is empty)."""
-        try:
-            text = str(self.value)
-        except Exception:
-            text = ""
-        return text or repr(self.value)
-
-    def get_traceback(self) -> str:
-        """The formatted traceback, ending with the ``Type: message`` line."""
-        return self.tb_text
-
-    @property
-    def tb_text(self) -> str:
-        text = self._tb_text
-        if text is None:
-            if self._frames is None:
-                text = "".join(traceback.format_exception(self.type, self.value, self.tb))
-            else:
-                text = self._format_from_frames(self._frames)
-            self._tb_text = text
-        return text
-
-    def _format_from_frames(self, frames: list[tuple[str, int, str]]) -> str:
-        # Like traceback.format_exception, from the frame list clean_failure kept; the chained
-        # exceptions (__cause__/__context__) still have their own tracebacks.
-        value = self.value
-        parts: list[str] = []
-        cause = value.__cause__
-        context = value.__context__
-        if cause is not None:
-            parts += traceback.format_exception(cause)
-            parts.append(
-                "\nThe above exception was the direct cause of the following exception:\n\n"
-            )
-        elif context is not None and not value.__suppress_context__:
-            parts += traceback.format_exception(context)
-            parts.append(
-                "\nDuring handling of the above exception, another exception occurred:\n\n"
-            )
-        if frames:
-            parts.append("Traceback (most recent call last):\n")
-            parts += traceback.StackSummary.from_list(
-                [(file, line, name, None) for file, line, name in frames]
-            ).format()
-        parts += traceback.format_exception_only(self.type, value)
-        return "".join(parts)
-
-    def clean_failure(self) -> None:
-        """Drop the frames: keep (file, line, function) per frame for ``tb_text``, release the rest.
-
-        Also clears ``value.__traceback__`` (as Twisted does), so a failure kept for a long time
-        does not keep every local variable of the failing call stack alive. Costs a walk over the
-        traceback (no formatting, no file access); the text is made only if someone asks.
-        """
-        tb = self.tb
-        if tb is not None:
-            if self._tb_text is None and self._frames is None:
-                frames = []
-                while tb is not None:
-                    code = tb.tb_frame.f_code
-                    frames.append((code.co_filename, tb.tb_lineno, code.co_name))
-                    tb = tb.tb_next
-                self._frames = frames
-            self.tb = None
-        if self.value.__traceback__ is not None:
-            self.value.__traceback__ = None
-
-    def __repr__(self) -> str:
-        return f"<Failure {self.type.__qualname__}: {self.get_error_message()}>"
-
-    __str__ = __repr__
+def _stack(depth: int) -> traceback.StackSummary:
+    """The stack above our caller's ``depth``-th caller, outermost first; source lines read lazily."""
+    stack = traceback.StackSummary.extract(
+        traceback.walk_stack(sys._getframe(depth + 1)), lookup_lines=False
+    )
+    stack.reverse()
+    return stack
 
 
 class _DebugInfo:
-    """Held by a Deferred whose chain ended with a Failure; logs it if still unhandled at GC."""
+    """Held by a Deferred whose chain ended with a Failure (logs it if still unhandled at GC), and,
+    in debug mode, by every Deferred: where it was created and first fired."""
 
-    __slots__ = ("failure",)
+    __slots__ = ("failure", "creator", "invoker")
 
-    def __init__(self, failure: Failure | None) -> None:
+    def __init__(
+        self, failure: Failure | None, creator: traceback.StackSummary | None = None
+    ) -> None:
         self.failure = failure
+        self.creator = creator
+        self.invoker: traceback.StackSummary | None = None
+
+    def stacks_text(self) -> str:
+        """The recorded stacks (innermost call last), or "" outside debug mode."""
+        parts = []
+        for label, stack in (("created", self.creator), ("first fired", self.invoker)):
+            if stack is not None:
+                parts.append(f"Deferred {label} at:\n" + "".join(stack.format()))
+        return "".join(parts)
 
     def __del__(self) -> None:
         failure = self.failure
@@ -269,7 +195,11 @@ class _DebugInfo:
             return
         self.failure = None
         try:
-            _log.error("Unhandled error in Deferred:\n%s", failure.tb_text.rstrip("\n"))
+            text = failure.tb_text.rstrip("\n")
+            stacks = self.stacks_text()
+            if stacks:
+                text += "\n" + stacks.rstrip("\n")
+            _log.error("Unhandled error in Deferred:\n%s", text)
         except Exception:  # interpreter shutdown or a broken __str__: never raise from __del__
             pass
 
@@ -343,6 +273,7 @@ class Deferred(Generic[_T]):
         "_suppress_already_called",
         "_running_callbacks",
         "_debug_info",
+        "__weakref__",  # WeakSet/WeakValueDictionary of pending calls, weakref.finalize
     )
 
     called: bool
@@ -357,7 +288,7 @@ class Deferred(Generic[_T]):
         self._canceller = canceller
         self._suppress_already_called = False
         self._running_callbacks = False
-        self._debug_info: _DebugInfo | None = None
+        self._debug_info: _DebugInfo | None = _DebugInfo(None, _stack(1)) if _debugging else None
 
     # -- adding callbacks -----------------------------------------------------------------------
 
@@ -445,6 +376,9 @@ class Deferred(Generic[_T]):
             )
         self.called = True
         self.result = result
+        self._canceller = None  # fired: no use for it now, and it often refers back to us
+        if _debugging:
+            self._record_invoker()
         if self._callbacks is not None:
             self._run_callbacks()
 
@@ -457,14 +391,31 @@ class Deferred(Generic[_T]):
             fail = Failure(fail)
         self.called = True
         self.result = fail
+        self._canceller = None
+        if _debugging:
+            self._record_invoker()
         self._run_callbacks()
+
+    def _record_invoker(self) -> None:
+        info = self._debug_info
+        if info is None:
+            info = self._debug_info = _DebugInfo(None)
+        if info.invoker is None:
+            info.invoker = _stack(2)
 
     def _already_called(self) -> None:
         if self._suppress_already_called:
             # Cancelled earlier; this is the underlying operation's late result. Ignore it once.
             self._suppress_already_called = False
             return
-        raise AlreadyCalledError(f"{self!r} has already been fired")
+        message = f"{self!r} has already been fired"
+        info = self._debug_info
+        stacks = "" if info is None else info.stacks_text()
+        if stacks:
+            message += "\n" + stacks
+        elif not _debugging:
+            message += " (net.defer.set_debugging(True) records where it was created and fired)"
+        raise AlreadyCalledError(message)
 
     # -- pause / cancel -------------------------------------------------------------------------
 
@@ -636,15 +587,39 @@ class Deferred(Generic[_T]):
 
         Awaiting consumes a failure (it counts as handled; later callbacks see None) and passes a
         success on unchanged. Already fired: no suspension at all. Otherwise, under
-        :func:`ensure_deferred`'s driver, the Deferred itself is yielded to the driver; in a native
-        asyncio task (a running loop, no driver), :meth:`as_future` on that loop is awaited.
+        :func:`ensure_deferred`'s driver, the Deferred itself is yielded to the driver. In an
+        asyncio task, a small future-like waiter is yielded to the task instead of a Future: when
+        the Deferred fires outside any task (a reactor's read callback, typically) the task is
+        resumed right there, with no Future, no ``call_soon`` and no extra turn of the loop.
+        (Fired from inside another task, where asyncio refuses to enter a second task, the
+        waiter wakes the task with ``call_soon`` as a Future would.) A running loop with no task
+        and no driver (someone else's coroutine runner) gets :meth:`as_future`.
         """
         if self.called and not self.paused:
             return self._await_ready()
         loop = _get_running_loop()
         if loop is not None and not _local.driving:
+            if _current_task(loop) is not None:
+                return self._await_task(loop)
             return self.as_future(loop).__await__()
         return self._await_wait()
+
+    def _await_task(self, loop: asyncio.AbstractEventLoop) -> Generator[Any, Any, _T]:
+        waiter = _TaskWaiter(loop, self)
+        self.add_both(waiter.on_outcome)
+        try:
+            yield waiter
+        except BaseException:
+            if not waiter._state:
+                waiter._state = _ABANDONED  # thrown out while waiting: let the result pass by
+                waiter._wakeup = None
+            raise
+        # The task resumes us only once the waiter has the outcome (cancellation is thrown in).
+        result = waiter._value
+        waiter._value = None
+        if isinstance(result, Failure):
+            result.raise_exception()
+        return result  # type: ignore[no-any-return]
 
     def _await_ready(self) -> Generator[Any, Any, _T]:
         result = self.result
@@ -759,6 +734,138 @@ class Deferred(Generic[_T]):
 
 
 # --------------------------------------------------------------------------------------------------
+# asyncio tasks awaiting a Deferred
+
+_current_task = asyncio.current_task  # C-level when the _asyncio accelerator is there
+_copy_context = contextvars.copy_context
+
+_PENDING, _DONE, _CANCELLED, _ABANDONED = 0, 1, 2, 3
+
+
+class _TaskWaiter:
+    """What ``await deferred`` yields to an asyncio Task: just enough of a Future for the Task.
+
+    A Task needs ``_asyncio_future_blocking``, ``get_loop()``, ``add_done_callback(fn,
+    context=)``, ``result()`` (it raises only for cancellation; the awaiting generator reads the
+    outcome itself and raises the failure with its own traceback) and ``cancel(msg=)``. Unlike a
+    Future, it resumes the task synchronously when that is allowed, saving the loop turn.
+    """
+
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "_loop",
+        "_deferred",
+        "_state",
+        "_value",
+        "_wakeup",
+        "_context",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deferred: Deferred[Any]) -> None:
+        self._asyncio_future_blocking = True
+        self._loop = loop
+        self._deferred: Deferred[Any] | None = deferred  # for cancel(); dropped with the outcome
+        self._state = _PENDING
+        self._value: Any = None
+        self._wakeup: Callable[[Any], Any] | None = None
+        self._context: contextvars.Context | None = None
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def add_done_callback(
+        self, fn: Callable[[Any], Any], *, context: contextvars.Context | None = None
+    ) -> None:
+        if context is None:
+            context = contextvars.copy_context()
+        if self._wakeup is not None:
+            raise RuntimeError("a Deferred's task waiter has one waiter: the task awaiting it")
+        if self._state:
+            self._loop.call_soon(fn, self, context=context)
+            return
+        self._wakeup = fn
+        self._context = context
+
+    def remove_done_callback(self, fn: Callable[[Any], Any]) -> int:
+        if self._wakeup is not None and self._wakeup == fn:
+            self._wakeup = None
+            return 1
+        return 0
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def result(self) -> None:
+        if self._state == _CANCELLED:
+            raise asyncio.CancelledError()
+        return None
+
+    def exception(self) -> BaseException | None:
+        if self._state == _CANCELLED:
+            raise asyncio.CancelledError()
+        return None
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Task.cancel(): wake the task with CancelledError now, and cancel the Deferred."""
+        if self._state:
+            return False
+        self._state = _CANCELLED
+        fn = self._wakeup
+        if fn is not None:
+            self._wakeup = None
+            self._loop.call_soon(fn, self, context=self._context)
+        deferred = self._deferred
+        if deferred is not None:
+            self._deferred = None
+            try:
+                deferred.cancel()
+            except Exception as e:  # a broken canceller: report it as asyncio would, go on
+                self._loop.call_exception_handler(
+                    {"message": f"error cancelling {deferred!r}", "exception": e}
+                )
+        return True
+
+    def __repr__(self) -> str:
+        state = ("pending", "done", "cancelled", "abandoned")[self._state]
+        return f"<task waiter {state} for {self._deferred!r}>"
+
+    def on_outcome(self, result: Any) -> Any:
+        """The Deferred's callback and errback: record the outcome, resume the task."""
+        state = self._state
+        if state != _PENDING:
+            if state == _CANCELLED and isinstance(result, Failure):
+                return None  # the task already has its CancelledError: this is the cancel's echo
+            return result
+        self._deferred = None
+        failed = isinstance(result, Failure)
+        if failed and result.check(CancelledError):
+            self._state = _CANCELLED  # cancelled from elsewhere: the task sees asyncio's kind
+        else:
+            self._state = _DONE
+            self._value = result
+        fn = self._wakeup
+        if fn is not None:
+            self._wakeup = None
+            loop = self._loop
+            if _get_running_loop() is loop and _current_task(loop) is None:
+                try:
+                    self._context.run(fn, self)  # type: ignore[union-attr]
+                except (SystemExit, KeyboardInterrupt) as e:
+                    # The Deferred's chain would turn these into a Failure: let the loop raise.
+                    loop.call_soon(_reraise, e)
+            else:
+                loop.call_soon(fn, self, context=self._context)
+        return None if failed else result
+
+
+def _reraise(exc: BaseException) -> NoReturn:
+    raise exc
+
+
+# --------------------------------------------------------------------------------------------------
 # Coroutine driver
 
 
@@ -775,9 +882,17 @@ class _CoroutineDeferred(Deferred[_T]):
     One object per coroutine (no separate driver, canceller closure or reference cycle). The step
     loop runs the coroutine until it waits on something unfired; a Deferred that fires while we add
     our callbacks to it is handled by going round the loop, not by recursing.
+
+    Every step runs in the coroutine's own context, a copy of its creator's (as an asyncio Task
+    does): what the coroutine sets in a ContextVar stays in it, and what the code that fires an
+    awaited Deferred has set does not reach it.
     """
 
-    __slots__ = ("_coro", "_waiting", "_adding", "_sync")
+    __slots__ = ("_coro", "_waiting", "_adding", "_sync", "_context")
+
+    # inline_callbacks: a yielded value that is not a Deferred is sent straight back (Twisted's
+    # rule), instead of being an error (or an asyncio future to wait for).
+    _send_back_others = False
 
     def __init__(self, coro: Any) -> None:
         # Deferred.__init__, inlined: this is on the hot path of every ensure_deferred().
@@ -788,11 +903,12 @@ class _CoroutineDeferred(Deferred[_T]):
         self._canceller = None
         self._suppress_already_called = False
         self._running_callbacks = False
-        self._debug_info = None
+        self._debug_info = _DebugInfo(None, _stack(2)) if _debugging else None
         self._coro = coro
         self._waiting: Deferred[Any] | None = None
         self._adding = False
         self._sync: Any = _NOTHING
+        self._context = _copy_context()
 
     def cancel(self) -> None:
         """Cancel what the coroutine is awaiting (it sees CancelledError there), then as usual."""
@@ -820,6 +936,8 @@ class _CoroutineDeferred(Deferred[_T]):
 
     def _step(self, value: Any, exc: BaseException | None) -> None:
         coro = self._coro
+        run = self._context.run
+        send = coro.send
         while True:
             # The "driven" flag only matters to Deferred.__await__ when a loop is running; without
             # one, awaiting an unfired Deferred yields it to us anyway. Skip the thread-local then.
@@ -830,9 +948,9 @@ class _CoroutineDeferred(Deferred[_T]):
                 local.driving = True
             try:
                 if exc is None:
-                    yielded = coro.send(value)
+                    yielded = run(send, value)
                 else:
-                    yielded = coro.throw(exc)
+                    yielded = run(coro.throw, exc)
             except StopIteration as e:
                 if local is not None:
                     local.driving = prev
@@ -856,6 +974,9 @@ class _CoroutineDeferred(Deferred[_T]):
                 waiting = yielded
             elif yielded is None:
                 value = None  # bare yield (asyncio.sleep(0)): just go on
+                continue
+            elif self._send_back_others:
+                value = yielded
                 continue
             elif getattr(yielded, "_asyncio_future_blocking", None) is not None:
                 yielded._asyncio_future_blocking = False
@@ -920,6 +1041,8 @@ def succeed(value: _T) -> Deferred[_T]:
     d: Deferred[_T] = Deferred()
     d.called = True
     d.result = value
+    if _debugging:
+        d._record_invoker()
     return d
 
 
@@ -998,3 +1121,351 @@ def gather(*deferreds: Deferred[Any], consume_errors: bool = False) -> Deferred[
     for i, member in enumerate(deferreds):
         member.add_callbacks(on_result, on_failure, (i,), None, (i,), None)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Twisted's combinators: DeferredList, race
+
+
+class FirstError(Exception):
+    """:class:`DeferredList` with ``fire_on_one_errback``: member ``index`` failed with
+    ``sub_failure`` (kept whole, so its type and traceback are still there)."""
+
+    def __init__(self, failure: Failure, index: int) -> None:
+        super().__init__(failure, index)
+        self.sub_failure = failure
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"FirstError[#{self.index}, {self.sub_failure!r}]"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FirstError):
+            return (self.sub_failure, self.index) == (other.sub_failure, other.index)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((id(self.sub_failure), self.index))
+
+
+class DeferredList(Deferred[Any]):
+    """Twisted's DeferredList: fires with ``[(success, result_or_failure), ...]`` in argument order.
+
+    For code migrating from Twisted; new code usually wants :func:`gather` (plain results, first
+    failure raised) or :func:`race`. ``fire_on_one_callback``: fire with ``(result, index)`` at the
+    first success. ``fire_on_one_errback``: fail with :class:`FirstError` at the first failure.
+    ``consume_errors``: members' failures stop here (not logged as unhandled); otherwise they go
+    on down the members' chains. Cancelling the list cancels every member not yet fired.
+    ``result_list`` holds the pairs collected so far (``None`` for members still pending).
+    """
+
+    __slots__ = ("result_list", "_deferreds", "_remaining", "_one_cb", "_one_eb", "_consume")
+
+    def __init__(
+        self,
+        deferreds: "list[Deferred[Any]] | tuple[Deferred[Any], ...]",
+        fire_on_one_callback: bool = False,
+        fire_on_one_errback: bool = False,
+        consume_errors: bool = False,
+    ) -> None:
+        Deferred.__init__(self, _cancel_deferred_list)
+        members = list(deferreds)
+        self._deferreds: list[Deferred[Any]] | None = members
+        self.result_list: list[tuple[bool, Any] | None] = [None] * len(members)
+        self._remaining = len(members)
+        self._one_cb = fire_on_one_callback
+        self._one_eb = fire_on_one_errback
+        self._consume = consume_errors
+        if not members and not fire_on_one_callback:
+            self.callback(self.result_list)
+            return
+        for index, member in enumerate(members):
+            member.add_callbacks(
+                self._member_fired, self._member_fired, (index, True), None, (index, False), None
+            )
+
+    def _member_fired(self, result: Any, index: int, succeeded: bool) -> Any:
+        self.result_list[index] = (succeeded, result)
+        self._remaining -= 1
+        if not self.called:
+            if succeeded and self._one_cb:
+                self.callback((result, index))
+            elif not succeeded and self._one_eb:
+                self.errback(Failure(FirstError(result, index)))
+            elif not self._remaining:
+                self.callback(self.result_list)
+        if self.called:
+            self._deferreds = None  # nothing left to cancel: no need to keep the members
+        if not succeeded and self._consume:
+            return None
+        return result
+
+
+
+def _cancel_deferred_list(d: Deferred[Any]) -> None:
+    # A plain function, not a bound method: the canceller then holds no reference to the list.
+    assert isinstance(d, DeferredList)
+    for member in d._deferreds or ():
+        if not member.called:
+            member.cancel()
+
+
+def race(*deferreds: Deferred[_T]) -> Deferred[tuple[int, _T]]:
+    """A Deferred of ``(index, result)`` for the first member to succeed; the rest are cancelled.
+
+    Losers' results and failures (their CancelledErrors included) are consumed here. If every
+    member fails, fails with a ``BaseExceptionGroup`` (an ``ExceptionGroup`` for ordinary
+    exceptions) of all their exceptions, in argument order, so ``except*`` picks them apart.
+    Cancelling the race cancels every member and fails it with :class:`CancelledError`. At least
+    one member is needed: a race of none could never fire.
+    """
+    if not deferreds:
+        raise ValueError("race() needs at least one Deferred")
+    count = len(deferreds)
+    failures: list[Failure | None] = [None] * count
+    failed = 0
+    winner = False
+    cancelling = False
+
+    def cancel_all(_d: Deferred[Any]) -> None:
+        nonlocal cancelling
+        cancelling = True
+        for member in deferreds:
+            member.cancel()
+
+    out: Deferred[tuple[int, _T]] = Deferred(cancel_all)
+
+    def on_result(result: Any, index: int) -> None:
+        nonlocal winner
+        if winner or out.called:
+            return None
+        winner = True
+        for i, member in enumerate(deferreds):
+            if i != index:
+                member.cancel()
+        out.callback((index, result))
+        return None
+
+    def on_failure(failure: Failure, index: int) -> None:
+        nonlocal failed
+        failures[index] = failure
+        failed += 1
+        if failed == count and not winner and not out.called and not cancelling:
+            exc = BaseExceptionGroup(
+                "every Deferred in the race failed",
+                [f.value for f in failures if f is not None],
+            )
+            out.errback(Failure(exc))
+        return None
+
+    for i, member in enumerate(deferreds):
+        member.add_callbacks(on_result, on_failure, (i,), None, (i,), None)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Locks, semaphores, queues (each waiter is a Deferred, so they work from callbacks and coroutines)
+
+
+class _ConcurrencyPrimitive:
+    """What DeferredLock and DeferredSemaphore share: a FIFO of waiting Deferreds, ``run``, and
+    ``async with``."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[Deferred[Any]] = deque()
+
+    def _cancel_acquire(self, d: Deferred[Any]) -> None:
+        # A waiter cancelled before its turn leaves the queue (then fails with CancelledError).
+        try:
+            self.waiting.remove(d)
+        except ValueError:  # pragma: no cover - not waiting any more
+            pass
+
+    def acquire(self) -> Deferred[Any]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def release(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def run(self, f: Callable[_P, Any], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[Any]:
+        """Acquire, call ``f(*args, **kwargs)`` (its Deferred or coroutine is waited for), release.
+
+        The returned Deferred has ``f``'s result or failure; the release happens whatever it is.
+        """
+
+        def with_acquired(_: Any) -> Deferred[Any]:
+            d = maybe_deferred(f, *args, **kwargs)
+
+            def release(result: Any) -> Any:
+                self.release()
+                return result
+
+            return d.add_both(release)
+
+        return self.acquire().add_callback(with_acquired)
+
+    async def __aenter__(self) -> Self:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class DeferredLock(_ConcurrencyPrimitive):
+    """A lock for callback-style code: ``acquire()`` gives a Deferred that fires when it is ours.
+
+    Waiters get it in the order they asked. Cancelling a waiting acquire gives up its place.
+    ``async with lock:`` works in coroutines run by :func:`ensure_deferred` or asyncio tasks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.locked = False
+
+    def acquire(self) -> Deferred[DeferredLock]:
+        """A Deferred firing with this lock once it is held (at once, if it is free)."""
+        d: Deferred[DeferredLock] = Deferred(self._cancel_acquire)
+        if self.locked:
+            self.waiting.append(d)
+        else:
+            self.locked = True
+            d.callback(self)
+        return d
+
+    def release(self) -> None:
+        """Give the lock to the next waiter, or free it. Must be held."""
+        if not self.locked:
+            raise RuntimeError("DeferredLock.release() of a lock that is not held")
+        if self.waiting:
+            self.waiting.popleft().callback(self)
+        else:
+            self.locked = False
+
+
+class DeferredSemaphore(_ConcurrencyPrimitive):
+    """At most ``tokens`` holders at a time; ``acquire()`` gives a Deferred firing when in.
+
+    ``run(f, ...)`` is the usual use: limit how many of some operation run at once. Waiters get in
+    in the order they asked; cancelling a waiting acquire gives up its place.
+    """
+
+    def __init__(self, tokens: int) -> None:
+        if tokens < 1:
+            raise ValueError(f"DeferredSemaphore needs at least one token, not {tokens}")
+        super().__init__()
+        self.tokens = tokens
+        self.limit = tokens
+
+    def acquire(self) -> Deferred[DeferredSemaphore]:
+        """A Deferred firing with this semaphore once a token is ours."""
+        d: Deferred[DeferredSemaphore] = Deferred(self._cancel_acquire)
+        if self.tokens:
+            self.tokens -= 1
+            d.callback(self)
+        else:
+            self.waiting.append(d)
+        return d
+
+    def release(self) -> None:
+        """Return a token: the next waiter gets it, else it is free again."""
+        if self.tokens >= self.limit:
+            raise RuntimeError("DeferredSemaphore.release() without a matching acquire()")
+        if self.waiting:
+            self.waiting.popleft().callback(self)
+        else:
+            self.tokens += 1
+
+
+class QueueOverflow(Exception):
+    """:meth:`DeferredQueue.put` on a queue holding ``size`` items already."""
+
+
+class QueueUnderflow(Exception):
+    """:meth:`DeferredQueue.get` with ``backlog`` gets already waiting."""
+
+
+class DeferredQueue(Generic[_T]):
+    """A FIFO whose ``get()`` is a Deferred: fires at once with the oldest item, or when one comes.
+
+    ``size`` bounds the items held (``put`` raises :class:`QueueOverflow` beyond it) and
+    ``backlog`` the gets waiting (``get`` raises :class:`QueueUnderflow`); ``None`` means no
+    bound. Limits raise instead of blocking because ``put`` is called from callbacks, which cannot
+    wait. Cancelling a waiting ``get`` removes it from the backlog.
+    """
+
+    def __init__(self, size: int | None = None, backlog: int | None = None) -> None:
+        self.size = size
+        self.backlog = backlog
+        self.pending: deque[_T] = deque()
+        self.waiting: deque[Deferred[_T]] = deque()
+
+    def put(self, obj: _T) -> None:
+        """Hand ``obj`` to the oldest waiting get, or keep it."""
+        if self.waiting:
+            self.waiting.popleft().callback(obj)
+        elif self.size is None or len(self.pending) < self.size:
+            self.pending.append(obj)
+        else:
+            raise QueueOverflow(f"DeferredQueue is full ({self.size} items)")
+
+    def get(self) -> Deferred[_T]:
+        """A Deferred of the next item."""
+        if self.pending:
+            return succeed(self.pending.popleft())
+        if self.backlog is not None and len(self.waiting) >= self.backlog:
+            raise QueueUnderflow(f"DeferredQueue already has {self.backlog} gets waiting")
+        d: Deferred[_T] = Deferred(self._cancel_get)
+        self.waiting.append(d)
+        return d
+
+    def _cancel_get(self, d: Deferred[Any]) -> None:
+        try:
+            self.waiting.remove(d)
+        except ValueError:  # pragma: no cover
+            pass
+
+
+# --------------------------------------------------------------------------------------------------
+# inline_callbacks
+
+
+class _InlineDeferred(_CoroutineDeferred[_T]):
+    """:func:`inline_callbacks`' Deferred: the coroutine driver, with Twisted's yield rule."""
+
+    __slots__ = ()
+    _send_back_others = True
+
+
+def inline_callbacks(
+    f: Callable[_P, Generator[Any, Any, _T]],
+) -> Callable[_P, Deferred[_T]]:
+    """Decorator for Twisted-style generator code: ``x = yield d`` waits for Deferred ``d``.
+
+    For migrating ``@inlineCallbacks`` code without rewriting it as ``async def`` (which is the
+    better form: :func:`ensure_deferred`). A plain ``return value`` gives the result (Python 3
+    needs no ``returnValue``). Yielding anything else than a Deferred sends it straight back, as
+    in Twisted. Same driver as :func:`ensure_deferred`: runs at once up to the first wait, in a
+    copy of the caller's context, iteratively (no recursion on already-fired Deferreds), and
+    cancelling the result cancels the Deferred the generator is waiting on.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
+        gen = f(*args, **kwargs)
+        if not isinstance(gen, GeneratorType):
+            raise TypeError(
+                f"inline_callbacks needs a generator function; {f!r} returned {gen!r}"
+            )
+        d: _InlineDeferred[_T] = _InlineDeferred(gen)
+        d._step(None, None)
+        return d
+
+    return wrapper

@@ -240,6 +240,15 @@ class ITransport(IConsumer, IPushProducer):
     def abort_connection(reason: BaseException | None = None) -> None:
         """Close now, dropping unsent data. ``connection_lost`` gets ``reason`` or ConnectionLost."""
 
+    def is_closing() -> bool:
+        """True once :meth:`lose_connection` or :meth:`abort_connection` was called, or the
+        connection is closed; False while it is open. asyncio's name.
+
+        How a protocol learns, through the contract rather than a transport's attributes, that
+        what it still receives will not be answered: a framer stops delivering messages then, the
+        same over TCP, TLS and the in-memory transports.
+        """
+
     def get_peer() -> Address:
         """The remote address."""
 

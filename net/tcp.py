@@ -337,6 +337,11 @@ class Connection:
                 pass
         self._close(reason or ConnectionLost("Connection was aborted."))
 
+    def is_closing(self) -> bool:
+        """True from :meth:`lose_connection` (while flushing), :meth:`abort_connection` or the
+        connection's end on."""
+        return self.disconnecting or self.disconnected
+
     # -- ITransport: addresses and reading -----------------------------------------------------
 
     def get_host(self) -> Address:

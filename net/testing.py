@@ -136,6 +136,10 @@ class MemoryTransport:
             self.aborted = True
             self.close_reason = reason or ConnectionLost("Connection was aborted.")
 
+    def is_closing(self) -> bool:
+        """True once lose_connection or abort_connection was called, or the loss was reported."""
+        return self.disconnecting or self.aborted or self.disconnected
+
     def report_lost(self, reason: BaseException | None = None) -> None:
         """Tell the protocol the connection is gone (once); what a reactor would do."""
         if self.disconnected:

@@ -383,6 +383,12 @@ class TLSProtocol(Protocol):
         self._closing = self._aborted = True
         self.transport.abort_connection(reason)
 
+    def is_closing(self) -> bool:
+        """True from our own close (lose, abort, a TLS failure) or the end of the transport below
+        on: close_notify may still be on its way, but the application is done."""
+        below = self.transport
+        return self._closing or self._lost or (below is not None and bool(below.is_closing()))
+
     def get_peer(self) -> Any:
         return self.transport.get_peer()
 
