@@ -7,15 +7,20 @@ to the order in which callbacks run.
 
 Rules of the loop:
 
+* ``call_soon`` is not a timed call: it appends to a FIFO deque that the loop runs once per
+  iteration, before it runs the due timed calls and before it waits (the wait's timeout is 0
+  while the deque is non-empty). It is the reactor's cheapest way to run something "after the
+  current callback returns"; it is not thread-safe (``call_from_thread`` is). The asyncio backend
+  maps it onto ``loop.call_soon``, whose ready queue is the same thing.
 * Timed calls live in a heap of ``(time, seq, call)`` entries. ``seq`` grows monotonically, so
   calls due at the same time run first-scheduled first. Cancelling or moving a call does not touch
   the heap: the old entry goes stale (its ``seq`` no longer matches the call's) and is skipped
   when popped; the heap is compacted when stale entries dominate it.
-* One round runs only the calls that were due, and already scheduled, when it began; a call
-  scheduled from a call waits for the next round, so a busy chain of ``call_soon`` cannot starve
-  I/O.
-* Exceptions raised by anything the loop calls (timed calls, fd callbacks, triggers, calls from
-  threads) are logged to ``logging.getLogger("net.reactor")`` and the loop carries on.
+* One round runs only the calls that were queued (``call_soon``) or due and already scheduled
+  (timed calls) when it began; a call scheduled from a call waits for the next round, so a busy
+  chain of ``call_soon`` cannot starve I/O.
+* Exceptions raised by anything the loop calls (``call_soon`` calls, timed calls, fd callbacks,
+  triggers, calls from threads) are logged to ``logging.getLogger("net.reactor")`` and the loop carries on.
 * System event triggers are one-shot: firing an event consumes its triggers, so a reactor that is
   run again starts from a clean slate (and ``call_when_running`` means "the next time it runs").
 """
@@ -49,7 +54,7 @@ from .threadpool import ThreadPool
 if TYPE_CHECKING:
     from .defer import Deferred
 
-__all__ = ["ReactorBase", "DelayedCall", "AlreadyCalled", "AlreadyCancelled", "PHASES", "EVENTS"]
+__all__ = ["ReactorBase", "DelayedCall", "SoonCall", "AlreadyCalled", "AlreadyCancelled", "PHASES", "EVENTS"]
 
 log = logging.getLogger("net.reactor")
 
@@ -133,6 +138,31 @@ class DelayedCall:
         return f"<DelayedCall {name} {state}>"
 
 
+class SoonCall:
+    """What :meth:`ReactorBase.call_soon` returns and queues: a handle whose promise is ``cancel()``.
+
+    Unlike a :class:`DelayedCall` it cannot be moved, and ``cancel()`` is a no-op once the call
+    has run or was cancelled (as for the ``asyncio.Handle`` the asyncio backend returns).
+    """
+
+    __slots__ = ("func", "args", "kwargs", "cancelled")
+
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop the call from running (and let go of what it would have called)."""
+        self.cancelled = True
+        self.func, self.args, self.kwargs = _cancelled, (), {}
+
+    def __repr__(self) -> str:
+        name = getattr(self.func, "__qualname__", repr(self.func))
+        return f"<SoonCall {name}{' cancelled' if self.cancelled else ''}>"
+
+
 _Trigger = tuple[int, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
@@ -153,7 +183,8 @@ class ReactorBase:
         self._started = False  # inside run()/start(), until shutdown completes
         self._stopping = False  # stop() accepted, shutdown in progress
         self._closed = False
-        # Mutated in place only (the selectors loop keeps a reference to it).
+        # Mutated in place only (the selectors loop keeps a reference to them).
+        self._soon: collections.deque[SoonCall] = collections.deque()
         self._heap: list[tuple[float, int, DelayedCall]] = []
         self._seq = count(1).__next__
         self._stale = 0
@@ -203,6 +234,7 @@ class ReactorBase:
         if self._started:
             raise RuntimeError("close() a reactor after run() has returned, not while it runs")
         self._closed = True
+        self._soon.clear()  # never to run: let go of what they hold
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.stop()
@@ -344,9 +376,28 @@ class ReactorBase:
         self._timer_added(when)
         return call
 
-    def call_soon(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> DelayedCall:
-        """``call_later(0, ...)``: run in the next loop round, after calls already due."""
-        return self.call_later(0, f, *args, **kwargs)
+    def call_soon(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``f(*args, **kwargs)`` from the loop once the current callback has returned.
+
+        FIFO among ``call_soon`` calls; on the loop's next round, before it waits (a handle with
+        ``cancel()`` is returned). Not thread-safe: from other threads use ``call_from_thread``.
+        """
+        call = SoonCall(f, args, kwargs)
+        self._soon.append(call)
+        return call
+
+    def _run_soon_calls(self) -> None:
+        """Run the ``call_soon`` calls queued before this round began (later ones wait)."""
+        soon = self._soon
+        pop = soon.popleft
+        for _ in range(len(soon)):
+            call = pop()
+            if call.cancelled:
+                continue
+            try:
+                call.func(*call.args, **call.kwargs)
+            except Exception:
+                log.exception("Error in call_soon call %r", call)
 
     def get_delayed_calls(self) -> list[DelayedCall]:
         """The active timed calls, soonest first (for tests and debugging)."""

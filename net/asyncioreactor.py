@@ -22,7 +22,9 @@ Two ways to use it:
 
   Signal handling is left to the asyncio program in this mode.
 
-Timed calls keep the reactor's own heap (so equal times run FIFO and ``DelayedCall.reset`` keeps the
+``call_soon`` is ``loop.call_soon`` (asyncio's ready queue is exactly the reactor's call_soon queue:
+FIFO, run once per loop iteration, the wait's timeout 0 while it is non-empty). Timed calls keep
+the reactor's own heap (so equal times run FIFO and ``DelayedCall.reset`` keeps the
 same object, exactly as on the other backends); one ``loop.call_at`` timer is armed for the
 earliest of them. uvloop is used when ``use_uvloop=True`` or ``PBROKER_UVLOOP=1``, if importable.
 """
@@ -30,6 +32,7 @@ earliest of them. uvloop is used when ``use_uvloop=True`` or ``PBROKER_UVLOOP=1`
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -50,6 +53,14 @@ def _call_guarded(callback: Callable[[], Any]) -> None:
         callback()
     except Exception:
         log.exception("Error in fd callback %r", callback)
+
+
+def _run_soon(f: Callable[..., Any], *args: Any) -> None:
+    """What ``loop.call_soon`` runs for :meth:`AsyncioReactor.call_soon`: errors to our log."""
+    try:
+        f(*args)
+    except Exception:
+        log.exception("Error in call_soon call %r", f)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -112,6 +123,16 @@ class AsyncioReactor(ReactorBase):
         self.loop.call_soon_threadsafe(self._run_thread_call, f, args, kwargs)
 
     # ------------------------------------------------------------------ timers
+    def call_soon(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Handle:
+        """``loop.call_soon`` itself: asyncio's ready queue is the reactor's call_soon queue.
+
+        The only wrapping is :func:`_run_soon` (so errors reach ``net.reactor``'s log, as on every
+        backend); FIFO with asyncio's own callbacks. Returns the ``asyncio.Handle`` (``cancel()``).
+        """
+        if kwargs:
+            f = functools.partial(f, **kwargs)
+        return self.loop.call_soon(_run_soon, f, *args)
+
     def _timer_added(self, when: float) -> None:
         if when < self._timer_when:
             if self._timer is not None:

@@ -4,6 +4,8 @@
 readers and writers; a small :class:`_FDRecord` per fd holds both callbacks and is the
 registration's ``data``, so dispatch needs no dictionary lookup. The loop is on the hot path of
 every round trip, so it binds what it uses to locals and allocates nothing of its own per round.
+Each iteration runs the ``call_soon`` queue, then the due timed calls, then waits (with a timeout
+of 0 while ``call_soon`` calls are queued) and dispatches the ready fds.
 """
 
 from __future__ import annotations
@@ -154,18 +156,26 @@ class SelectorsReactor(ReactorBase):
         self._looping = True
         startup()
         select = self._selector.select
+        run_soon_calls = self._run_soon_calls
         run_due_calls = self._run_due_calls
         next_timeout = self._next_timeout
+        soon = self._soon
         heap = self._heap
         exception = log.exception
         while self._looping:
+            # One iteration: the call_soon queue, the due timed calls, then wait (not at all
+            # while call_soon calls are queued) and dispatch what the wait reported.
+            if soon:
+                run_soon_calls()
+                if not self._looping:
+                    break
             if heap:
                 run_due_calls()
                 if not self._looping:
                     break
-                timeout = next_timeout()
+                timeout = 0.0 if soon else next_timeout()
             else:
-                timeout = None
+                timeout = 0.0 if soon else None
             try:
                 events = select(timeout)
             except (OSError, ValueError) as exc:
