@@ -284,6 +284,9 @@ class _SocketChannel:
     def call(self, remote: RemoteReference, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
              timeout: float | None) -> Any:
         self._check_not_inside()
+        call_timeout = self._limits.call_timeout  # Limits.call_timeout bounds every call too
+        if call_timeout is not None and (timeout is None or call_timeout < timeout):
+            timeout = call_timeout
         slot = _Slot()
         with self._lock:
             self._active += 1

@@ -359,3 +359,21 @@ def test_connecting_to_nobody_is_refused_clearly() -> None:
         port = s.getsockname()[1]  # bound, never listening: nobody accepts there
         with pytest.raises(ConnectionRefusedError, match="Connection refused by 127.0.0.1"):
             broker.blocking.connect(f"tcp:127.0.0.1:{port}", timeout=SAFETY)
+
+
+def test_limits_call_timeout_bounds_in_thread_calls_too() -> None:
+    """Limits(call_timeout=...) applies as on the reactor path: the smaller of it and timeout=."""
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fault_server.py")), "epoll", "{}"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        with broker.blocking.connect(f"tcp:127.0.0.1:{port}", timeout=60,
+                                     limits=broker.Limits(call_timeout=0.2)) as root:
+            with pytest.raises(TimeoutError):
+                root.call_remote("hang")
+            assert root.call_remote("stats")["cancelled"] == 1  # cancelled on the server too
+    finally:
+        server.terminate()
+        server.wait(30)
