@@ -34,7 +34,7 @@ class Lines(LineReceiver):
         self.events: list[tuple[str, bytes]] = []
 
     def _record(self, kind: str, data: bytes) -> None:
-        assert not self.transport.disconnecting, f"{kind} delivered after the connection was dropped"
+        assert not self.transport.is_closing(), f"{kind} delivered after the connection was dropped"
         if kind == "raw" and self.events and self.events[-1][0] == "raw":
             self.events[-1] = ("raw", self.events[-1][1] + data)  # raw chunking is arbitrary
         elif kind != "raw" or data:
@@ -63,7 +63,7 @@ def _strings(base: type) -> type:
             self.events: list[tuple[str, bytes]] = []
 
         def string_received(self, data: bytes) -> None:
-            assert not self.transport.disconnecting, "string delivered after the connection was dropped"
+            assert not self.transport.is_closing(), "string delivered after the connection was dropped"
             self.events.append(("string", data))
 
     return Strings
@@ -80,11 +80,11 @@ def _feed(framer_class: Any, pieces: list[bytes]) -> tuple[list[tuple[str, bytes
     proto.make_connection(transport)
     for piece in pieces:
         proto.data_received(piece)
-        if proto.paused and not transport.disconnecting:
+        if proto.paused and not transport.is_closing():
             proto.resume_producing()
-    while proto.paused and not transport.disconnecting:  # a pause in the last chunk
+    while proto.paused and not transport.is_closing():  # a pause in the last chunk
         proto.resume_producing()
-    return proto.events, transport.disconnecting
+    return proto.events, transport.is_closing()
 
 
 def _reference(prefix: str, stream: bytes) -> tuple[list[tuple[str, bytes]], bool]:
