@@ -1,7 +1,10 @@
-"""`python -m bench`: run every scenario against every system and write the report.
+"""`python -m bench`: the comparison table (every scenario against every system) and the cost
+curves (pbroker/epoll and the asyncio floor), then bench/results.md and bench/results.png.
 
-`--quick` is a smoke run (one short run of everything, E shrunk to 40
-connections); the default full run aims at ~10 minutes on 2 cores.
+`--quick` is a smoke run (one short run of everything, E shrunk to 40 connections, small
+curves); the default full run aims at ~15 minutes on 2 cores. `--no-curves` / `--curves-only`
+run one half; the other half of the report is then taken from the previous run's
+bench/.work/results.json when there is one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from bench.common import Cfg
 
 REQUIRED = {"twisted": "Twisted", "Pyro5": "Pyro5", "rpyc": "rpyc", "msgpack": "msgpack",
-            "matplotlib": "matplotlib", "psutil": "psutil"}
+            "matplotlib": "matplotlib", "psutil": "psutil", "grpc": "grpcio"}
 
 
 def _missing() -> list[str]:
@@ -37,6 +40,9 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--e-procs", type=int, help="scenario E client processes (default 4)")
     p.add_argument("--scenarios", default="ABCDE", help="subset of ABCDE")
     p.add_argument("--systems", help="comma-separated subset, e.g. pyro5,rpyc,floor_asyncio,pbroker-epoll")
+    part = p.add_mutually_exclusive_group()
+    part.add_argument("--curves-only", action="store_true", help="only the cost curves (no comparison table)")
+    part.add_argument("--no-curves", action="store_true", help="only the comparison table (no cost curves)")
     p.add_argument("--out", default=None, help="directory for results.md/results.png (default bench/)")
     return p.parse_args(argv)
 
@@ -68,26 +74,65 @@ def main(argv: list[str]) -> int:
         if s.unavailable:
             print(f"bench: {s.label}: {s.unavailable} — skipped", file=sys.stderr)
 
+    from bench.curves import run_curves
+
+    progress = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    previous: dict = {}
+    try:
+        previous = json.loads((WORK / "results.json").read_text())
+    except (OSError, ValueError):
+        pass
     load_before = os.getloadavg()
     t0 = time.monotonic()
-    raw = run_all(systems, scenarios, cfg, lambda m: print(m, file=sys.stderr, flush=True))
+    stamp = report.machine_info()["date"]
+    table: dict = {}
+    curves: dict = {}
+    if not a.curves_only:
+        t1 = time.monotonic()
+        table = {"raw": run_all(systems, scenarios, cfg, progress), "date": stamp, "quick": a.quick,
+                 "scenarios": scenarios, "cfg": dataclasses.asdict(cfg), "elapsed": time.monotonic() - t1}
+    elif "table" in previous:
+        table = dict(previous["table"], reused=True)
+    if not a.no_curves:
+        t1 = time.monotonic()
+        curves = {"data": run_curves(cfg, progress), "date": stamp, "quick": a.quick,
+                  "cfg": dataclasses.asdict(cfg), "elapsed": time.monotonic() - t1}
+    elif "curves" in previous:
+        curves = dict(previous["curves"], reused=True)
     elapsed = time.monotonic() - t0
     info = report.machine_info()
     info["load"] = f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1-min load average)"
+    info["pinning"] = _pinning()
 
     out = Path(a.out) if a.out else ROOT / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    (WORK / "results.json").write_text(json.dumps({"cfg": dataclasses.asdict(cfg), "raw": raw}, indent=1))
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "results.json").write_text(json.dumps({"table": table, "curves": curves}, indent=1))
+    raw = table.get("raw", {})
+    if table.get("scenarios"):
+        scenarios = table["scenarios"]
     summary = report.summarise(systems, raw)
     modules = {s.key: load(s.key) for s in systems}
     print()
-    print(report.terminal_report(summary, systems, scenarios))
+    if table:
+        print(report.terminal_report(summary, systems, scenarios))
+    if curves:
+        print(report.curves_terminal(curves["data"]))
     report.write_markdown(out / "results.md", summary, systems, scenarios, cfg, info,
-                          elapsed, a.quick, modules)
-    report.write_plot(out / "results.png", summary, systems, scenarios)
+                          elapsed, a.quick, modules, table=table, curves=curves)
+    report.write_plot(out / "results.png", summary, systems, scenarios if table else "", curves.get("data"))
     print(f"\nwrote {out / 'results.md'} and {out / 'results.png'} in {elapsed:.0f}s "
           f"(raw per-run figures: {WORK / 'results.json'}, process logs: {WORK / 'bench.log'})")
     return 0
+
+
+def _pinning() -> str:
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if os.environ.get("BENCH_PIN", "1") == "0":
+        return "off (BENCH_PIN=0)"
+    if len(cpus) < 2:
+        return "off (fewer than 2 CPUs)"
+    return f"server on CPU {cpus[0]}, clients on CPU {','.join(map(str, cpus[1:]))} (os.sched_setaffinity in each process)"
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ __all__ = [
     "CallbackLoop",
     "callback_client",
     "callback_e_client",
+    "async_sequential",
+    "async_pipelined",
+    "async_e",
+    "threaded_pipelined",
+    "payload",
 ]
 
 MIB = 1024 * 1024
@@ -39,6 +44,11 @@ BLOB: bytes = bytes(range(256)) * (MIB // 256)
 SMALL_DICTS: list[dict[str, Any]] = [
     {"id": i, "name": f"item-{i}", "value": i * 1.5} for i in range(1000)
 ]
+
+
+def payload(size: int) -> bytes:
+    """`size` bytes that don't compress to nothing (the payload curve's echo argument)."""
+    return (BLOB * (size // len(BLOB) + 1))[:size] if size > len(BLOB) else BLOB[:size]
 
 
 @dataclasses.dataclass
@@ -57,6 +67,13 @@ class Cfg:
     e_connect_timeout: float = 60.0  # E: time allowed to open every connection
     e_call_timeout: float = 120.0  # E: time allowed for every call (Pyro5 needs ~80 s on 2 cores)
     scenario_timeout: float = 15.0  # A-D: hard limit per client process beyond warmup+duration
+    # Cost curves (bench/curves.py), pbroker/epoll with the Deferred client unless said otherwise.
+    c_conns: list[int] = dataclasses.field(default_factory=lambda: [1, 10, 100, 1000, 10000])
+    c_sizes: list[int] = dataclasses.field(default_factory=lambda: [4**k for k in range(14)])  # 1 B .. 64 MiB
+    c_refs: list[int] = dataclasses.field(default_factory=lambda: [10**k for k in range(7)])  # 1 .. 10^6
+    c_duration: float = 1.5  # seconds of calls per curve point
+    soak_calls: int = 1_000_000
+    soak_every: int = 100_000  # server RSS sampled every this many calls
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -71,6 +88,8 @@ class Cfg:
         return cls(
             runs=1, e_runs=1, warmup=0.05, duration=0.2, e_conns=40, e_calls=10, e_procs=2,
             e_connect_timeout=15.0, e_call_timeout=15.0, scenario_timeout=10.0,
+            c_conns=[1, 10, 100], c_sizes=[1, 1024, 1024**2], c_refs=[1, 100, 10_000], c_duration=0.2,
+            soak_calls=20_000, soak_every=5_000,
         )
 
 
@@ -413,3 +432,111 @@ def callback_e_client(loop: CallbackLoop, nconn: int, cfg: Cfg) -> EResult:
     loop.run()
     res.failed = nconn * cfg.e_calls - res.ok
     return res
+
+
+# -- coroutine- and thread-style drivers (await / broker.aio / gRPC / broker.blocking) -----------
+
+AsyncCall = Callable[[], Any]  # a function returning an awaitable of one call's result
+
+
+async def async_sequential(call: AsyncCall, seconds: float, record: bool) -> Sample:
+    """`await call()` after `await call()` until `seconds` pass (A/C/D for coroutine clients)."""
+    lat: list[int] = []
+    pc = time.perf_counter_ns
+    t0 = pc()
+    end = t0 + int(seconds * 1e9)
+    now, n = t0, 0
+    while now < end:
+        await call()
+        t = pc()
+        if record:
+            lat.append(t - now)
+        now, n = t, n + 1
+    return Sample(n, (now - t0) / 1e9, lat)
+
+
+async def async_pipelined(call: AsyncCall, seconds: float, window: int,
+                          gather: Callable[[list[Any]], Any]) -> Sample:
+    """B for coroutine clients: `window` coroutines on one connection, each awaiting call after call.
+
+    `gather(coros)` runs them concurrently (asyncio.gather, or ensure_deferred + a DeferredList).
+    """
+    pc = time.perf_counter_ns
+    t0 = pc()
+    end = t0 + int(seconds * 1e9)
+    count = [0]
+
+    async def worker() -> None:
+        n = 0
+        while pc() < end:
+            await call()
+            n += 1
+        count[0] += n
+
+    await gather([worker() for _ in range(window)])
+    return Sample(count[0], (pc() - t0) / 1e9, [])
+
+
+async def async_e(open_conn: Callable[[], Any], nconn: int, cfg: "Cfg",
+                  gather: Callable[[list[Any]], Any]) -> EResult:
+    """Scenario E share for coroutine clients: `open_conn()` is a coroutine giving an async `add()`.
+
+    Connections open e_connect_concurrency at a time, each making one call first; then
+    (after the READY/GO handshake) every connection runs its e_calls calls as a coroutine.
+    """
+    res = EResult()
+    adds: list[Any] = []
+
+    async def one() -> Any:
+        try:
+            add = await open_conn()
+            await add()
+            return add
+        except Exception:
+            return None
+
+    step = cfg.e_connect_concurrency
+    for i in range(0, nconn, step):
+        got = await gather([one() for _ in range(min(step, nconn - i))])
+        adds += [a for a in got if a is not None]
+    e_sync(len(adds), nconn - len(adds))
+    ok = [0]
+    last = [0.0]
+
+    async def calls(add: Any) -> None:
+        try:
+            for _ in range(cfg.e_calls):
+                await add()
+                ok[0] += 1
+        except Exception:
+            pass
+        last[0] = time.monotonic()
+
+    res.t_start = time.monotonic()
+    await gather([calls(a) for a in adds])
+    res.t_end = last[0] or time.monotonic()
+    res.ok = ok[0]
+    res.failed = nconn * cfg.e_calls - ok[0]
+    return res
+
+
+def threaded_pipelined(call: Callable[[], Any], seconds: float, threads: int) -> Sample:
+    """B for blocking clients: `threads` threads sharing one connection, each calling in a loop."""
+    pc = time.perf_counter_ns
+    counts = [0] * threads
+    t0 = pc()
+    end = t0 + int(seconds * 1e9)
+
+    def worker(i: int) -> None:
+        n = 0
+        while pc() < end:
+            call()
+            n += 1
+        counts[i] = n
+
+    ts = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return Sample(sum(counts), (pc() - t0) / 1e9, [])

@@ -47,7 +47,10 @@ def all_systems() -> list[System]:
     for backend in pb.BACKENDS:
         out.append(System(f"pbroker-{backend}", f"pbroker/{backend}", pb.SCENARIOS,
                           {"PBROKER_REACTOR": backend}, pb.unavailable(backend)))
-    for key in ("twisted_pb", "pyro5", "rpyc", "floor_asyncio", "floor_socket"):
+    for st in pb.STYLES:  # the other client styles, against the epoll server
+        out.append(System(f"pbroker-epoll-{st}", f"pbroker/epoll {st}", pb.SCENARIOS,
+                          {"PBROKER_REACTOR": "epoll", "PBROKER_BENCH_STYLE": st}, pb.unavailable("epoll")))
+    for key in ("grpc", "twisted_pb", "pyro5", "rpyc", "floor_asyncio", "floor_socket"):
         mod = load(key)
         out.append(System(key, mod.LABEL, mod.SCENARIOS, {}, mod.unavailable()))
     return out
