@@ -9,7 +9,11 @@ broken test fails instead of hanging. The same reactor may be run again afterwar
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from hypothesis import settings
@@ -109,3 +113,42 @@ def reactor(request: pytest.FixtureRequest) -> Iterator[Any]:
 def run() -> Callable[..., Any]:
     """``run(reactor, awaitable, timeout=30.0)``: run until it fires; return or raise its outcome."""
     return run_until
+
+
+#: A calculator server in a subprocess (add, and hang: never answers), for tests that kill it.
+SERVER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import broker
+    from net.defer import Deferred
+    from net.reactor import make_reactor
+
+    class Calculator(broker.Root):
+        def remote_add(self, a, b):
+            return a + b
+
+        def remote_hang(self):
+            print("hanging", flush=True)
+            return Deferred()
+
+    reactor = make_reactor()
+    def listening(port):
+        print(port.get_host().port, flush=True)
+    broker.serve(reactor, "tcp:0:interface=127.0.0.1", Calculator()).add_callback(listening)
+    reactor.run()
+""")
+
+
+@pytest.fixture
+def server_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The calculator server process and its port; killed afterwards."""
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(root=root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc, int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

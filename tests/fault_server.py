@@ -70,6 +70,10 @@ class FaultRoot(Root):
 
 
 def main() -> None:
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1)  # a hung server shows where it is (tests dump on timeout)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(name)s %(levelname)s %(message)s")
     reactor = make_reactor(sys.argv[1])

@@ -14,10 +14,7 @@ import socket
 import struct
 import subprocess
 import sys
-import textwrap
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +28,6 @@ from broker.protocol import BrokerClientFactory, BrokerFactory, BrokerProtocol
 from net.defer import Deferred, gather
 from net.endpoints import client, server
 
-ROOT = Path(__file__).resolve().parent.parent
 LOCAL = "tcp:0:interface=127.0.0.1"
 
 
@@ -124,43 +120,6 @@ def test_answers_wait_for_a_client_that_stops_reading(reactor: Any, run: Any) ->
 
 
 # -- disconnects -----------------------------------------------------------------------------------
-
-SERVER = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {root!r})
-    import broker
-    from net.defer import Deferred
-    from net.reactor import make_reactor
-
-    class Calculator(broker.Root):
-        def remote_add(self, a, b):
-            return a + b
-
-        def remote_hang(self):
-            print("hanging", flush=True)
-            return Deferred()
-
-    reactor = make_reactor()
-    def listening(port):
-        print(port.get_host().port, flush=True)
-    broker.serve(reactor, "tcp:0:interface=127.0.0.1", Calculator()).add_callback(listening)
-    reactor.run()
-""")
-
-
-@pytest.fixture
-def server_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT))],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield proc, int(proc.stdout.readline())
-    finally:
-        proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
 
 def test_peer_process_killed_mid_call(reactor: Any, run: Any, server_process: tuple[subprocess.Popen[str], int]) -> None:
     proc, number = server_process

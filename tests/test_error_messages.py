@@ -9,7 +9,6 @@ import logging
 import struct
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from net.endpoints import client, server
 from net.protocol import Factory, Protocol
 from net.reactor import make_reactor
 
-ROOT = Path(__file__).resolve().parent.parent
 LOCAL = "tcp:0:interface=127.0.0.1"
 
 
@@ -81,43 +79,6 @@ def test_connect_serve_login_without_a_reactor_say_what_to_pass() -> None:
 
 
 # -- the blocking client without ``with`` ------------------------------------------------------------
-
-SERVER = textwrap.dedent("""
-    import os, sys
-    sys.path.insert(0, {root!r})
-    import broker
-    from net.defer import Deferred
-    from net.reactor import make_reactor
-
-    class Calculator(broker.Root):
-        def remote_add(self, a, b):
-            return a + b
-
-        def remote_hang(self):
-            print("hanging", flush=True)
-            return Deferred()
-
-    reactor = make_reactor()
-    def listening(port):
-        print(port.get_host().port, flush=True)
-    broker.serve(reactor, "tcp:0:interface=127.0.0.1", Calculator()).add_callback(listening)
-    reactor.run()
-""")
-
-
-@pytest.fixture
-def server_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT))],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield proc, int(proc.stdout.readline())
-    finally:
-        proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
 
 def test_blocking_connection_works_without_with(server_process: tuple[subprocess.Popen[str], int]) -> None:
     _proc, port = server_process
@@ -502,7 +463,6 @@ def test_unhandled_connection_lost_names_each_call(reactor: Any, run: Any, caplo
         gc.collect()
     assert caplog.text.count("in call_remote('hang') on <RemoteReference 0 via <Session 127.0.0.1:") == 2
     assert "broker.errors.ConnectionLost: connection lost: this side closed the connection (disconnect())" in caplog.text
-
 
 
 def test_aio_and_blocking_take_the_endpoint_first() -> None:

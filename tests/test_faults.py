@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,19 @@ class Server:
         except Exception:
             pass
         self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=SAFETY)
+        try:
+            _, err = self.process.communicate(timeout=SAFETY)
+        except subprocess.TimeoutExpired:
+            # Seen once in ~60 runs (select backend, after a raw peer's big call), not reproduced
+            # since: dump where it is (faulthandler) and kill it. Clean SIGTERM exits are what
+            # tests/test_examples.py and tests/test_react.py assert; here it is only teardown.
+            self.process.send_signal(signal.SIGUSR1)
+            try:
+                _, err = self.process.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                _, err = self.process.communicate(timeout=SAFETY)
+            warnings.warn(f"fault_server did not stop on SIGTERM within {SAFETY} s:\n{err[-6000:]}")
         return err
 
 
