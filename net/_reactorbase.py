@@ -195,6 +195,7 @@ class ReactorBase:
         self._pool: ThreadPool | None = None
         self._pool_size = 10
         self._saved_signals: dict[int, Any] = {}
+        self._saved_wakeup_fd: int | None = None
         self._shutdown_waiters: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ backend
@@ -511,8 +512,25 @@ class ReactorBase:
                 self._saved_signals[sig] = signal.signal(sig, self._handle_signal)
             except (OSError, ValueError):  # pragma: no cover - exotic platforms
                 pass
+        # A signal may be delivered to another thread (the thread pool's, say) while the main
+        # thread waits in select() with no timeout: Python's handler then runs only when the main
+        # thread next runs bytecode, i.e. never. The wakeup fd makes the C-level handler write to
+        # the loop's own wake-up socket, so the wait returns and the handler runs.
+        fd = self._signal_wakeup_fd()
+        if fd is not None:
+            try:
+                self._saved_wakeup_fd = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+            except ValueError:  # pragma: no cover - not the main thread after all
+                pass
+
+    def _signal_wakeup_fd(self) -> int | None:
+        """The fd (non-blocking, watched by the loop) signals should write to; None: none."""
+        return None
 
     def _restore_signal_handlers(self) -> None:
+        if self._saved_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._saved_wakeup_fd)
+            self._saved_wakeup_fd = None
         saved, self._saved_signals = self._saved_signals, {}
         for sig, handler in saved.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
@@ -557,6 +575,8 @@ class Waker:
         self._w.setblocking(False)
         self.pending = False
         self.fd = self._r.fileno()
+        #: The write end: what signal.set_wakeup_fd writes a signal's number to.
+        self.write_fd = self._w.fileno()
 
     def wake(self) -> None:
         if not self.pending:

@@ -157,6 +157,13 @@ class AsyncioReactor(ReactorBase):
             )
         super().run(install_signal_handlers)
 
+    def _signal_wakeup_fd(self) -> int | None:
+        # asyncio's selector loops wake on their self-pipe (a private attribute, absent on uvloop,
+        # which then keeps today's behaviour); bytes it reads there for no asyncio signal handler
+        # are ignored, and ours then runs on the main thread.
+        sock = getattr(self.loop, "_csock", None)
+        return sock.fileno() if sock is not None else None
+
     def _main_loop(self, startup: Callable[[], None]) -> None:
         self._in_run = True
         try:

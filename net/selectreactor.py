@@ -144,6 +144,9 @@ class SelectorsReactor(ReactorBase):
         return [fd for fd, r in self._fds.items() if r.writer is not None]
 
     # ------------------------------------------------------------------ threads
+    def _signal_wakeup_fd(self) -> int | None:
+        return self._thread_calls.waker.write_fd
+
     def call_from_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Queue ``f`` for the reactor thread and wake the loop (one byte, coalesced)."""
         self._thread_calls.put(f, args, kwargs)

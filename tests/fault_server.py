@@ -76,6 +76,9 @@ def main() -> None:
     faulthandler.register(signal.SIGUSR1)  # a hung server shows where it is (tests dump on timeout)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(name)s %(levelname)s %(message)s")
+    logging.getLogger("net.reactor").setLevel(logging.INFO)  # "Received signal 15, stopping": a
+    # teardown that finds the server still running (see test_faults.Server.stop) then says whether
+    # the handler ran
     reactor = make_reactor(sys.argv[1])
     limits = broker.Limits(**json.loads(sys.argv[2])) if len(sys.argv) > 2 else broker.Limits()
 
