@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable
 from itertools import count
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zope.interface import implementer
 
@@ -77,6 +77,14 @@ def _cancelled() -> None:
     """What a cancelled call holds instead of its callable."""
 
 
+class CallScheduler(Protocol):
+    """What a DelayedCall needs of whoever scheduled it: a reactor, or net.testing.Clock."""
+
+    def seconds(self) -> float: ...
+    def _forget_call(self, call: DelayedCall) -> None: ...
+    def _move_call(self, call: DelayedCall, when: float) -> None: ...
+
+
 @implementer(IDelayedCall)
 class DelayedCall:
     """A call scheduled with ``call_later``; a handle to cancel or move it.
@@ -88,7 +96,7 @@ class DelayedCall:
 
     def __init__(
         self,
-        reactor: ReactorBase,
+        reactor: CallScheduler,
         time: float,
         func: Callable[..., Any],
         args: tuple[Any, ...],

@@ -40,6 +40,7 @@ from typing import Any, Callable, Coroutine, Iterable, Protocol as TypingProtoco
 
 from zope.interface import implementer
 
+from ._reactorbase import DelayedCall
 from .address import Address, IPv4Address
 from .defer import Deferred, Failure, succeed
 from .error import ConnectionDone, ConnectionLost
@@ -310,61 +311,13 @@ def connect_protocols(
 # A fake clock: a reactor's timers and queues, driven by the test
 
 
-def _cancelled() -> None:
-    """What a cancelled call holds instead of its callable."""
+class ClockCall(DelayedCall):
+    """A call scheduled on a :class:`Clock`: a reactor's ``DelayedCall``, moved by the clock."""
 
-
-@implementer(IDelayedCall)
-class ClockCall:
-    """A call scheduled on a :class:`Clock`: the same handle as a reactor's ``DelayedCall``."""
-
-    __slots__ = ("time", "func", "args", "kwargs", "cancelled", "called", "_clock", "_seq")
-
-    def __init__(self, clock: Clock, time: float, func: Callable[..., Any],
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.time = time
-        self.func = func
-        self.args = args
-        self.kwargs = kwargs
-        self.cancelled = False
-        self.called = False
-        self._clock = clock
-        self._seq = 0
-
-    def _check_active(self) -> None:
-        from ._reactorbase import AlreadyCalled, AlreadyCancelled
-
-        if self.cancelled:
-            raise AlreadyCancelled(f"{self!r} was already cancelled")
-        if self.called:
-            raise AlreadyCalled(f"{self!r} has already run")
-
-    def cancel(self) -> None:
-        """Stop the call from running. Raises AlreadyCancelled/AlreadyCalled if inactive."""
-        self._check_active()
-        self.cancelled = True
-        # Let go of the callable now: a cancelled call may wait in the heap until its time, and
-        # must not keep what it would have called (a closed connection, say) alive until then.
-        self.func, self.args, self.kwargs = _cancelled, (), {}
-
-    def reset(self, seconds_from_now: float) -> None:
-        """Run ``seconds_from_now`` seconds from now instead."""
-        self._check_active()
-        self._clock._move(self, self._clock.seconds() + max(0.0, seconds_from_now))
-
-    def delay(self, seconds_later: float) -> None:
-        """Postpone by ``seconds_later`` seconds (negative brings it forward)."""
-        self._check_active()
-        self._clock._move(self, self.time + seconds_later)
-
-    def active(self) -> bool:
-        """True until the call has run or been cancelled."""
-        return not (self.cancelled or self.called)
+    __slots__ = ()
 
     def __repr__(self) -> str:
-        state = "cancelled" if self.cancelled else "called" if self.called else f"at {self.time:.6f}"
-        name = getattr(self.func, "__qualname__", repr(self.func))
-        return f"<ClockCall {name} {state}>"
+        return "<Clock" + super().__repr__().removeprefix("<Delayed")
 
 
 @implementer(IReactorTime)
@@ -455,9 +408,13 @@ class Clock:
         call._seq = self._next_seq()
         heapq.heappush(self._heap, (call.time, call._seq, call))
 
-    def _move(self, call: ClockCall, time: float) -> None:
+    # What a DelayedCall asks of its reactor when it is cancelled or moved:
+    def _forget_call(self, call: DelayedCall) -> None:
+        pass  # its heap entry is skipped when popped (it is no longer active)
+
+    def _move_call(self, call: DelayedCall, time: float) -> None:
         call.time = time
-        self._push(call)  # the old heap entry no longer matches call._seq: skipped when popped
+        self._push(call)  # type: ignore[arg-type]  # the old entry no longer matches call._seq
 
     def _pop_due(self, until: float) -> ClockCall | None:
         heap = self._heap
