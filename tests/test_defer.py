@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
+from deferred_results import failure_of, result_of
 from net import defer
 from net.defer import (
     AlreadyCalledError,
@@ -24,25 +25,6 @@ from net.defer import (
     maybe_deferred,
     succeed,
 )
-
-
-def result_of(d: Deferred[Any]) -> Any:
-    """The current result of a fired Deferred (consumes a failure so nothing is logged)."""
-    out: list[Any] = []
-
-    def grab(r: Any) -> Any:
-        out.append(r)
-        return None if isinstance(r, Failure) else r
-
-    d.add_both(grab)
-    assert out, f"{d!r} has not fired"
-    return out[0]
-
-
-def failure_of(d: Deferred[Any]) -> Failure:
-    r = result_of(d)
-    assert isinstance(r, Failure), r
-    return r
 
 
 class FakeDelayedCall:
@@ -1196,7 +1178,6 @@ def test_repr() -> None:
     d: Deferred[int] = Deferred()
     d.pause()
     assert "paused" in repr(d)
-
 
 
 def test_as_future_stop_iteration_becomes_runtime_error() -> None:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Generator
 
 import pytest
 
+from deferred_results import failure_of, result_of
 from net import defer
 from net.defer import (
     CancelledError,
@@ -28,24 +29,6 @@ from net.defer import (
     race,
     succeed,
 )
-
-
-def result_of(d: Deferred[Any]) -> Any:
-    out: list[Any] = []
-
-    def grab(r: Any) -> Any:
-        out.append(r)
-        return None if isinstance(r, Failure) else r
-
-    d.add_both(grab)
-    assert out, f"{d!r} has not fired"
-    return out[0]
-
-
-def failure_of(d: Deferred[Any]) -> Failure:
-    r = result_of(d)
-    assert isinstance(r, Failure), r
-    return r
 
 
 @pytest.fixture

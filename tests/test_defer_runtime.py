@@ -19,6 +19,7 @@ from typing import Any, Callable, Generator
 
 import pytest
 
+from deferred_results import result_of
 from net import defer, failure
 from net.defer import (
     AlreadyCalledError,
@@ -33,18 +34,6 @@ from net.defer import (
 )
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
-
-
-def result_of(d: Deferred[Any]) -> Any:
-    out: list[Any] = []
-
-    def grab(r: Any) -> Any:
-        out.append(r)
-        return None if isinstance(r, Failure) else r
-
-    d.add_both(grab)
-    assert out, f"{d!r} has not fired"
-    return out[0]
 
 
 @pytest.fixture
