@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
+	bash scripts/system-deps.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) typecheck
 	@if [ -d clients/java ]; then $(MAKE) java-test; fi

@@ -31,7 +31,6 @@ import collections
 import heapq
 import logging
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from itertools import count
@@ -50,6 +49,7 @@ from .interfaces import (
     IReactorTime,
 )
 from .threadpool import ThreadPool
+from .waker import ThreadCallQueue as ThreadCallQueue, Waker as Waker  # moved to net.waker; still importable here
 
 if TYPE_CHECKING:
     from .defer import Deferred
@@ -554,13 +554,16 @@ class ReactorBase:
             self.stop()
 
     # ------------------------------------------------------------------ transports
-    def listen_tcp(self, port: int, factory: Any, backlog: int | None = None, interface: str = "",
-                   **caps: int | None) -> Any:
+    def listen_tcp(self, port: int, factory: Any, backlog: int | None = None, interface: str = "", *,
+                   max_connections: int | None = None, max_connections_per_host: int | None = None,
+                   reuse_port: bool = False) -> Any:
         """Listen on ``interface:port``; see :func:`net.tcp.listen_tcp` (backlog None: the OS
-        maximum; ``max_connections``, ``max_connections_per_host``)."""
+        maximum; ``reuse_port``: SO_REUSEPORT, so worker processes share the port)."""
         from . import tcp
 
-        return tcp.listen_tcp(self, port, factory, backlog=backlog, interface=interface, **caps)
+        return tcp.listen_tcp(self, port, factory, backlog=backlog, interface=interface,
+                              max_connections=max_connections,
+                              max_connections_per_host=max_connections_per_host, reuse_port=reuse_port)
 
     def connect_tcp(
         self, host: str, port: int, factory: Any, timeout: float = 30, bind_address: Any = None
@@ -570,68 +573,50 @@ class ReactorBase:
 
         return tcp.connect_tcp(self, host, port, factory, timeout=timeout, bind_address=bind_address)
 
+    def listen_unix(self, path: str, factory: Any, mode: int = 0o660, backlog: int = 50,
+                    **caps: int | None) -> Any:
+        """Listen on a Unix stream socket (``@name``: Linux abstract); see :func:`net.unix.listen_unix`."""
+        from . import unix
 
-class Waker:
-    """A socketpair the loop watches so other threads (and signal handlers) can wake it.
+        return unix.listen_unix(self, path, factory, mode=mode, backlog=backlog, **caps)
 
-    Wake-ups are coalesced: while one byte is unread, further ``wake()`` calls write nothing.
-    """
+    def connect_unix(self, path: str, factory: Any, timeout: float = 30) -> Any:
+        """Connect to a Unix stream socket; see :func:`net.unix.connect_unix`."""
+        from . import unix
 
-    def __init__(self) -> None:
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
-        self.pending = False
-        self.fd = self._r.fileno()
-        #: The write end: what signal.set_wakeup_fd writes a signal's number to.
-        self.write_fd = self._w.fileno()
+        return unix.connect_unix(self, path, factory, timeout=timeout)
 
-    def wake(self) -> None:
-        if not self.pending:
-            self.pending = True
-            try:
-                self._w.send(b"\0")
-            except OSError:  # full (can't be: coalesced) or closed during shutdown
-                pass
+    def listen_udp(self, port: int, protocol: Any, interface: str = "",
+                   max_packet_size: int = 65535, listen_multiple: bool = False) -> Any:
+        """Bind a UDP socket to ``interface:port``; see :func:`net.udp.listen_udp`
+        (``listen_multiple``: SO_REUSEADDR, so several sockets share a multicast port)."""
+        from . import udp
 
-    def drain(self) -> None:
-        """Consume the wake-up; reset *before* the caller drains its queue, so nothing is lost."""
-        try:
-            self._r.recv(4096)
-        except OSError:
-            pass
-        self.pending = False
+        return udp.listen_udp(self, port, protocol, interface=interface, max_packet_size=max_packet_size,
+                              listen_multiple=listen_multiple)
 
-    def close(self) -> None:
-        self._r.close()
-        self._w.close()
+    def listen_unix_datagram(self, path: str, protocol: Any, mode: int = 0o660,
+                             max_packet_size: int = 65535) -> Any:
+        """Bind a Unix datagram socket at ``path`` (``@name``: abstract); see :mod:`net.udp`."""
+        from . import udp
 
+        return udp.listen_unix_datagram(self, path, protocol, mode=mode, max_packet_size=max_packet_size)
 
-class ThreadCallQueue:
-    """``call_from_thread`` for backends with their own loop: a deque plus a :class:`Waker`."""
+    def connect_unix_datagram(self, path: str | None, protocol: Any, max_packet_size: int = 65535) -> Any:
+        """An autobound Unix datagram socket (connected to ``path`` unless None), so replies reach
+        it; see :func:`net.udp.connect_unix_datagram`."""
+        from . import udp
 
-    def __init__(self, reactor: ReactorBase) -> None:
-        self._calls: collections.deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = (
-            collections.deque()
-        )
-        self.waker = Waker()
-        self._reactor = reactor
+        return udp.connect_unix_datagram(self, path, protocol, max_packet_size=max_packet_size)
 
-    def put(self, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self._calls.append((f, args, kwargs))  # deque.append is atomic
-        self.waker.wake()
+    def spawn_process(self, process_protocol: Any, executable: str, args: Any, env: Any = None,
+                      path: str | None = None, uid: int | None = None, gid: int | None = None,
+                      use_pty: bool = False, child_fds: Any = None) -> Any:
+        """Start a child process wired to ``process_protocol``; see :func:`net.process.spawn_process`."""
+        from . import process
 
-    def run(self) -> None:
-        """The waker's read callback: run the calls queued so far, in order."""
-        self.waker.drain()
-        calls = self._calls
-        run = self._reactor._run_thread_call
-        for _ in range(len(calls)):  # later arrivals have woken us again
-            f, args, kwargs = calls.popleft()
-            run(f, args, kwargs)
-
-    def close(self) -> None:
-        self.waker.close()
+        return process.spawn_process(self, process_protocol, executable, args, env=env, path=path,
+                                     uid=uid, gid=gid, use_pty=use_pty, child_fds=child_fds)
 
 
 def _is_failure(result: Any) -> bool:

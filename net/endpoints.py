@@ -32,6 +32,7 @@ __all__ = [
     "client",
     "parse",
     "register_endpoint_type",
+    "register_wrapping_endpoint_type",
     "TCPServerEndpoint",
     "TCPClientEndpoint",
     "WrappingClientFactory",
@@ -43,12 +44,26 @@ Parser = Callable[..., Any]
 class _EndpointType(NamedTuple):
     server_parser: Parser | None
     client_parser: Parser | None
+    #: Set for a client type whose strings end with another endpoint string (a tunnel): its parser
+    #: takes the raw text after the prefix, and this is the form its errors show.
+    wrapping_usage: str | None = None
 
 
 _TYPES: dict[str, _EndpointType] = {}
 
 #: Endpoint types whose module registers them on first use (so their dependencies load only then).
-_LAZY_TYPES: dict[str, str] = {"tls": "net.tls"}
+_LAZY_TYPES: dict[str, str] = {
+    "tls": "net.tls",
+    "unix": "net.unix",
+    "socks4": "net.tunnels",
+    "socks4a": "net.tunnels",
+    "socks5": "net.tunnels",
+    "connect": "net.tunnels",
+}
+
+
+#: Lazy types that have no server form (a tunnel is something a client goes through).
+_CLIENT_ONLY_TYPES = frozenset({"socks4", "socks4a", "socks5", "connect"})
 
 
 def _load_lazy(prefix: str) -> None:
@@ -84,6 +99,19 @@ def register_endpoint_type(
     if not prefix or not prefix.isidentifier():
         raise ValueError(f"endpoint type prefix must be an identifier like 'tcp', got {prefix!r}")
     _TYPES[prefix.lower()] = _EndpointType(server_parser, client_parser)
+
+
+def register_wrapping_endpoint_type(prefix: str, client_parser: Parser, usage: str) -> None:
+    """Make client strings ``prefix:...:INNER`` work, where INNER is another client endpoint string.
+
+    The parser is called as ``parser(reactor, rest)`` with the text after ``prefix:`` exactly as
+    written (escapes included), because its tail is a whole endpoint string of its own
+    (``socks5:proxy:1080:tls:host:8801:ca=ca.pem``, see :mod:`net.tunnels`); it raises ValueError
+    for bad values, and ``usage`` (``"socks5:PROXYHOST:PROXYPORT[:user=USER]...:INNER"``) is the
+    form its error messages show.
+    """
+    register_endpoint_type(prefix, None, client_parser)
+    _TYPES[prefix.lower()] = _EndpointType(None, client_parser, usage)
 
 
 def parse(spec: str) -> tuple[str, list[str], dict[str, str]]:
@@ -156,13 +184,17 @@ def _usage(prefix: str, parser: Parser) -> str:
 def _build(reactor: Any, spec: str, role: str) -> Any:
     if not isinstance(spec, str):
         raise TypeError(f"an endpoint is a string like 'tcp:HOST:8000', not {type(spec).__name__}")
+    wrapping = _build_wrapping(reactor, spec, role)
+    if wrapping is not None:
+        return wrapping
     prefix, args, kwargs = parse(spec)
     _load_lazy(prefix)  # e.g. "tls": pyOpenSSL loads only when a tls: endpoint is used
     kind = _TYPES.get(prefix)
     parser = None if kind is None else kind.server_parser if role == "server" else kind.client_parser
     if parser is None:
         index = 0 if role == "server" else 1
-        known = sorted({p for p, k in _TYPES.items() if k[index] is not None} | set(_LAZY_TYPES))
+        lazy = {p for p in _LAZY_TYPES if role == "client" or p not in _CLIENT_ONLY_TYPES}
+        known = sorted({p for p, k in _TYPES.items() if k[index] is not None} | lazy)
         import difflib
 
         close = difflib.get_close_matches(prefix, known, n=1)
@@ -179,6 +211,25 @@ def _build(reactor: Any, spec: str, role: str) -> Any:
         return parser(reactor, *args, **kwargs)
     except ValueError as exc:
         raise ValueError(f"bad {role} endpoint {spec!r}: {exc}; expected {usage!r}") from None
+
+
+def _build_wrapping(reactor: Any, spec: str, role: str) -> Any:
+    """The endpoint, if ``spec`` is of a wrapping type (its tail is parsed by the type, not here)."""
+    head, _, rest = spec.partition(":")
+    prefix = head.strip().lower()
+    if not prefix.isidentifier() or rest.startswith("//"):
+        return None  # parse() explains what is wrong with it
+    _load_lazy(prefix)
+    kind = _TYPES.get(prefix)
+    if kind is None or kind.wrapping_usage is None or kind.client_parser is None:
+        return None
+    if role == "server":
+        raise ValueError(f"{prefix}: is a client endpoint only (a tunnel through a proxy), so "
+                         f"{spec!r} cannot listen; listen with e.g. 'tcp:8000' and connect through the proxy")
+    try:
+        return kind.client_parser(reactor, rest)
+    except ValueError as exc:
+        raise ValueError(f"bad client endpoint {spec!r}: {exc}; expected {kind.wrapping_usage!r}") from None
 
 
 # The endpoint getters return Any: zope interfaces are not types mypy can check calls against.
@@ -251,6 +302,7 @@ class TCPServerEndpoint:
         *,
         max_connections: int | None = None,
         max_connections_per_host: int | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.reactor = reactor
         self.port = port
@@ -258,13 +310,17 @@ class TCPServerEndpoint:
         self.interface = interface
         self.max_connections = max_connections
         self.max_connections_per_host = max_connections_per_host
+        self.reuse_port = reuse_port  # SO_REUSEPORT: worker processes on one port (net.tcp.Port)
 
     def __repr__(self) -> str:
         return f"<TCPServerEndpoint {self.interface or '*'}:{self.port}>"
 
     def listen(self, factory: Any) -> Deferred[Port]:
         try:
-            port = self.reactor.listen_tcp(self.port, factory, self.backlog, self.interface)
+            if self.reuse_port:  # before the bind, so passed (only then: any IReactorTCP will do otherwise)
+                port = self.reactor.listen_tcp(self.port, factory, self.backlog, self.interface, reuse_port=True)
+            else:
+                port = self.reactor.listen_tcp(self.port, factory, self.backlog, self.interface)
         except Exception as exc:  # CannotListenError, mostly
             return fail(Failure(exc))
         # Set on the port rather than passed to listen_tcp, so any IReactorTCP will do; no
@@ -303,6 +359,11 @@ class TCPClientEndpoint:
             self.host, self.port, wrapper, self.timeout, self.bind_address)
         return wrapper.deferred
 
+    def wrap(self, factory: Any) -> Any:
+        """The client factory to run over a stream already connected to host:port: ``factory``
+        itself, as TCP adds no layer. A tunnel (:mod:`net.tunnels`) calls it for its inner endpoint."""
+        return factory
+
 
 def _tcp_server(
     reactor: Any,
@@ -312,6 +373,7 @@ def _tcp_server(
     backlog: str = "",
     max_connections: str = "",
     max_connections_per_host: str = "",
+    reuse_port: str = "0",
 ) -> TCPServerEndpoint:
     return TCPServerEndpoint(
         reactor,
@@ -320,6 +382,7 @@ def _tcp_server(
         interface,
         max_connections=_limit("max_connections", max_connections),
         max_connections_per_host=_limit("max_connections_per_host", max_connections_per_host),
+        reuse_port=bool(_int("reuse_port", reuse_port, 0, 1)),
     )
 
 

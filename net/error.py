@@ -37,6 +37,9 @@ __all__ = [
     "ReactorNotRunning",
     "ReactorAlreadyRunning",
     "ProtocolViolation",
+    "ProcessDone",
+    "ProcessTerminated",
+    "ProxyError",
 ]
 
 
@@ -120,3 +123,59 @@ class ReactorAlreadyRunning(NetError, RuntimeError):
 
 class ProtocolViolation(NetError):
     """The peer sent something the protocol cannot accept (too long a line, a bad length, ...)."""
+
+
+class ProcessDone(ConnectionDone):
+    """A child process exited with code 0."""
+
+    exit_code: int = 0
+    signal: int | None = None
+    status: int = 0
+
+    def __init__(self, status: int = 0) -> None:
+        super().__init__("The process exited with code 0.")
+        self.status = status
+
+
+class ProcessTerminated(ConnectionLost):
+    """A child process exited with a non-zero code (``exit_code``) or was killed (``signal``)."""
+
+    def __init__(self, exit_code: int | None = None, signal: int | None = None, status: int | None = None) -> None:
+        if signal is not None:
+            import signal as _signal
+
+            try:
+                name = _signal.Signals(signal).name
+            except ValueError:
+                name = str(signal)
+            message = f"The process was killed by signal {name} ({signal})."
+        else:
+            message = f"The process exited with code {exit_code}."
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.signal = signal
+        self.status = status
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.exit_code, self.signal, self.status))
+
+
+class ProxyError(ConnectError):
+    """A SOCKS or HTTP CONNECT proxy refused or failed the tunnel.
+
+    ``proxy`` names the proxy (``host:port``), ``kind`` the protocol (``socks4``, ``socks5``,
+    ``connect``), ``code`` the proxy's reply code or HTTP status when it sent one.
+    """
+
+    def __init__(self, message: str, *, proxy: str = "", kind: str = "", code: int | None = None) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.kind = kind
+        self.code = code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_proxy_error, (str(self), self.proxy, self.kind, self.code))
+
+
+def _rebuild_proxy_error(message: str, proxy: str, kind: str, code: int | None) -> ProxyError:
+    return ProxyError(message, proxy=proxy, kind=kind, code=code)

@@ -240,6 +240,34 @@ class ITransport(IConsumer, IPushProducer):
     def abort_connection(reason: BaseException | None = None) -> None:
         """Close now, dropping unsent data. ``connection_lost`` gets ``reason`` or ConnectionLost."""
 
+    def can_write_eof() -> bool:
+        """True if this transport can close its sending side alone (:meth:`write_eof`).
+
+        True for stream sockets (TCP, Unix) and the in-memory transports; False for TLS, which
+        has no half-close. The answer does not change during a connection's life.
+        """
+
+    def write_eof() -> None:
+        """Half-close: shut the sending side down once everything written so far is sent.
+
+        Receiving goes on: ``data_received`` and then ``eof_received`` still arrive. The peer's
+        protocol gets ``eof_received()`` after the last byte (and keeps its connection open for
+        writing if that returns True). ``is_closing()`` stays False. Once the peer's end of
+        stream has arrived too (before or after this call), nothing is left open and the
+        connection closes, after flushing, with ``ConnectionDone``.
+
+        Idempotent; a no-op once the connection is closing or closed. A registered producer is
+        not asked for more afterwards (unregister it first; it gets ``stop_producing()`` when the
+        connection closes).
+
+        Raises:
+            NotImplementedError: the transport has no half-close (``can_write_eof()`` is False);
+                nothing changed, the connection is still open both ways.
+
+        Afterwards :meth:`write` and :meth:`writelines` with data raise ``RuntimeError``: the
+        sending side is gone, the caller wrote too late.
+        """
+
     def is_closing() -> bool:
         """True once :meth:`lose_connection` or :meth:`abort_connection` was called, or the
         connection is closed; False while it is open. asyncio's name.

@@ -18,7 +18,10 @@ from .interfaces import IProtocol, IProtocolFactory
 if TYPE_CHECKING:
     from .defer import Failure
 
-__all__ = ["Protocol", "Factory", "ServerFactory", "ClientFactory", "ReconnectingClientFactory"]
+__all__ = [
+    "Protocol", "Factory", "ServerFactory", "ClientFactory", "ReconnectingClientFactory",
+    "ProcessProtocol", "DatagramProtocol",
+]
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +195,91 @@ class ReconnectingClientFactory(ClientFactory):
         self.retries = 0
         self._call = None
         self.continue_trying = True
+
+
+class ProcessProtocol:
+    """What to do with a child process's pipes and exit; see :meth:`spawn_process`.
+
+    Callbacks run in the reactor thread, in this order per pipe: ``out_received`` /
+    ``err_received`` any number of times, then that pipe's ``*_connection_lost`` once. When the
+    child has exited ``process_exited(reason)`` runs once; ``process_ended(reason)`` runs once after
+    both the exit and the close of every pipe. ``reason`` wraps :class:`net.error.ProcessDone`
+    (exit code 0) or :class:`net.error.ProcessTerminated` (``exit_code`` or ``signal`` set).
+    """
+
+    transport: Any = None
+
+    def make_connection(self, transport: Any) -> None:
+        self.transport = transport
+        self.connection_made(transport)
+
+    def connection_made(self, transport: Any) -> None:
+        """The child is started; ``transport.pid`` is set and ``transport.write`` feeds stdin."""
+
+    def child_data_received(self, child_fd: int, data: bytes) -> None:
+        """Bytes from any child fd; the default routes fd 1 and 2 to the two methods below."""
+        if child_fd == 1:
+            self.out_received(data)
+        elif child_fd == 2:
+            self.err_received(data)
+
+    def out_received(self, data: bytes) -> None:
+        """Bytes the child wrote to its stdout."""
+
+    def err_received(self, data: bytes) -> None:
+        """Bytes the child wrote to its stderr."""
+
+    def child_connection_lost(self, child_fd: int) -> None:
+        """One of the child's pipes closed; the default routes fd 0, 1 and 2 below."""
+        if child_fd == 0:
+            self.in_connection_lost()
+        elif child_fd == 1:
+            self.out_connection_lost()
+        elif child_fd == 2:
+            self.err_connection_lost()
+
+    def in_connection_lost(self) -> None:
+        """The child's stdin is closed (by us, or the child closed it)."""
+
+    def out_connection_lost(self) -> None:
+        """The child's stdout reached EOF."""
+
+    def err_connection_lost(self) -> None:
+        """The child's stderr reached EOF."""
+
+    def process_exited(self, reason: Failure) -> None:
+        """The child exited (its pipes may still hold data)."""
+
+    def process_ended(self, reason: Failure) -> None:
+        """The child exited and every pipe is closed: nothing more will arrive."""
+
+
+class DatagramProtocol:
+    """What to do with datagrams; see :meth:`listen_udp`.
+
+    ``transport.write(data, addr)`` sends; on a connected transport ``write(data)``.
+    """
+
+    transport: Any = None
+
+    def make_connection(self, transport: Any) -> None:
+        self.transport = transport
+        self.start_protocol()
+
+    def start_protocol(self) -> None:
+        """The socket is bound; ``self.transport`` is set."""
+
+    def stop_protocol(self) -> None:
+        """The socket is closed; nothing more will arrive."""
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        """One datagram arrived from ``addr``: a ``(host, port)`` tuple; for Unix a path,
+        ``"@name"`` (abstract) or None (an unbound sender, which cannot be answered)."""
+
+    def connection_refused(self) -> None:
+        """On a connected transport: the peer's port is unreachable (ICMP), as far as we know,
+        or the connected Unix peer is gone; what was sent there is lost. The port stays open."""
+
+    def error_received(self, exc: OSError) -> None:
+        """A send or receive failed in a way that does not close the socket (logged by default)."""
+        log.warning("%r: datagram error: %s", self, exc)

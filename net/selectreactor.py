@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._reactorbase import ReactorBase, ThreadCallQueue
+from ._reactorbase import ReactorBase
+from .waker import ThreadCallQueue
 
 __all__ = ["SelectorsReactor", "SELECTOR_KINDS"]
 

@@ -1,26 +1,28 @@
-"""Stream-socket transports: connections, listening ports and client connectors.
+"""Stream-socket transports: connections and listening ports.
 
 :class:`Connection` is generic over the socket family (TCP now, Unix sockets later reuse it);
-:class:`TCPConnection` adds the TCP options. A :class:`Port` accepts connections for a factory; a
-:class:`Connector` makes one outgoing connection and can be told to make it again (that is how
-:class:`~net.protocol.ReconnectingClientFactory` retries).
+:class:`TCPConnection` adds the TCP options. A :class:`Port` accepts connections for a factory.
+Outgoing connections are :mod:`net.connector`'s (``Connector`` is still importable from here);
+:func:`listen_tcp` and :func:`connect_tcp` are the entry points the reactor uses.
 
 The write path is built for many small RPC messages and for big values alike: when nothing is
 queued, ``write()`` hands the bytes straight to one ``send()`` (``writelines()`` to one gathering
 ``sendmsg()``) and registers for writability only if the kernel took part of them. What is left
-waits in a queue of segments: the unsent tail of an immutable ``bytes`` object is kept as a
-``memoryview`` of it (no copy), anything mutable is copied once, and small writes are coalesced
-into one ``bytearray`` trimmed at the front. So a 16 MiB write costs linear time, not quadratic,
-and usually no copy in user space at all. Several segments leave in one ``sendmsg()``.
+waits in a :class:`~net._writebuffer.WriteBuffer` (segments kept without copies where that is safe,
+small writes coalesced; see there), and several segments leave in one ``sendmsg()``.
+
+Half-close: :meth:`Connection.write_eof` shuts the sending side down (``shutdown(SHUT_WR)``) once
+the buffer has drained, and reading goes on; the peer's protocol sees ``eof_received()``.
 
 Reading: a protocol with asyncio's BufferedProtocol methods (``get_buffer(sizehint)`` and
 ``buffer_updated(nbytes)``, see :class:`~net.interfaces.IBufferedProtocol`) gets the bytes
 received straight into a buffer it owns, with ``recv_into``; any other gets ``data_received``.
 
-Flow control (see :meth:`Connection.register_producer`): a streaming producer is paused when the
-write buffer grows above the high-water mark and resumed once it drains to the low-water mark; a pull
-producer is asked for one more chunk each time the buffer is empty. The transport itself is a push
-producer of what it reads, so a protocol can pause its peer by pausing its transport.
+Flow control (see :meth:`Connection.register_producer`, decided by the write buffer): a streaming
+producer is paused when the write buffer grows above the high-water mark and resumed once it drains
+to the low-water mark; a pull producer is asked for one more chunk each time the buffer is empty.
+The transport itself is a push producer of what it reads, so a protocol can pause its peer by
+pausing its transport.
 
 Every path to a closed connection goes through :meth:`Connection._close`, which closes the socket at
 once and calls ``connection_lost`` from the next loop iteration (never from inside a call the
@@ -35,26 +37,18 @@ import logging
 import os
 import socket
 import struct
-from collections import deque
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable
 
 from zope.interface import implementer
 
-from .address import Address, IPv4Address, IPv6Address, address_from_sockaddr
+from ._writebuffer import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, WriteBuffer, as_bytes_like
+from .address import Address, address_from_sockaddr
 from .defer import Failure, succeed
-from .error import (
-    CannotListenError,
-    ConnectError,
-    ConnectionDone,
-    ConnectionLost,
-    ConnectionRefusedError,
-    ConnectTimeoutError,
-    DNSLookupError,
-)
-from .interfaces import IConnector, IListeningPort, ITCPTransport, ITransport
+from .error import CannotListenError, ConnectionDone, ConnectionLost
+from .interfaces import IListeningPort, ITCPTransport, ITransport
 
 if TYPE_CHECKING:
+    from .connector import Connector as Connector
     from .defer import Deferred
 
 __all__ = [
@@ -63,7 +57,6 @@ __all__ = [
     "Connection",
     "TCPConnection",
     "Port",
-    "Connector",
     "listen_tcp",
     "connect_tcp",
     "default_backlog",
@@ -71,31 +64,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HIGH_WATER = 64 * 1024
-"""Bytes queued above which a streaming producer is paused."""
-DEFAULT_LOW_WATER = 16 * 1024
-"""Bytes queued at or below which a paused streaming producer is resumed."""
-
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
-_CONNECT_IN_PROGRESS = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR}
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 try:
     _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
 except (AttributeError, ValueError, OSError):
     _IOV_MAX = 16
-_COALESCE_BELOW = 64 * 1024
-"""Queued writes smaller than this are copied into one bytearray; bigger ones are queued as they
-are (immutable bytes) or as one copy (anything else)."""
 _GATHER_FROM = 64 * 1024
 """``writelines()`` below this total joins its items; from it on they leave in one ``sendmsg()``."""
-
-
-def _as_bytes_like(data: Any) -> Any:
-    """``data`` if bytes or bytearray, else a flat byte view of it (TypeError if not a buffer)."""
-    if type(data) is bytes or type(data) is bytearray:
-        return data
-    view = memoryview(data)
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 def _lost_from(exc: OSError) -> ConnectionLost:
@@ -104,10 +80,6 @@ def _lost_from(exc: OSError) -> ConnectionLost:
     lost.errno = exc.errno  # ECONNRESET tells a reset from other failures
     lost.__cause__ = exc
     return lost
-
-
-def _format_hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @implementer(ITransport)
@@ -146,23 +118,17 @@ class Connection:
         self._peer = peer or address_from_sockaddr(
             kind, sock.family, sock.getpeername())  # type: ignore[arg-type]
         self._on_lost = on_lost
-        # Unsent data: segments (bytes, memoryviews of bytes, our own bytearrays), oldest first.
-        self._queue: deque[Any] = deque()
-        self._queued = 0  # bytes in _queue
-        self._tail: bytearray | None = None  # the last segment when it is ours to append to
+        # Unsent data, the water marks and the registered producer.
+        self._buffer = WriteBuffer()
         self.connected = False
         self.disconnecting = False  # lose_connection() called, flushing
         self.disconnected = False
         self._reading = False  # reader registered with the reactor
         self._writing = False  # writer registered with the reactor
         self._read_paused = False
-        self._eof = False
+        self._eof = False  # the peer's end of stream was read
+        self._write_closed = False  # write_eof() called: shut down sending once the buffer drains
         self._lose_reason: BaseException | None = None
-        self._producer: Any = None
-        self._streaming = False
-        self._producer_paused = False
-        self._high = DEFAULT_HIGH_WATER
-        self._low = DEFAULT_LOW_WATER
         # Called once the socket is closed (a listening port counts its connections with it).
         self._on_socket_closed: Callable[[], None] | None = None
 
@@ -186,11 +152,18 @@ class Connection:
     # -- ITransport: writing -------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Send ``data`` now if nothing is queued, queue what the kernel did not take.
+
+        Ignored once closing or closed; RuntimeError after :meth:`write_eof`.
+        """
         if self.disconnecting or self.disconnected or not data:
             return
-        data = _as_bytes_like(data)
-        if self._queued:
-            self._enqueue(data, 0)
+        if self._write_closed:
+            self._refuse_write()
+        data = as_bytes_like(data)
+        buffer = self._buffer
+        if buffer.size:
+            buffer.append(data)
         else:
             # Fast path: nothing queued, so try to hand everything to the kernel in one call.
             try:
@@ -202,17 +175,16 @@ class Connection:
                 return
             if sent == len(data):
                 return
-            self._enqueue(data, sent)
+            buffer.append(data, sent)
             self._start_writing()
-        if self._streaming and not self._producer_paused and self._queued > self._high:
-            self._producer_paused = True
-            self._producer.pause_producing()
+        if buffer.streaming:
+            buffer.pause_producer_if_full()
 
     def writelines(self, seq: Any) -> None:
         """Write each bytes-like object of ``seq``; they leave together (one ``sendmsg()``)."""
         if self.disconnecting or self.disconnected:
             return
-        items = [_as_bytes_like(data) for data in seq if data]
+        items = [as_bytes_like(data) for data in seq if data]
         if len(items) <= 1:
             if items:
                 self.write(items[0])
@@ -221,9 +193,11 @@ class Connection:
         if total < _GATHER_FROM or self._sendmsg is None:
             self.write(b"".join(items))
             return
-        if self._queued:
-            for data in items:
-                self._enqueue(data, 0)
+        if self._write_closed:
+            self._refuse_write()
+        buffer = self._buffer
+        if buffer.size:
+            buffer.append_unsent(items, 0)
         else:
             try:
                 sent = self._sendmsg(items[:_IOV_MAX])
@@ -234,79 +208,60 @@ class Connection:
                 return
             if sent == total:
                 return
-            for data in items:
-                size = len(data)
-                if sent >= size:
-                    sent -= size
-                else:
-                    self._enqueue(data, sent)
-                    sent = 0
+            buffer.append_unsent(items, sent)
             self._start_writing()
-        if self._streaming and not self._producer_paused and self._queued > self._high:
-            self._producer_paused = True
-            self._producer.pause_producing()
+        if buffer.streaming:
+            buffer.pause_producer_if_full()
 
-    def _enqueue(self, data: Any, offset: int) -> None:
-        """Queue ``data[offset:]`` (bytes-like, flat) without copying it when that is safe."""
-        size = len(data) - offset
-        if size < _COALESCE_BELOW:
-            tail = self._tail
-            if tail is None:
-                tail = self._tail = bytearray()
-                self._queue.append(tail)
-            if offset:
-                with memoryview(data) as view:
-                    tail += view[offset:]
-            else:
-                tail += data
-        else:
-            if type(data) is bytes:  # immutable: keep a view of it, no copy
-                segment: Any = memoryview(data)[offset:] if offset else data
-            else:  # the caller may change or reuse it once we return: copy
-                with memoryview(data) as view:
-                    segment = bytes(view[offset:])
-            self._queue.append(segment)
-            self._tail = None
-        self._queued += size
-
-    def _dequeue(self, sent: int) -> None:
-        """Drop the first ``sent`` queued bytes."""
-        self._queued -= sent
-        queue = self._queue
-        while sent:
-            segment = queue[0]
-            size = len(segment)
-            if sent < size:
-                if type(segment) is bytearray:
-                    del segment[:sent]  # CPython moves the start: no copy of the rest
-                else:
-                    queue[0] = memoryview(segment)[sent:]
-                return
-            sent -= size
-            queue.popleft()
-            if segment is self._tail:
-                self._tail = None
+    def _refuse_write(self) -> None:
+        raise RuntimeError(
+            f"write() after write_eof() on {self!r}: the sending side is shut down, so nothing "
+            "more can be sent; write everything first, then call write_eof() (or "
+            "lose_connection() to close both ways)"
+        )
 
     def get_write_buffer_size(self) -> int:
-        return self._queued
+        return self._buffer.size
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Set the marks (asyncio's defaults rule: one given, the other is 4x / 1/4 of it)."""
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"need high >= low >= 0, got high={high!r}, low={low!r}")
-        self._high, self._low = high, low
-        if self._streaming:
-            size = self._queued
-            if not self._producer_paused and size > high:
-                self._producer_paused = True
-                self._producer.pause_producing()
-            elif self._producer_paused and size <= low:
-                self._producer_paused = False
-                self._producer.resume_producing()
+        self._buffer.set_limits(high, low)
+
+    # The marks, read by tests (tests/test_flow_control.py); the buffer holds them.
+    @property
+    def _high(self) -> int:
+        return self._buffer.high
+
+    @property
+    def _low(self) -> int:
+        return self._buffer.low
+
+    # -- ITransport: half-close ----------------------------------------------------------------
+
+    def can_write_eof(self) -> bool:
+        """True: a stream socket can shut down its sending side alone."""
+        return True
+
+    def write_eof(self) -> None:
+        """Shut the sending side down (``shutdown(SHUT_WR)``) once everything written is sent.
+
+        Reading goes on, and the peer's protocol sees ``eof_received()``. Writes after this raise
+        RuntimeError. A no-op once called, or once the connection is closing or closed. If the
+        peer has already ended its side, nothing is left open: this is :meth:`lose_connection`.
+        """
+        if self._write_closed or self.disconnecting or self.disconnected:
+            return
+        self._write_closed = True
+        if self._eof:
+            self.lose_connection()
+        elif not self._buffer.size:
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        try:
+            self.socket.shutdown(socket.SHUT_WR)
+        except OSError as exc:  # the peer reset the connection meanwhile
+            self._close(_lost_from(exc))
 
     # -- ITransport: closing -------------------------------------------------------------------
 
@@ -318,7 +273,7 @@ class Connection:
         """
         if self.disconnecting or self.disconnected:
             return
-        if not self._queued:
+        if not self._buffer.size:
             self._close(reason or ConnectionDone())
             return
         self._lose_reason = reason
@@ -374,32 +329,20 @@ class Connection:
 
     def register_producer(self, producer: Any, streaming: bool) -> None:
         """Attach ``producer``: streaming ones are paused/resumed at the water marks, pull ones are
-        asked for a chunk now and each time the buffer drains."""
-        if self._producer is not None:
-            raise RuntimeError(
-                f"Cannot register producer {producer!r}: {self._producer!r} is already registered; "
-                "call unregister_producer() first."
-            )
-        if self.disconnected:
-            producer.stop_producing()
-            return
-        self._producer = producer
-        self._streaming = bool(streaming)
-        self._producer_paused = False
-        if streaming:
-            if self._queued > self._high:
-                self._producer_paused = True
-                producer.pause_producing()
-        else:
-            self._start_writing()  # writability is our cue to ask for the next chunk
-            producer.resume_producing()
+        asked for a chunk now and each time the buffer drains. RuntimeError if one is registered."""
+        buffer = self._buffer
+        if buffer.producer is None:  # else the buffer raises
+            if self.disconnected:
+                producer.stop_producing()
+                return
+            if not streaming:
+                self._start_writing()  # writability is our cue to ask for the next chunk
+        buffer.register_producer(producer, streaming)
 
     def unregister_producer(self) -> None:
         """Detach the producer. A no-op when none is registered."""
-        self._producer = None
-        self._streaming = False
-        self._producer_paused = False
-        if not self._queued and not self.disconnected:
+        self._buffer.unregister_producer()
+        if not self._buffer.size and not self.disconnected:
             self._stop_writing()
 
     # -- reactor callbacks ---------------------------------------------------------------------
@@ -467,42 +410,41 @@ class Connection:
             log.exception("%r: eof_received failed; closing", self.protocol)
             self._close(exc)
             return
-        if not keep_open:
+        if not keep_open or self._write_closed:
             # Not the default ConnectionDone: the peer ended it, and the protocol may want to say so.
+            # After our own write_eof() both directions are done, whatever the protocol answered.
             self.lose_connection(ConnectionDone("The peer closed the connection.", by_peer=True))
 
     def _on_writable(self) -> None:
-        queue = self._queue
-        if queue:
+        buffer = self._buffer
+        if buffer.size:
             try:
-                if len(queue) == 1 or self._sendmsg is None:
-                    sent = self._send(queue[0])
+                if buffer.segment_count == 1 or self._sendmsg is None:
+                    sent = self._send(buffer.first())
                 else:
-                    sent = self._sendmsg(list(islice(queue, _IOV_MAX)))
+                    sent = self._sendmsg(buffer.gather(_IOV_MAX))
             except _WOULD_BLOCK:
                 return
             except OSError as exc:
                 self._close(_lost_from(exc))
                 return
-            self._dequeue(sent)
-        producer = self._producer
-        if producer is not None and not self.disconnecting:
+            buffer.consume(sent)
+        producer = buffer.producer
+        if producer is not None and not self.disconnecting and not self._write_closed:
             try:
-                if self._streaming:
-                    if self._producer_paused and self._queued <= self._low:
-                        self._producer_paused = False
-                        producer.resume_producing()
-                elif not self._queued:
-                    producer.resume_producing()
+                buffer.resume_producer_if_drained()
             except Exception as exc:
                 log.exception("%r: producer failed; closing", producer)
                 self._close(exc)
                 return
-        if self._queued or self.disconnected:
+        if buffer.size or self.disconnected:
             return
         if self.disconnecting:
             self._close(self._lose_reason or ConnectionDone())
-        elif self._producer is None or self._streaming:
+        elif self._write_closed:
+            self._stop_writing()
+            self._shutdown_write()
+        elif buffer.producer is None or buffer.streaming:
             self._stop_writing()
 
     # -- internals -----------------------------------------------------------------------------
@@ -536,9 +478,7 @@ class Connection:
         self.disconnecting = False
         self._stop_reading()
         self._stop_writing()
-        self._queue = deque()
-        self._queued = 0
-        self._tail = None
+        self._buffer.clear()
         try:
             self.socket.close()
         except OSError:
@@ -552,8 +492,7 @@ class Connection:
         self.reactor.call_later(0, self._connection_lost, reason)
 
     def _connection_lost(self, reason: BaseException) -> None:
-        producer, self._producer = self._producer, None
-        self._streaming = False
+        producer = self._buffer.detach_producer()
         if producer is not None:
             try:
                 producer.stop_producing()
@@ -723,6 +662,10 @@ class Port:
     """Seconds between summary lines while connections keep being refused."""
     transport_class: type[Connection] = TCPConnection
     kind: str = "TCP"
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT (set before :meth:`start_listening`; ``listen_tcp(reuse_port=True)``):
+    ports of several processes share one address, and the kernel spreads connections over them
+    (Linux). Every socket on the address must set it, and run as the same user."""
 
     def __init__(
         self,
@@ -774,6 +717,11 @@ class Port:
         try:
             if os.name == "posix":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                option = getattr(socket, "SO_REUSEPORT", None)
+                if option is None:
+                    raise OSError("SO_REUSEPORT is not available on this platform")
+                sock.setsockopt(socket.SOL_SOCKET, option, 1)
             sock.bind((self.interface, self.port))
             sock.listen(self.backlog)
         except OSError as exc:
@@ -973,245 +921,6 @@ class Port:
             self._resume_accepting()  # paused for want of descriptors: one is free now
 
 
-@implementer(IConnector)
-class Connector:
-    """One outgoing TCP connection for a :class:`~net.protocol.ClientFactory`, restartable.
-
-    ``connect()`` resolves the host (in the thread pool unless it is an IP literal), tries each
-    address in turn, and reports the outcome to the factory: ``start_connecting`` first, then
-    either ``client_connection_failed`` (a :class:`ConnectError`) or, once the established
-    connection ends, ``client_connection_lost``. The attempt itself starts from the next loop
-    iteration, so the factory never hears of a failure before ``connect_tcp`` has returned.
-
-    Other stream families reuse it by overriding :meth:`_begin` (fill ``_addresses``) and
-    :attr:`transport_class`.
-    """
-
-    transport_class: type[Connection] = TCPConnection
-
-    def __init__(
-        self,
-        reactor: Any,
-        host: str,
-        port: int,
-        factory: Any,
-        timeout: float | None = 30,
-        bind_address: tuple[str, int] | None = None,
-    ) -> None:
-        if not hasattr(factory, "client_connection_failed"):
-            raise TypeError(
-                f"connect_tcp needs a ClientFactory, got {factory!r}; for a plain Factory use "
-                "net.endpoints.client(reactor, 'tcp:HOST:PORT').connect(factory)"
-            )
-        self.reactor = reactor
-        self.host = host
-        self.port = port
-        self.factory = factory
-        self.timeout = timeout
-        self.bind_address = bind_address
-        self.state = "disconnected"  # or "connecting", "connected"
-        self.transport: Connection | None = None
-        self._factory_started = False
-        self._attempt = 0  # bumped when an attempt ends, so late resolver results are ignored
-        self._start_call: Any = None
-        self._timeout_call: Any = None
-        self._sock: socket.socket | None = None
-        self._addresses: list[tuple[int, Any]] = []
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} to {_format_hostport(self.host, self.port)} {self.state}>"
-
-    def get_destination(self) -> Address:
-        if ":" in self.host:
-            return IPv6Address("TCP", self.host, self.port)
-        return IPv4Address("TCP", self.host, self.port)
-
-    def connect(self) -> None:
-        if self.state != "disconnected":
-            raise RuntimeError(f"Cannot connect {self!r}: already {self.state}.")
-        self.state = "connecting"
-        if not self._factory_started:
-            self.factory.do_start()
-            self._factory_started = True
-        self.factory.start_connecting(self)
-        if self.state != "connecting":  # start_connecting called stop_connecting()
-            return
-        self._start_call = self.reactor.call_later(0, self._begin)
-        if self.timeout is not None:
-            self._timeout_call = self.reactor.call_later(self.timeout, self._on_timeout)
-
-    def stop_connecting(self) -> None:
-        if self.state != "connecting":
-            raise RuntimeError(f"Cannot stop connecting {self!r}: not connecting.")
-        self._fail(ConnectError(
-            f"Connection attempt to {_format_hostport(self.host, self.port)} was abandoned."))
-
-    def disconnect(self) -> None:
-        if self.state == "connecting":
-            self.stop_connecting()
-        elif self.state == "connected" and self.transport is not None:
-            self.transport.lose_connection()
-
-    # -- the attempt ---------------------------------------------------------------------------
-
-    def _begin(self) -> None:
-        self._start_call = None
-        try:
-            ip = ipaddress.ip_address(self.host)
-        except ValueError:
-            attempt = self._attempt
-            d = self.reactor.defer_to_thread(
-                socket.getaddrinfo, self.host, self.port, 0, socket.SOCK_STREAM)
-            d.add_callback(self._resolved, attempt)
-            d.add_errback(self._resolve_failed, attempt)
-            return
-        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        self._addresses = [(family, (self.host, self.port))]
-        self._try_next()
-
-    def _resolved(self, infos: list[Any], attempt: int) -> None:
-        if attempt != self._attempt:
-            return
-        self._addresses = [(info[0], info[4]) for info in infos]
-        if not self._addresses:
-            self._fail(DNSLookupError(f"No addresses found for {self.host!r}."))
-            return
-        self._try_next()
-
-    def _resolve_failed(self, failure: Failure, attempt: int) -> None:
-        if attempt != self._attempt:
-            return
-        exc = failure.value
-        error = DNSLookupError(f"DNS lookup failed for {self.host!r}: {exc}")
-        error.__cause__ = exc
-        self._fail(error)
-
-    def _try_next(self) -> None:
-        family, sockaddr = self._addresses.pop(0)
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            if self.bind_address is not None:
-                sock.bind(self.bind_address)
-            err = sock.connect_ex(sockaddr)
-        except OSError as exc:
-            sock.close()
-            self._address_failed(exc)
-            return
-        if err not in _CONNECT_IN_PROGRESS:
-            sock.close()
-            self._address_failed(OSError(err, os.strerror(err)))
-            return
-        self._sock = sock
-        self.reactor.add_writer(sock.fileno(), self._on_connect_ready)
-
-    def _on_connect_ready(self) -> None:
-        sock, self._sock = self._sock, None
-        assert sock is not None
-        self.reactor.remove_writer(sock.fileno())
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        try:
-            if err:
-                raise OSError(err, os.strerror(err))
-            peer = address_from_sockaddr("TCP", sock.family, sock.getpeername())
-        except OSError as exc:
-            sock.close()
-            self._address_failed(exc)
-            return
-        self._connected(sock, peer)
-
-    def _address_failed(self, exc: OSError) -> None:
-        if self._addresses:
-            self._try_next()
-        else:
-            self._fail(self._translate(exc))
-
-    def _translate(self, exc: OSError) -> ConnectError:
-        where = _format_hostport(self.host, self.port)
-        error: ConnectError
-        if exc.errno == errno.ECONNREFUSED:
-            error = ConnectionRefusedError(f"Connection refused by {where}: is the server running and listening on that port?")
-        elif exc.errno == errno.ETIMEDOUT:
-            error = ConnectTimeoutError(f"Connection to {where} timed out")
-        else:
-            error = ConnectError(f"Could not connect to {where}: {exc.strerror or exc}")
-        error.errno = exc.errno
-        error.__cause__ = exc
-        return error
-
-    def _on_timeout(self) -> None:
-        self._timeout_call = None
-        self._fail(ConnectTimeoutError(
-            f"Connection to {_format_hostport(self.host, self.port)} timed out after {self.timeout}s"))
-
-    def _connected(self, sock: socket.socket, peer: Address) -> None:
-        self._end_attempt()
-        try:
-            protocol = self.factory.build_protocol(peer)
-        except Exception as exc:
-            log.exception("%r: build_protocol failed", self.factory)
-            sock.close()
-            error = ConnectError(f"build_protocol failed: {exc}")
-            error.__cause__ = exc
-            self._fail(error)
-            return
-        if protocol is None:
-            sock.close()
-            self._fail(ConnectError(f"{self.factory!r} refused to build a protocol."))
-            return
-        try:
-            transport = self.transport_class(
-                sock, protocol, self.reactor, peer=peer, on_lost=self._connection_lost)
-        except OSError as exc:  # reset already
-            sock.close()
-            self._fail(self._translate(exc))
-            return
-        self.state = "connected"
-        self.transport = transport
-        transport.start()
-
-    def _end_attempt(self) -> None:
-        """Cancel the timeout and drop whatever the attempt holds."""
-        self._attempt += 1
-        self._addresses = []
-        for name in ("_start_call", "_timeout_call"):
-            call = getattr(self, name)
-            if call is not None and call.active():
-                call.cancel()
-            setattr(self, name, None)
-        if self._sock is not None:
-            self.reactor.remove_writer(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
-
-    def _fail(self, error: ConnectError) -> None:
-        self._end_attempt()
-        self.state = "disconnected"
-        try:
-            self.factory.client_connection_failed(self, Failure(error))
-        except Exception:
-            log.exception("%r: client_connection_failed failed", self.factory)
-        self._maybe_stop_factory()
-
-    def _connection_lost(self, reason: Failure) -> None:
-        self.state = "disconnected"
-        self.transport = None
-        try:
-            self.factory.client_connection_lost(self, reason)
-        except Exception:
-            log.exception("%r: client_connection_lost failed", self.factory)
-        self._maybe_stop_factory()
-
-    def _maybe_stop_factory(self) -> None:
-        # The factory may have called connect() again (reconnecting); then it is still in use.
-        if self.state == "disconnected" and self._factory_started:
-            self._factory_started = False
-            try:
-                self.factory.do_stop()
-            except Exception:
-                log.exception("%r: do_stop failed", self.factory)
-
-
 def listen_tcp(
     reactor: Any,
     port: int,
@@ -1221,15 +930,18 @@ def listen_tcp(
     *,
     max_connections: int | None = None,
     max_connections_per_host: int | None = None,
+    reuse_port: bool = False,
 ) -> Port:
     """Listen on ``interface:port`` (port 0 picks a free one). Raises CannotListenError.
 
     ``backlog`` None is the OS maximum (:func:`default_backlog`); ``max_connections`` and
     ``max_connections_per_host`` cap the open connections of the port in total and per peer IP
-    address (None: no cap); see :class:`Port` and docs/SECURITY.md.
+    address (None: no cap); see :class:`Port` and docs/SECURITY.md. ``reuse_port``: bind with
+    SO_REUSEPORT, so that worker processes can listen on the same port (:attr:`Port.reuse_port`).
     """
     p = Port(reactor, port, factory, backlog, interface,
              max_connections=max_connections, max_connections_per_host=max_connections_per_host)
+    p.reuse_port = reuse_port
     p.start_listening()
     return p
 
@@ -1243,6 +955,18 @@ def connect_tcp(
     bind_address: tuple[str, int] | None = None,
 ) -> Connector:
     """Connect to ``host:port`` for a ClientFactory; outcomes go to the factory's hooks."""
+    from .connector import Connector
+
     connector = Connector(reactor, host, port, factory, timeout, bind_address)
     connector.connect()
     return connector
+
+
+def __getattr__(name: str) -> Any:
+    # net.connector imports this module (a Connector builds TCPConnections), so the old name
+    # net.tcp.Connector is resolved on first use instead of by an import cycle.
+    if name == "Connector":
+        from .connector import Connector
+
+        return Connector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

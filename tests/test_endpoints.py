@@ -116,7 +116,7 @@ def test_bad_specs(role: str, spec: str, message: str) -> None:
 
 def test_errors_show_the_right_form() -> None:
     expected = (r"expected 'tcp:PORT\[:interface=INTERFACE\]\[:backlog=BACKLOG\]"
-                r"\[:max_connections=MAX_CONNECTIONS\]\[:max_connections_per_host=MAX_CONNECTIONS_PER_HOST\]'")
+                r"\[:max_connections=MAX_CONNECTIONS\]\[:max_connections_per_host=MAX_CONNECTIONS_PER_HOST\]\[:reuse_port=REUSE_PORT\]'")
     with pytest.raises(ValueError, match=expected):
         server(R, "tcp:x")
     with pytest.raises(ValueError, match=r"expected 'tcp:HOST:PORT\[:timeout=TIMEOUT\]\[:bind_address="):

@@ -102,8 +102,8 @@ def test_blocking_connection_works_without_with(server_process: tuple[subprocess
 def test_unknown_endpoint_type_lists_tls_and_suggests() -> None:
     with pytest.raises(ValueError) as info:
         client(None, "udp:host:53")
-    assert "unknown client endpoint type 'udp' in 'udp:host:53'; known: tcp, tls" in str(info.value)
-    with pytest.raises(ValueError, match=r"unknown server endpoint type 'tpc'.*known: tcp, tls; did you mean 'tcp'\?"):
+    assert "unknown client endpoint type 'udp' in 'udp:host:53'; known: connect, socks4, socks4a, socks5, tcp, tls, unix" in str(info.value)
+    with pytest.raises(ValueError, match=r"unknown server endpoint type 'tpc'.*known: tcp, tls, unix; did you mean 'tcp'\?"):
         server(None, "tpc:8800")
 
 

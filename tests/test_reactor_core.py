@@ -2,6 +2,11 @@
 
 Only orderings are asserted, never durations; the loop is always left via ``run`` (which times
 out instead of hanging) or a ``stop`` scheduled before ``run()``.
+
+Timed calls: the scheduling rules (time order, FIFO at equal times, cancel, reset/delay, one round
+at a time) are tested on each backend's own scheduler with its time read from a
+:class:`net.testing.Clock` (:class:`ManualTime`), so no test waits for a timer and none is flaky on
+a loaded machine; a few tests on the real loop check only that timed calls fire from it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from net.interfaces import (
     IReactorTime,
 )
 from net.reactor import available_reactors, default_reactor_name, make_reactor
+from net.testing import Clock, iterations
 
 
 def stop_after_startup(reactor: Any) -> None:
@@ -73,25 +79,63 @@ def test_default_reactor_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
 # ---------------------------------------------------------------------------------- timed calls
 
 
-def test_delayed_calls_run_in_time_order(reactor: Any, run: Any) -> None:
+class ManualTime:
+    """A reactor's own timed-call machinery, with its time read from a :class:`Clock`.
+
+    The reactor's ``seconds`` is the clock's; :meth:`advance` moves the clock and then runs the
+    reactor's due calls round after round, as its loop does between waits (a call scheduled by a
+    call waits for the next round). No loop runs and no real time passes.
+    """
+
+    def __init__(self, reactor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reactor = reactor
+        self.clock = Clock(start=reactor.seconds())
+        monkeypatch.setattr(reactor, "seconds", self.clock.seconds)
+
+    def run_round(self) -> None:
+        """One round of the loop's timed calls: those due now and scheduled before it began."""
+        self.reactor._run_due_calls()
+
+    def advance(self, seconds: float) -> int:
+        """Move time ``seconds`` on, then run rounds until nothing is due; how many rounds ran."""
+        self.clock.advance(seconds)
+        rounds = 0
+        while self.reactor._next_timeout() == 0:
+            self.run_round()
+            rounds += 1
+        return rounds
+
+
+@pytest.fixture
+def manual(reactor: Any, monkeypatch: pytest.MonkeyPatch) -> ManualTime:
+    return ManualTime(reactor, monkeypatch)
+
+
+def test_delayed_calls_run_in_time_order_each_at_its_time(manual: ManualTime) -> None:
+    reactor = manual.reactor
     order: list[float] = []
-    done: Deferred[None] = Deferred()
-    delays = [0.03, 0.0, 0.02, 0.005, 0.01, 0.0, 0.025]
+    delays = [3.0, 0.0, 2.0, 0.5, 1.0, 0.0, 2.5]
     for delay in delays:
         reactor.call_later(delay, order.append, delay)
-    reactor.call_later(0.04, done.callback, None)
-    run(reactor, done)
+    manual.advance(0)
+    assert order == [0.0, 0.0]
+    manual.advance(0.499)
+    assert order == [0.0, 0.0]  # not before its time
+    manual.advance(0.001)
+    assert order == [0.0, 0.0, 0.5]
+    manual.advance(10)
     assert order == sorted(delays)
+    assert reactor.get_delayed_calls() == []
 
 
-def test_cancelled_calls_never_run(reactor: Any, run: Any) -> None:
+def test_cancelled_calls_never_run(manual: ManualTime) -> None:
+    reactor = manual.reactor
     ran: list[str] = []
-    done: Deferred[None] = Deferred()
-    calls = [reactor.call_later(0.001 * i, ran.append, f"c{i}") for i in range(10)]
+    calls = [reactor.call_later(i, ran.append, f"c{i}") for i in range(10)]
     for call in calls[::2]:
         call.cancel()
-    reactor.call_later(0.02, done.callback, None)
-    run(reactor, done)
+    assert reactor.get_delayed_calls() == calls[1::2]
+    manual.advance(20)
     assert ran == [f"c{i}" for i in range(1, 10, 2)]
     assert all(not call.active() for call in calls)
     with pytest.raises(AlreadyCancelled):
@@ -104,45 +148,91 @@ def test_cancelled_calls_never_run(reactor: Any, run: Any) -> None:
         calls[0].delay(1)
 
 
-def test_cancel_from_an_earlier_call(reactor: Any, run: Any) -> None:
+def test_cancel_from_an_earlier_call_even_in_the_same_round(manual: ManualTime) -> None:
+    reactor = manual.reactor
     ran: list[str] = []
-    done: Deferred[None] = Deferred()
-    later = reactor.call_later(0.01, ran.append, "later")
-    reactor.call_soon(later.cancel)
-    reactor.call_later(0.02, done.callback, None)
-    run(reactor, done)
-    assert ran == []
+    later = reactor.call_later(2, ran.append, "later")
+
+    def first() -> None:
+        ran.append("first")
+        later.cancel()
+        same_time.cancel()  # due in this very round, after first
+
+    reactor.call_later(1, first)
+    same_time = reactor.call_later(1, ran.append, "due with first, cancelled by it")
+    manual.advance(5)
+    assert ran == ["first"]
 
 
-def test_reset_and_delay_move_calls(reactor: Any, run: Any) -> None:
+def test_reset_and_delay_move_calls(manual: ManualTime) -> None:
+    reactor = manual.reactor
     order: list[str] = []
-    done: Deferred[None] = Deferred()
-    a = reactor.call_later(0.001, order.append, "a")
-    b = reactor.call_later(0.01, order.append, "b")
-    c = reactor.call_later(0.0, order.append, "c")
-    reactor.call_later(0.02, order.append, "d")
+    a = reactor.call_later(1, order.append, "a")
+    b = reactor.call_later(10, order.append, "b")
+    c = reactor.call_later(0, order.append, "c")
+    d = reactor.call_later(20, order.append, "d")
     time_a, time_c = a.time, c.time
-    a.reset(0.015)  # a: after b
-    c.delay(0.025)  # c: last
-    assert a.time > time_a and c.time > time_c
+    a.reset(15)  # a: after b
+    c.delay(25)  # c: last
+    assert a.time == pytest.approx(time_a + 14) and c.time == pytest.approx(time_c + 25)
     assert a.active() and c.active()
-    reactor.call_later(0.05, done.callback, None)
-    run(reactor, done)
+    assert reactor.get_delayed_calls() == [b, a, d, c]
+    manual.advance(14)
+    assert order == ["b"]  # a is due at 15 now
+    a.delay(-10)  # brought forward into the past: due at once
+    manual.advance(0)
+    assert order == ["b", "a"]
+    manual.advance(100)
     assert order == ["b", "a", "d", "c"]
     assert a.called and not a.active()
+    assert len(reactor.get_delayed_calls()) == 0  # the moved-away heap entries never run
 
 
-def test_equal_times_run_fifo(reactor: Any, run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_equal_times_run_fifo(manual: ManualTime) -> None:
+    reactor = manual.reactor
     order: list[int] = []
+    calls = [reactor.call_later(5, order.append, i) for i in range(50)]
+    assert len({call.time for call in calls}) == 1  # the clock stands still: one time for all
+    calls[10].reset(5)  # moved to the same time: now the last of them
+    manual.advance(5)
+    assert order == [*range(10), *range(11, 50), 10]
+
+
+def test_a_call_scheduled_by_a_due_call_waits_for_the_next_round(manual: ManualTime) -> None:
+    """One round runs only what was due and scheduled when it began, so timed calls that keep
+    scheduling calls for "now" cannot starve the loop's I/O."""
+    reactor = manual.reactor
+    order: list[str] = []
+
+    def first() -> None:
+        order.append("first")
+        reactor.call_later(0, order.append, "scheduled by first")
+
+    reactor.call_later(1, first)
+    reactor.call_later(1, order.append, "second")
+    manual.clock.advance(1)
+    manual.run_round()
+    assert order == ["first", "second"]
+    manual.run_round()
+    assert order == ["first", "second", "scheduled by first"]
+
+
+def test_timed_calls_fire_from_the_real_loop(reactor: Any, run: Any) -> None:
+    """On the running loop (each backend arms its own timer), in time order; waits on the last."""
+    order: list[str] = []
     done: Deferred[None] = Deferred()
-    frozen = reactor.seconds()
-    monkeypatch.setattr(reactor, "seconds", lambda: frozen)  # every call gets exactly one time
-    calls = [reactor.call_later(0.005, order.append, i) for i in range(50)]
-    monkeypatch.undo()
-    assert len({call.time for call in calls}) == 1
-    reactor.call_later(0.02, done.callback, None)
+
+    def last() -> None:
+        order.append("last")
+        done.callback(None)
+
+    reactor.call_later(0.003, last)
+    reactor.call_later(0.001, order.append, "first")
+    reactor.call_later(0.002, order.append, "second")
+    moved = reactor.call_later(0.0005, order.append, "moved")
+    moved.reset(0.0025)
     run(reactor, done)
-    assert order == list(range(50))
+    assert order == ["first", "second", "moved", "last"]
 
 
 def test_call_soon_runs_in_next_round(reactor: Any, run: Any) -> None:
@@ -152,11 +242,14 @@ def test_call_soon_runs_in_next_round(reactor: Any, run: Any) -> None:
 
     def first() -> None:
         order.append("first")
-        reactor.call_soon(order.append, "scheduled by first")
+        reactor.call_soon(scheduled_by_first)
+
+    def scheduled_by_first() -> None:
+        order.append("scheduled by first")
+        done.callback(None)
 
     reactor.call_soon(first)
     reactor.call_soon(order.append, "second")
-    reactor.call_later(0.01, done.callback, None)
     run(reactor, done)
     assert order == ["first", "second", "scheduled by first"]
 
@@ -341,12 +434,6 @@ def test_before_shutdown_deferreds_delay_shutdown(reactor: Any) -> None:
     first: Deferred[None] = Deferred()
     second: Deferred[None] = Deferred()
     failing: Deferred[None] = Deferred()
-    reactor.add_system_event_trigger("before", "shutdown", lambda: first)
-    reactor.add_system_event_trigger("before", "shutdown", lambda: second)
-    reactor.add_system_event_trigger("before", "shutdown", lambda: failing)
-    reactor.add_system_event_trigger("before", "shutdown", lambda: succeed(None))
-    reactor.add_system_event_trigger("during", "shutdown", order.append, "during")
-    reactor.add_system_event_trigger("after", "shutdown", order.append, "after")
 
     def fire(d: Deferred[None], name: str, error: Exception | None = None) -> None:
         order.append(name)
@@ -355,13 +442,21 @@ def test_before_shutdown_deferreds_delay_shutdown(reactor: Any) -> None:
         else:
             d.errback(error)  # logged; it doesn't hold shutdown up
 
-    def begin_shutdown() -> None:
-        reactor.stop()
-        reactor.call_later(0.01, fire, second, "second fired")
-        reactor.call_later(0.02, fire, first, "first fired")
-        reactor.call_later(0.015, fire, failing, "failing fired", OSError("x"))
+    def first_trigger() -> Deferred[None]:
+        # Once every trigger has returned, the Deferreds fire one loop round apart, in an order
+        # unlike the triggers' order.
+        reactor.call_soon(fire, second, "second fired")
+        reactor.call_soon(reactor.call_soon, fire, failing, "failing fired", OSError("x"))
+        reactor.call_soon(reactor.call_soon, reactor.call_soon, fire, first, "first fired")
+        return first
 
-    reactor.call_when_running(begin_shutdown)
+    reactor.add_system_event_trigger("before", "shutdown", first_trigger)
+    reactor.add_system_event_trigger("before", "shutdown", lambda: second)
+    reactor.add_system_event_trigger("before", "shutdown", lambda: failing)
+    reactor.add_system_event_trigger("before", "shutdown", lambda: succeed(None))
+    reactor.add_system_event_trigger("during", "shutdown", order.append, "during")
+    reactor.add_system_event_trigger("after", "shutdown", order.append, "after")
+    stop_after_startup(reactor)
     reactor.run()
     assert order == ["second fired", "failing fired", "first fired", "during", "after"]
 
@@ -419,28 +514,33 @@ def test_callback_errors_are_logged_and_the_loop_continues(
 ) -> None:
     a, b = socket.socketpair()
     done: Deferred[None] = Deferred()
+    everywhere = {"in trigger", "in call_soon call", "in timed call", "in call from thread", "in reader"}
+    raised: set[str] = set()
+
+    def boom(where: str) -> None:
+        raised.add(where)
+        if raised == everywhere:
+            reactor.call_soon(done.callback, None)  # runs only if the loop carried on
+        raise RuntimeError(where)
 
     def bad_reader() -> None:
         reactor.remove_reader(a.fileno())
-        raise RuntimeError("in reader")
-
-    def boom(where: str) -> None:
-        raise RuntimeError(where)
+        boom("in reader")
 
     try:
         reactor.add_system_event_trigger("during", "startup", boom, "in trigger")
-        reactor.call_soon(boom, "in timed call")
+        reactor.call_soon(boom, "in call_soon call")
+        reactor.call_later(0, boom, "in timed call")
         reactor.call_from_thread(boom, "in call from thread")
         reactor.add_reader(a.fileno(), bad_reader)
         b.send(b"x")
-        reactor.call_later(0.01, done.callback, None)
         with caplog.at_level(logging.ERROR, logger="net"):
             run(reactor, done)
     finally:
         a.close()
         b.close()
     messages = {str(r.exc_info[1]) for r in caplog.records if r.exc_info and r.name == "net.reactor"}
-    assert messages >= {"in trigger", "in timed call", "in call from thread", "in reader"}
+    assert messages >= everywhere
 
 
 # ---------------------------------------------------------------------------------- threads
@@ -541,7 +641,7 @@ def test_writer_removed_by_reader_is_not_called(reactor: Any, run: Any) -> None:
         calls.append("read")
         reactor.remove_writer(a.fileno())
         reactor.remove_reader(a.fileno())
-        reactor.call_later(0.01, done.callback, None)
+        iterations(reactor, 3).chain_deferred(done)  # a late writer call would show by then
 
     def writable() -> None:
         calls.append("write")

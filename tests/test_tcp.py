@@ -1,8 +1,8 @@
 """TCP transports, ports and connectors over real loopback sockets, on every reactor backend.
 
-The conformance kit (:mod:`net.testing`) covers what every stream transport must do; the tests
-here cover what is TCP's own: connecting (refused, timeout, DNS), listening, half-close seen from a
-raw socket, resets, options, and reconnecting.
+The conformance kit (:mod:`net.testing.conformance`, run by tests/test_conformance.py) covers what
+every stream transport must do; the tests here cover what is TCP's own: connecting (refused,
+timeout, DNS), listening, half-close seen from a raw socket, resets, options, and reconnecting.
 """
 
 from __future__ import annotations
@@ -30,14 +30,7 @@ from net.error import (
 )
 from net.interfaces import IConnector, IListeningPort, ITCPTransport
 from net.protocol import ClientFactory, Factory, ReconnectingClientFactory
-from net.testing import (
-    TRANSPORT_CHECKS,
-    CollectingFactory,
-    Echo,
-    Recorder,
-    iterations,
-    tcp_pair,
-)
+from net.testing import CollectingFactory, Echo, Recorder, iterations
 
 
 def listen(reactor: Any, factory: Any, **kwargs: Any) -> Any:
@@ -78,14 +71,6 @@ class RecordingClientFactory(ClientFactory):
 
     def client_connection_lost(self, connector: Any, reason: Failure) -> None:
         self.lost.callback(reason.value)
-
-
-# -- the conformance kit ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("check", TRANSPORT_CHECKS, ids=lambda c: c.__name__)
-def test_conformance(reactor: Any, run: Any, check: Any) -> None:
-    run(reactor, check(reactor, tcp_pair(reactor)))
 
 
 # -- interfaces ---------------------------------------------------------------------------------
@@ -442,6 +427,65 @@ def test_half_close(reactor: Any, run: Any, keep_open: bool) -> None:
         assert bytes(server.received) == b"request"
         assert reply == (b"reply after eof" if keep_open else b"")
         assert isinstance(server.reason, ConnectionDone)
+        await port.stop_listening()
+
+    run(reactor, scenario())
+
+
+def test_write_eof_seen_from_a_raw_socket(reactor: Any, run: Any) -> None:
+    """write_eof(): the raw peer reads every byte queued before it, then EOF; we still read what
+    it sends; its own shutdown then ends the connection cleanly (both directions done)."""
+    data = bytes(range(256)) * 4096 * 8  # 8 MiB: more than the socket takes at once, usually
+
+    async def scenario() -> None:
+        factory = CollectingFactory()
+        port = listen(reactor, factory)
+        with socket.create_connection(("127.0.0.1", port.get_host().port)) as raw:
+            server = await factory.connection()
+            t = server.transport
+            assert t.can_write_eof()
+            t.write(data)
+            t.write_eof()
+            assert not t.is_closing()
+            for late in (lambda: t.write(b"x"), lambda: t.writelines([b"x" * 70_000, b"y" * 70_000])):
+                with pytest.raises(RuntimeError, match=r"write\(\) after write_eof\(\)"):
+                    late()
+            t.write_eof()  # idempotent
+            received = await reactor.defer_to_thread(_read_until_eof, raw)
+            assert received == data
+            raw.sendall(b"still listening?")
+            await server.when_received(16)
+            assert server.events == ["made", "data"]
+            raw.shutdown(socket.SHUT_WR)
+            await server.when_lost()
+        await iterations(reactor, 3)
+        assert server.events == ["made", "data", "eof", "lost"]
+        assert isinstance(server.reason, ConnectionDone), server.reason
+        await port.stop_listening()
+
+    run(reactor, scenario())
+
+
+def test_write_eof_after_the_peer_ended_closes(reactor: Any, run: Any) -> None:
+    """The peer shut down first and the protocol kept writing: write_eof() leaves nothing open."""
+
+    class KeepOpen(Recorder):
+        keep_open_on_eof = True
+
+    async def scenario() -> None:
+        factory = CollectingFactory(KeepOpen)
+        port = listen(reactor, factory)
+        with socket.create_connection(("127.0.0.1", port.get_host().port)) as raw:
+            raw.shutdown(socket.SHUT_WR)
+            server = await factory.connection()
+            await server.when_eof()
+            server.transport.write(b"last words")
+            server.transport.write_eof()
+            reply = await reactor.defer_to_thread(_read_until_eof, raw)
+            await server.when_lost()
+        assert reply == b"last words"
+        assert server.events == ["made", "eof", "lost"]
+        assert isinstance(server.reason, ConnectionDone), server.reason
         await port.stop_listening()
 
     run(reactor, scenario())

@@ -13,7 +13,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO=/usr/share/maven-repo
 PACKAGES=(maven libmsgpack-java junit5 libmaven-compiler-plugin-java libsurefire-java
-          libmaven-resources-plugin-java libmaven-jar-plugin-java)
+          libmaven-resources-plugin-java libmaven-jar-plugin-java
+          microsocks)  # a real SOCKS5 proxy for Socks5InteropTest (the tests start their own)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

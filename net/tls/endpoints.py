@@ -27,7 +27,13 @@ from ..endpoints import (  # the shared value parsers are module-private; reuse,
 )
 from ..interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 from .contexts import client_context, server_context
-from .transport import DEFAULT_HANDSHAKE_TIMEOUT, connect_tls, listen_tls
+from .transport import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    TLSClientFactory,
+    connect_tls,
+    listen_tls,
+    wrap_client_factory,
+)
 
 __all__ = ["TLSServerEndpoint", "TLSClientEndpoint"]
 
@@ -108,6 +114,13 @@ class TLSClientEndpoint:
             self.reactor, self.host, self.port, wrapper, self.context, self.timeout,
             self.bind_address, hostname=self.hostname, handshake_timeout=self.handshake_timeout)
         return wrapper.deferred
+
+    def wrap(self, factory: Any) -> TLSClientFactory:
+        """The client factory running TLS to ``hostname`` (default: host) over a stream already
+        connected there: a tunnel (:mod:`net.tunnels`) calls it for its inner endpoint, so the
+        handshake, SNI and certificate check are end to end with the final host."""
+        return wrap_client_factory(factory, self.context, self.hostname or self.host,
+                                   handshake_timeout=self.handshake_timeout, reactor=self.reactor)
 
 
 class _HandshakeAwareWrapper(WrappingClientFactory):

@@ -17,7 +17,8 @@ Lifecycle, from the application's point of view:
 * ``lose_connection()`` sends everything written, then close_notify, then closes below; the peer
   gets ``ConnectionDone``. A connection that ends *without* close_notify ends with ConnectionLost
   (the data may have been truncated by an attacker).
-* TLS has no half-close. A close_notify from the peer is reported as ``eof_received()``; returning
+* TLS has no half-close: ``can_write_eof()`` is False and ``write_eof()`` raises
+  NotImplementedError. A close_notify from the peer is reported as ``eof_received()``; returning
   True keeps our sending side open (TLS 1.3 allows this; most peers will have closed anyway).
 * Flow control is the transport's below: producers are registered there, the write buffer size
   is its size (in ciphertext bytes), and pausing reading pauses it.
@@ -383,6 +384,19 @@ class TLSProtocol(Protocol):
         self._closing = self._aborted = True
         self.transport.abort_connection(reason)
 
+    def can_write_eof(self) -> bool:
+        """False: TLS has no half-close (see the module notes)."""
+        return False
+
+    def write_eof(self) -> None:
+        """Not possible over TLS: raises NotImplementedError, and nothing changes."""
+        raise NotImplementedError(
+            "TLS has no half-close: close_notify ends the whole TLS connection, and shutting the "
+            "TCP connection's sending side below it would look like a truncation attack to the peer. "
+            "Check can_write_eof() first; end the request in the protocol's own framing, or call "
+            "lose_connection() to close both ways."
+        )
+
     def is_closing(self) -> bool:
         """True from our own close (lose, abort, a TLS failure) or the end of the transport below
         on: close_notify may still be on its way, but the application is done."""
@@ -444,11 +458,17 @@ class TLSProtocol(Protocol):
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self.transport.set_write_buffer_limits(high, low)
 
+    # Passed through; a no-op over a transport without TCP options (a Unix socket), since callers
+    # such as the broker find these methods here whatever the transport below is.
     def set_tcp_nodelay(self, enabled: bool) -> None:
-        self.transport.set_tcp_nodelay(enabled)
+        setter = getattr(self.transport, "set_tcp_nodelay", None)
+        if setter is not None:
+            setter(enabled)
 
     def set_tcp_keepalive(self, enabled: bool) -> None:
-        self.transport.set_tcp_keepalive(enabled)
+        setter = getattr(self.transport, "set_tcp_keepalive", None)
+        if setter is not None:
+            setter(enabled)
 
 
 def _is_ip_literal(host: str) -> bool:

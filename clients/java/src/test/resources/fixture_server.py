@@ -5,10 +5,16 @@
 Listens on 127.0.0.1 on two free ports, a ``Fixture`` root and a login portal (user ``alice``,
 password ``s3cret``, anonymous allowed), prints ``READY plain=<n> login=<m>`` on stdout once ready, and
 exits when its standard input closes (so a test that dies never leaves it behind).
+
+    fixture_server.py --unix PATH
+
+also serves the ``Fixture`` root on the Unix socket ``PATH`` (the ``unix:`` endpoint of
+``net.unix``), before it prints READY (UnixSocketInteropTest.java).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import threading
@@ -101,7 +107,8 @@ class User(Avatar):
         return self.name
 
     def perspective_ask_mind(self, method: str, *args: Any) -> Deferred[Any]:
-        return self.mind.call_remote(method, *args)
+        answer: Deferred[Any] = self.mind.call_remote(method, *args)
+        return answer
 
 
 def login_portal() -> Portal:
@@ -110,15 +117,39 @@ def login_portal() -> Portal:
     return Portal(Realm(User), [users, AllowAnonymousAccess()])
 
 
+def endpoint_value(text: str) -> str:
+    """``text`` escaped for an endpoint string (a colon, backslash, '=' or bracket in a path)."""
+    return "".join("\\" + c if c in "\\:=[]" else c for c in text)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--unix", metavar="PATH", help="also serve the Fixture root on this Unix socket")
+    options = parser.parse_args()
     reactor = make_reactor()
-    d = broker.serve(reactor, "tcp:0:interface=127.0.0.1", Fixture(reactor))
+    fixture = Fixture(reactor)
+    d = broker.serve(reactor, "tcp:0:interface=127.0.0.1", fixture)
 
     def listening(port: Any) -> Deferred[Any]:
         login = broker.serve(reactor, "tcp:0:interface=127.0.0.1", login_portal())
-        login.add_callback(
-            lambda lport: print(f"READY plain={port.get_host().port} login={lport.get_host().port}", flush=True)
-        )
+        ready = f"READY plain={port.get_host().port}"
+
+        def login_listening(lport: Any) -> Any:
+            line = f"{ready} login={lport.get_host().port}"
+            if options.unix is None:
+                print(line, flush=True)
+                return None
+            unix = broker.serve(reactor, "unix:" + endpoint_value(options.unix), fixture)
+
+            def unix_listening(uport: Any) -> None:
+                # stopping the reactor does not stop its ports: remove the socket file first
+                reactor.add_system_event_trigger("before", "shutdown", uport.stop_listening)
+                print(line, flush=True)
+
+            unix.add_callback(unix_listening)
+            return unix
+
+        login.add_callback(login_listening)
         return login
 
     def failed(f: Any) -> None:

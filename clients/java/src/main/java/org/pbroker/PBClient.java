@@ -2,7 +2,8 @@ package org.pbroker;
 
 import java.io.IOException;
 import java.lang.ref.Cleaner;
-import java.net.Socket;
+import java.net.Proxy;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -91,6 +92,8 @@ public final class PBClient implements AutoCloseable {
         private boolean debug;
         private int minScramIterations = ScramClient.MIN_ITERATIONS;
         private Duration heartbeat = Wire.DEFAULT_HEARTBEAT_DEAD_AFTER;
+        private Proxy proxy;
+        private SSLContext sslContext;
 
         /** @return options with every default */
         public static Options defaults() {
@@ -117,7 +120,9 @@ public final class PBClient implements AutoCloseable {
         }
 
         /**
-         * @param millis TCP connect timeout, 0 for the system's
+         * @param millis connect timeout (TCP or Unix socket; with a proxy, the proxy's negotiation
+         *     too; with TLS, the handshake too), 0 for none; an endpoint string's
+         *     {@code timeout=} overrides it
          * @return this
          */
         public Options connectTimeoutMillis(int millis) {
@@ -225,6 +230,40 @@ public final class PBClient implements AutoCloseable {
             return this;
         }
 
+        /**
+         * @param proxy a SOCKS proxy ({@code new Proxy(Proxy.Type.SOCKS, address)}) for
+         *     {@link #connect(String, int, Options)}, {@link #connectTls} and {@code tcp:} /
+         *     {@code tls:} endpoint strings; the server's host name is resolved by the proxy. A
+         *     proxy wanting a user name and password gets them from the default
+         *     {@link java.net.Authenticator} (requesting protocol {@code "SOCKS5"}). Null or
+         *     {@link Proxy#NO_PROXY} (the default) connects directly.
+         * @return this
+         * @throws IllegalArgumentException for an HTTP proxy
+         */
+        public Options proxy(Proxy proxy) {
+            if (proxy != null && proxy.type() == Proxy.Type.HTTP) {
+                throw new IllegalArgumentException("only SOCKS proxies are supported "
+                        + "(new Proxy(Proxy.Type.SOCKS, address)), got " + proxy);
+            }
+            this.proxy = proxy;
+            return this;
+        }
+
+        /**
+         * @param context the TLS context (trust material, client key) for {@code tls:} endpoint
+         *     strings without {@code ca=}; null (the default) for the JVM's default context
+         * @return this
+         */
+        public Options sslContext(SSLContext context) {
+            this.sslContext = context;
+            return this;
+        }
+
+        /** @return the proxy, or null for a direct connection */
+        public Proxy proxy() {
+            return proxy;
+        }
+
         /** @return the heartbeat's dead_after, or null when it is off */
         public Duration heartbeat() {
             return heartbeat;
@@ -257,10 +296,10 @@ public final class PBClient implements AutoCloseable {
     private boolean closing; // guarded by lock: the close outcome was acted on
     private volatile ConnectionLostException lost;
 
-    private PBClient(Socket socket, Options options) throws IOException {
+    private PBClient(FramedConnection conn, Options options) {
         this.options = options;
-        this.conn = new FramedConnection(socket);
-        this.name = String.valueOf(socket.getRemoteSocketAddress());
+        this.conn = conn;
+        this.name = conn.describePeer();
         if (options.executor != null) {
             this.executor = options.executor;
             this.ownedExecutor = null;
@@ -360,17 +399,16 @@ public final class PBClient implements AutoCloseable {
     }
 
     /**
-     * Connect over TCP and start the handshake.
+     * Connect over TCP, through {@link Options#proxy} if one is set, and start the handshake.
      *
-     * @param host server host
+     * @param host server host (through a proxy, resolved by the proxy)
      * @param port server port
      * @param options connection options
      * @return the client
-     * @throws IOException if the TCP connection fails
+     * @throws IOException if the connection fails (the message names the server, and the proxy)
      */
     public static PBClient connect(String host, int port, Options options) throws IOException {
-        Socket socket = FramedConnection.openSocket(host, port, options.connectTimeoutMillis);
-        return start(socket, options);
+        return connect(new Endpoint.Tcp(host, port, null), options);
     }
 
     /**
@@ -389,7 +427,8 @@ public final class PBClient implements AutoCloseable {
     }
 
     /**
-     * Connect over TLS.
+     * Connect over TLS, through {@link Options#proxy} if one is set (the certificate must still
+     * name {@code host}, the server, never the proxy).
      *
      * @param host server host name (checked against the certificate)
      * @param port server port
@@ -400,17 +439,93 @@ public final class PBClient implements AutoCloseable {
      */
     public static PBClient connectTls(String host, int port, SSLContext context, Options options)
             throws IOException {
-        Socket socket = FramedConnection.openTlsSocket(host, port, context,
-                options.connectTimeoutMillis);
-        return start(socket, options);
+        Objects.requireNonNull(context, "context");
+        return start(Transports.open(new Endpoint.Tls(host, port, null, null, null),
+                options.connectTimeoutMillis, options.proxy, context), options);
     }
 
-    private static PBClient start(Socket socket, Options options) throws IOException {
+    /**
+     * Connect to a Unix domain socket with default options and start the handshake.
+     *
+     * @param path the server's socket file (e.g. what {@code broker.serve(reactor,
+     *     "unix:/run/app.sock", root)} listens on)
+     * @return the client
+     * @throws IOException if the connection fails: at once, naming the path, when no server
+     *     listens there
+     */
+    public static PBClient connectUnix(Path path) throws IOException {
+        return connectUnix(path, Options.defaults());
+    }
+
+    /**
+     * Connect to a Unix domain socket and start the handshake.
+     *
+     * @param path the server's socket file
+     * @param options connection options ({@link Options#connectTimeoutMillis} bounds a connect
+     *     to a server that does not accept; a proxy cannot be used)
+     * @return the client
+     * @throws IOException if the connection fails (the message names the path)
+     */
+    public static PBClient connectUnix(Path path, Options options) throws IOException {
+        return connect(new Endpoint.Unix(path, null), options);
+    }
+
+    /**
+     * Connect to an endpoint string with default options and start the handshake. The grammar is
+     * the Python side's ({@code net.endpoints}); see {@link Endpoint}:
+     *
+     * <pre>{@code
+     * PBClient.connect("tcp:localhost:8800")
+     * PBClient.connect("tls:server.example:8443:ca=ca.pem")
+     * PBClient.connect("unix:/run/pbroker.sock")
+     * PBClient.connect("socks5:127.0.0.1:1080:tcp:server.example:8800")
+     * PBClient.connect("socks5:127.0.0.1:1080:tls:server.example:8443:ca=ca.pem")
+     * }</pre>
+     *
+     * @param endpoint the endpoint string
+     * @return the client
+     * @throws IllegalArgumentException if the string is malformed (the message shows the form)
+     * @throws IOException if the connection fails
+     */
+    public static PBClient connect(String endpoint) throws IOException {
+        return connect(endpoint, Options.defaults());
+    }
+
+    /**
+     * Connect to an endpoint string (see {@link #connect(String)}) and start the handshake.
+     *
+     * @param endpoint the endpoint string
+     * @param options connection options: its proxy applies to {@code tcp:} and {@code tls:}
+     *     endpoints, its TLS context to {@code tls:} endpoints without {@code ca=}
+     * @return the client
+     * @throws IllegalArgumentException if the string is malformed, or asks for something the
+     *     options contradict (two proxies, two sources of trust, a proxy for a Unix socket)
+     * @throws IOException if the connection fails
+     */
+    public static PBClient connect(String endpoint, Options options) throws IOException {
+        return connect(Endpoint.parse(endpoint), options);
+    }
+
+    /**
+     * Connect to an endpoint and start the handshake.
+     *
+     * @param endpoint where to connect
+     * @param options connection options (see {@link #connect(String, Options)})
+     * @return the client
+     * @throws IOException if the connection fails
+     */
+    public static PBClient connect(Endpoint endpoint, Options options) throws IOException {
+        Objects.requireNonNull(endpoint, "endpoint");
+        return start(Transports.open(endpoint, options.connectTimeoutMillis, options.proxy,
+                options.sslContext), options);
+    }
+
+    private static PBClient start(FramedConnection conn, Options options) {
         PBClient client;
         try {
-            client = new PBClient(socket, options);
-        } catch (IOException | RuntimeException e) {
-            socket.close();
+            client = new PBClient(conn, options);
+        } catch (RuntimeException e) {
+            conn.close();
             throw e;
         }
         client.conn.start(client.new Handler());

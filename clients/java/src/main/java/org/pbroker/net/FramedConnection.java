@@ -2,21 +2,22 @@ package org.pbroker.net;
 
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
+import java.io.Closeable;
 import java.io.EOFException;
 import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
-import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketAddress;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.SocketChannel;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 import javax.net.ssl.SSLContext;
-import javax.net.ssl.SSLParameters;
 import javax.net.ssl.SSLSocket;
 import org.pbroker.wire.FrameReader;
 import org.pbroker.wire.TruncatedFrameException;
@@ -24,8 +25,9 @@ import org.pbroker.wire.WireException;
 import org.pbroker.wire.MessageTooLargeException;
 
 /**
- * A socket carrying length-prefixed frames: a 4-byte big-endian unsigned length, then that many
- * bytes of body. Knows nothing about what the bodies mean.
+ * A socket (TCP, TLS, or a Unix socket's channel) carrying length-prefixed frames: a 4-byte
+ * big-endian unsigned length, then that many bytes of body. Knows nothing about what the bodies
+ * mean.
  *
  * <p>One reader thread (a daemon) reads frames and hands each body to {@link Handler#onFrame}; the
  * handler must be quick and must not run user code (hand that to an executor). The inbound limit
@@ -73,7 +75,9 @@ public final class FramedConnection implements AutoCloseable {
     /** Default largest frame accepted or sent: 16 MiB. */
     public static final int DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024;
 
-    private final Socket socket;
+    private final Socket socket; // null over a Unix socket channel
+    private final Closeable transport; // what closing the connection closes
+    private final String peer;
     private final FrameReader frames;
     private final OutputStream out;
     private final AtomicLong bytesReceived = new AtomicLong();
@@ -89,20 +93,45 @@ public final class FramedConnection implements AutoCloseable {
     /**
      * Wrap a connected socket; call {@link #start} to begin reading.
      *
-     * @param socket a connected socket (plain or TLS)
+     * @param socket a connected socket (plain or TLS, direct or through a proxy)
      * @throws IOException if the socket's streams cannot be obtained
      */
     public FramedConnection(Socket socket) throws IOException {
-        this.socket = Objects.requireNonNull(socket, "socket");
-        // counted beneath the buffer: every read from the socket, however little of a frame it is
-        this.frames = new FrameReader(new BufferedInputStream(
-                new CountingInputStream(socket.getInputStream(), bytesReceived), 64 * 1024),
-                () -> maxInboundFrameSize);
-        this.out = new BufferedOutputStream(socket.getOutputStream(), 64 * 1024);
+        this(Objects.requireNonNull(socket, "socket").getInputStream(), socket.getOutputStream(),
+                socket, String.valueOf(socket.getRemoteSocketAddress()), socket);
     }
 
     /**
-     * Open a TCP connection (TCP_NODELAY on).
+     * Wrap a connected stream channel, such as a Unix domain socket's (see
+     * {@link Dialer#openUnix}); call {@link #start} to begin reading.
+     *
+     * @param channel a connected channel in blocking mode
+     * @throws IOException if the channel's peer address cannot be read
+     */
+    public FramedConnection(SocketChannel channel) throws IOException {
+        this(ChannelStreams.input(channel), ChannelStreams.output(channel), channel,
+                describe(channel.getRemoteAddress()), null);
+    }
+
+    private FramedConnection(InputStream in, OutputStream out, Closeable transport, String peer,
+            Socket socket) {
+        this.socket = socket;
+        this.transport = transport;
+        this.peer = peer;
+        // counted beneath the buffer: every read from the socket, however little of a frame it is
+        this.frames = new FrameReader(new BufferedInputStream(
+                new CountingInputStream(in, bytesReceived), 64 * 1024),
+                () -> maxInboundFrameSize);
+        this.out = new BufferedOutputStream(out, 64 * 1024);
+    }
+
+    private static String describe(SocketAddress remote) {
+        return remote instanceof UnixDomainSocketAddress unix ? "unix:" + unix.getPath()
+                : String.valueOf(remote);
+    }
+
+    /**
+     * Open a TCP connection (TCP_NODELAY on); {@link Dialer#openSocket} without a proxy.
      *
      * @param host host name or address
      * @param port port
@@ -112,46 +141,26 @@ public final class FramedConnection implements AutoCloseable {
      */
     public static Socket openSocket(String host, int port, int connectTimeoutMillis)
             throws IOException {
-        Socket s = new Socket();
-        try {
-            s.setTcpNoDelay(true);
-            s.connect(new InetSocketAddress(host, port), connectTimeoutMillis);
-            return s;
-        } catch (IOException | RuntimeException e) {
-            s.close();
-            throw e;
-        }
+        return Dialer.openSocket(host, port, null, connectTimeoutMillis);
     }
 
     /**
      * Open a TLS connection and complete the handshake, verifying the server certificate against
-     * {@code context}'s trust managers <em>and</em> that it names {@code host} (HTTPS endpoint
-     * identification, RFC 2818 / RFC 6125). Server name indication carries {@code host}.
+     * {@code context}'s trust managers <em>and</em> that it names {@code host} (see
+     * {@link Dialer#startTls}).
      *
      * @param host host name the certificate must match
      * @param port port
      * @param context the TLS context (trust store, optional client key for mutual TLS)
-     * @param connectTimeoutMillis 0 for the system default
+     * @param connectTimeoutMillis bounds the connect and the handshake; 0 for the system default
      * @return the connected socket, handshake done
      * @throws IOException if the connection or the handshake fails (including a certificate that
      *     does not match {@code host})
      */
     public static SSLSocket openTlsSocket(String host, int port, SSLContext context,
             int connectTimeoutMillis) throws IOException {
-        Socket plain = openSocket(host, port, connectTimeoutMillis);
-        try {
-            SSLSocket tls = (SSLSocket) context.getSocketFactory()
-                    .createSocket(plain, host, port, true);
-            SSLParameters params = tls.getSSLParameters();
-            params.setEndpointIdentificationAlgorithm("HTTPS");
-            tls.setSSLParameters(params);
-            tls.setUseClientMode(true);
-            tls.startHandshake();
-            return tls;
-        } catch (IOException | RuntimeException e) {
-            plain.close();
-            throw e;
-        }
+        return Dialer.startTls(openSocket(host, port, connectTimeoutMillis), host, port, context,
+                connectTimeoutMillis);
     }
 
     /**
@@ -263,11 +272,13 @@ public final class FramedConnection implements AutoCloseable {
 
     /** @return the local and remote address, for thread names and messages */
     public String describePeer() {
-        SocketAddress remote = socket.getRemoteSocketAddress();
-        return String.valueOf(remote);
+        return peer;
     }
 
-    /** @return the underlying socket (for its addresses or TLS session) */
+    /**
+     * @return the underlying socket (for its addresses or TLS session); null for a connection
+     *     over a channel (a Unix socket)
+     */
     public Socket socket() {
         return socket;
     }
@@ -314,7 +325,7 @@ public final class FramedConnection implements AutoCloseable {
             closed.set(true);
         }
         try {
-            socket.close();
+            transport.close();
         } catch (IOException ignored) {
             // nothing more to do
         }

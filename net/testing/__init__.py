@@ -1,0 +1,117 @@
+"""Test helpers: in-memory transports, a fake clock, recording protocols, a transport conformance kit.
+
+Four modules, each importable on its own; every name is also importable from here
+(``from net.testing import Clock, connect_protocols, TRANSPORT_CHECKS``):
+
+* :mod:`net.testing.memory` -- **in memory.** :func:`connect_protocols` joins two protocols with
+  :class:`MemoryTransport`\\ s and returns a :class:`Pump` that moves bytes between them when
+  asked, so framing and broker protocols are tested sans I/O: no reactor, no sockets, every step
+  deterministic. :class:`MemoryPort` does the same on a reactor (a :class:`LoopPump` moves the
+  bytes from its loop).
+* :mod:`net.testing.clock` -- **a fake clock.** :class:`Clock` is the time-and-queue part of a
+  reactor; nothing runs until the test calls :meth:`Clock.run_until_idle` or
+  :meth:`Clock.advance`, so timeouts are tested without waiting::
+
+      clock = Clock()
+      d = Deferred().add_timeout(5, clock)
+      clock.advance(4.9)   # not yet
+      clock.advance(0.1)   # d fails with TimeoutError now
+
+* :mod:`net.testing.recording` -- :class:`Recorder` (records every callback; ``when_*`` methods
+  return Deferreds to wait on), :class:`Echo`, :class:`CollectingFactory`, :func:`iterations`.
+* :mod:`net.testing.conformance` -- **the conformance kit.** Every stream transport on every
+  reactor backend must behave the same. :data:`TRANSPORT_CHECKS` are coroutine functions
+  ``check(reactor, pair)`` that exercise one property each over a :class:`StreamPair` (how to
+  listen and how to connect with that transport); :data:`STREAM_PAIRS` names the transports
+  (TCP, TLS, memory). A test module parametrises over them::
+
+      @pytest.mark.parametrize("check", TRANSPORT_CHECKS, ids=lambda c: c.__name__)
+      def test_conformance(reactor, run, check):
+          run(reactor, check(reactor, tcp_pair(reactor)))
+"""
+
+from __future__ import annotations
+
+from .clock import Clock, ClockCall
+from .conformance import (
+    STREAM_PAIRS,
+    TRANSPORT_CHECKS,
+    CheckFunction,
+    ChunkProducer,
+    Connected,
+    EndpointPair,
+    MemoryPair,
+    PairMaker,
+    StreamPair,
+    check_abort_drops,
+    check_abort_reason,
+    check_addresses,
+    check_echo_16_mib,
+    check_echo_one_byte,
+    check_half_close,
+    check_is_closing,
+    check_lose_connection_flushes,
+    check_nothing_after_close,
+    check_pause_resume_reading,
+    check_protocol_as_consumer,
+    check_pull_producer,
+    check_streaming_producer,
+    check_transport,
+    check_write_after_close_ignored,
+    force_close_both,
+    memory_pair,
+    register_pair,
+    settle,
+    tcp_pair,
+    tls_pair,
+)
+from .memory import LoopPump, MemoryPort, MemoryTransport, Pump, connect_protocols
+from .recording import CollectingFactory, Echo, Recorder, iterations
+
+__all__ = [
+    # memory
+    "MemoryTransport",
+    "Pump",
+    "LoopPump",
+    "MemoryPort",
+    "connect_protocols",
+    # clock
+    "Clock",
+    "ClockCall",
+    # recording
+    "Recorder",
+    "Echo",
+    "CollectingFactory",
+    "iterations",
+    # conformance
+    "StreamPair",
+    "EndpointPair",
+    "PairMaker",
+    "tcp_pair",
+    "tls_pair",
+    "memory_pair",
+    "MemoryPair",
+    "STREAM_PAIRS",
+    "register_pair",
+    "Connected",
+    "force_close_both",
+    "settle",
+    "ChunkProducer",
+    "CheckFunction",
+    "TRANSPORT_CHECKS",
+    "check_transport",
+    "check_echo_one_byte",
+    "check_echo_16_mib",
+    "check_lose_connection_flushes",
+    "check_abort_drops",
+    "check_abort_reason",
+    "check_write_after_close_ignored",
+    "check_is_closing",
+    "check_nothing_after_close",
+    "check_half_close",
+    "check_pause_resume_reading",
+    "check_addresses",
+    "check_streaming_producer",
+    "check_pull_producer",
+    "check_protocol_as_consumer",
+]
