@@ -7,6 +7,7 @@ transport and a reactor, so the session stays testable without sockets.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,79 @@ FLUSH_BYTES = 64 * 1024
 CHUNKS_PER_TURN = 8
 
 
+class _Ticker:
+    """One reactor timer for the heartbeat checks of every connection with the same period.
+
+    A timer per connection, re-armed every few seconds, cost every idle connection a
+    DelayedCall, a bound method, an empty kwargs dict and a heap entry (~300 bytes, and 10,000
+    heap operations per period for 10,000 connections); one ticker per reactor and period costs
+    a dict entry per connection. Each tick checks the connections in the order they joined; the
+    timer runs only while there are any, and an empty ticker leaves the registry.
+    """
+
+    __slots__ = ("reactor", "period", "members", "timer")
+
+    def __init__(self, reactor: Any, period: float) -> None:
+        self.reactor = reactor
+        self.period = period
+        self.members: dict[BrokerProtocol, None] = {}
+        self.timer: Any = None  # the reactor's DelayedCall, while there are members
+
+    def add(self, protocol: BrokerProtocol) -> None:
+        self.members[protocol] = None
+        if self.timer is None:
+            self.timer = self.reactor.call_later(self.period, self._tick)
+
+    def discard(self, protocol: BrokerProtocol) -> None:
+        members = self.members
+        members.pop(protocol, None)
+        if not members:
+            self._stop()
+
+    def _tick(self) -> None:
+        self.timer = None
+        members = self.members
+        for protocol in list(members):
+            if protocol in members:  # not gone meanwhile (a check may close other connections)
+                try:
+                    protocol._heartbeat()
+                except Exception:
+                    log.exception("%r: the heartbeat check failed", protocol)
+        if not members:
+            self._stop()
+        elif self.timer is None:
+            self.timer = self.reactor.call_later(self.period, self._tick)
+
+    def _stop(self) -> None:
+        timer, self.timer = self.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        try:
+            by_period = _TICKERS.get(self.reactor)
+        except TypeError:  # a reactor that cannot be weakly referenced: never registered
+            return
+        if by_period is not None and by_period.get(self.period) is self:
+            del by_period[self.period]
+
+
+#: The tickers of each reactor, by period (weakly: a reactor that goes takes its tickers along).
+_TICKERS: weakref.WeakKeyDictionary[Any, dict[float, _Ticker]] = weakref.WeakKeyDictionary()
+
+
+def _ticker(reactor: Any, period: float) -> _Ticker:
+    """The ticker for ``period`` on ``reactor`` (a new one if it has none)."""
+    try:
+        by_period = _TICKERS.get(reactor)
+        if by_period is None:
+            by_period = _TICKERS[reactor] = {}
+    except TypeError:  # a reactor that cannot be weakly referenced: a ticker of the connection's own
+        return _Ticker(reactor, period)
+    ticker = by_period.get(period)
+    if ticker is None:
+        ticker = by_period[period] = _Ticker(reactor, period)
+    return ticker
+
+
 @implementer(IBufferedProtocol, IPushProducer)
 class BrokerProtocol(Protocol):
     """One broker connection on a transport: feeds the session, writes what it queues, closes.
@@ -46,20 +120,39 @@ class BrokerProtocol(Protocol):
     (CHUNKS_PER_TURN), back-pressure (it is the transport's producer: reading stops while the
     peer does not take what we send), and the timeouts of :class:`~broker.session.Limits`
     (handshake, frame completion, idle, overload).
+
+    One per connection: slots, each timer a slot of its own holding the reactor's DelayedCall
+    only while it is pending, and the heartbeat checked by a :class:`_Ticker` shared with the
+    other connections, which also lets go of the session's big-frame buffers once idle.
     """
+
+    __slots__ = (
+        "factory", "transport", "connected", "session", "reactor", "_root", "_registry", "_limits",
+        "_debug", "_handshake_timeout", "_handshake_timer", "_frame_timer", "_idle_timer",
+        "_overload_timer", "_ticker", "_frame_count", "_write_scheduled", "_wrote_through",
+        "_closing", "_output_blocked", "_last_heard", "_last_ping", "_work_pending", "on_ready",
+    )
 
     session: Session
 
     def __init__(self, reactor: Any, root: Referenceable | None, *, registry: CopyRegistry | None = None,
                  limits: Limits = Limits(), debug: bool = False, handshake_timeout: float = 30.0) -> None:
+        self.factory: Factory | None = None
+        self.transport: Any = None
+        self.connected = False
         self.reactor = reactor
         self._root = root
         self._registry = registry
         self._limits = limits
         self._debug = debug
         self._handshake_timeout = handshake_timeout
-        self._timers: dict[str, Any] = {}  # name -> the reactor's DelayedCall, while pending
-        self._frame_count = -1  # frames decoded when the "frame" timer was armed
+        # Timers: the reactor's DelayedCall while pending (see _start); the heartbeat's ticker.
+        self._handshake_timer: Any = None
+        self._frame_timer: Any = None
+        self._idle_timer: Any = None
+        self._overload_timer: Any = None
+        self._ticker: _Ticker | None = None
+        self._frame_count = -1  # frames decoded when the frame timer was armed
         self._write_scheduled = False  # a coalesced flush is scheduled (call_soon)
         self._wrote_through = False  # a frame was written through since we last heard the peer
         self._closing = False
@@ -71,21 +164,19 @@ class BrokerProtocol(Protocol):
 
     def connection_made(self, transport: Any) -> None:
         peer = transport.get_peer()
-        name = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self.session = Session(
             root=self._root,
             registry=self._registry,
             limits=self._limits,
             debug=self._debug,
-            name=name,
-            peer=peer,
+            peer=peer,  # the session's name is made from it when asked
             peer_certificate=getattr(transport, "get_peer_certificate", lambda: None)(),
             side="client" if self.on_ready is not None else "server",
             clock=self.reactor,
             on_output=self._output_waiting,
             release_due=self._release_due,
         )
-        self._start("handshake", self._handshake_timeout, self._handshake_timed_out)
+        self._start("_handshake_timer", self._handshake_timeout, self._handshake_timed_out)
         self.session.ready.add_both(self._handshake_done)
         limits = self._limits
         transport.set_write_buffer_limits(high=limits.output_high_water)
@@ -97,7 +188,7 @@ class BrokerProtocol(Protocol):
         self._write_out()  # our hello
 
     def _handshake_done(self, result: Any) -> Any:
-        self._stop("handshake")
+        self._stop("_handshake_timer")
         if not isinstance(result, Failure):
             self._start_heartbeat()
         if isinstance(result, Failure):
@@ -111,6 +202,7 @@ class BrokerProtocol(Protocol):
         return None
 
     def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
         self.session.disconnect(TimeoutError(f"no pbroker hello within {self._handshake_timeout} seconds"))
 
     # -- bytes in: feed, then let the session work in chunks, writing after each -------------
@@ -167,12 +259,12 @@ class BrokerProtocol(Protocol):
     def pause_producing(self) -> None:
         self._output_blocked = True
         self._update_reading()
-        if "overload" not in self._timers and not self._closing:
-            self._start("overload", self._limits.overload_timeout, self._check_overload)
+        if self._overload_timer is None and not self._closing:
+            self._start("_overload_timer", self._limits.overload_timeout, self._check_overload)
 
     def resume_producing(self) -> None:
         self._output_blocked = False
-        self._stop("overload")
+        self._stop("_overload_timer")
         if self.transport is not None and not self._closing:
             self._process()  # what waited in the buffer while we did not read
 
@@ -181,13 +273,14 @@ class BrokerProtocol(Protocol):
 
     def _check_overload(self) -> None:
         """The peer has not taken our output for overload_timeout: drop it if it holds too much."""
+        self._overload_timer = None
         transport = self.transport
         if transport is None or self._closing or not self._output_blocked:
             return
         unsent = transport.get_write_buffer_size()
         limit = self._limits.max_unsent_bytes
         if unsent <= limit:
-            self._start("overload", self._limits.overload_timeout, self._check_overload)
+            self._start("_overload_timer", self._limits.overload_timeout, self._check_overload)
             return
         reason = OverloadedError(
             "broker.Overloaded", f"the peer took none of our last {unsent} bytes for "
@@ -202,12 +295,14 @@ class BrokerProtocol(Protocol):
         """Arm the frame timer while a frame is half in, re-arm it when one completed since."""
         session = self.session
         if not session.buffered_bytes or self._closing:
-            self._stop("frame")
-        elif "frame" not in self._timers or session.frames_received != self._frame_count:
+            if self._frame_timer is not None:
+                self._stop("_frame_timer")
+        elif self._frame_timer is None or session.frames_received != self._frame_count:
             self._frame_count = session.frames_received
-            self._start("frame", self._limits.frame_timeout, self._frame_timed_out)
+            self._start("_frame_timer", self._limits.frame_timeout, self._frame_timed_out)
 
     def _frame_timed_out(self) -> None:
+        self._frame_timer = None
         timeout = self._limits.frame_timeout
         log.warning("%r: closing: a frame was not completed within %s s", self.session, timeout)
         self.session.disconnect(TimeoutError(f"a frame from the peer was not completed within {timeout} s"),
@@ -218,11 +313,20 @@ class BrokerProtocol(Protocol):
     def _start_heartbeat(self) -> None:
         dead_after = self._limits.dead_after
         if dead_after is not None and FEATURE_HEARTBEAT in self.session.negotiated:
-            self._start("heartbeat", dead_after / 6, self._heartbeat)
+            ticker = self._ticker = _ticker(self.reactor, dead_after / 6)  # idle / 2
+            ticker.add(self)
+
+    def _stop_heartbeat(self) -> None:
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.discard(self)
 
     def _heartbeat(self) -> None:
+        """The ticker's check, every dead_after / 6: ping a silent peer, give up on a dead one,
+        and let go of the session's big-frame buffers once a whole period passed in silence."""
         dead_after = self._limits.dead_after
         if dead_after is None or self._closing or self.transport is None:
+            self._stop_heartbeat()
             return
         idle = dead_after * HEARTBEAT_IDLE_FRACTION
         now = self.reactor.seconds()
@@ -232,11 +336,12 @@ class BrokerProtocol(Protocol):
         if silence >= dead_after:
             self._peer_dead(silence)
             return
+        if silence >= idle / 2:
+            self.session.trim()
         if silence >= idle and now - self._last_ping >= idle:
             self._last_ping = now
             self.session.ping()
             self._write_out()
-        self._start("heartbeat", idle / 2, self._heartbeat)
 
     def _peer_dead(self, silence: float) -> None:
         """Nothing came for dead_after: the connection is lost (no goodbye: nobody would read it)."""
@@ -254,9 +359,10 @@ class BrokerProtocol(Protocol):
         self._last_heard = self.reactor.seconds()
         timeout = self._limits.idle_timeout
         if timeout is not None and not self._closing:
-            self._start("idle", timeout, self._idle_timed_out)
+            self._start("_idle_timer", timeout, self._idle_timed_out)
 
     def _idle_timed_out(self) -> None:
+        self._idle_timer = None
         timeout = self._limits.idle_timeout
         log.info("%r: closing: nothing received for %s s", self.session, timeout)
         self.session.disconnect(TimeoutError(f"nothing received from the peer for {timeout} s (idle_timeout)"))
@@ -329,28 +435,29 @@ class BrokerProtocol(Protocol):
             self.session.flush_releases()
             self._write_out()
 
-    def _start(self, name: str, delay: float, f: Callable[[], None]) -> None:
-        """(Re)start timer ``name``: ``f`` runs after ``delay`` seconds unless stopped first."""
-        self._stop(name)
+    _TIMERS = ("_handshake_timer", "_frame_timer", "_idle_timer", "_overload_timer")
 
-        def fire() -> None:
-            del self._timers[name]
-            f()
+    def _start(self, slot: str, delay: float, f: Callable[[], None]) -> None:
+        """(Re)start the timer in ``slot``: ``f`` runs after ``delay`` seconds unless stopped
+        first (and clears the slot itself first thing: no closure per timer)."""
+        self._stop(slot)
+        setattr(self, slot, self.reactor.call_later(delay, f))
 
-        self._timers[name] = self.reactor.call_later(delay, fire)
-
-    def _stop(self, name: str) -> None:
-        timer = self._timers.pop(name, None)
-        if timer is not None and timer.active():
-            timer.cancel()
+    def _stop(self, slot: str) -> None:
+        timer = getattr(self, slot)
+        if timer is not None:
+            setattr(self, slot, None)
+            if timer.active():
+                timer.cancel()
 
     def _cancel_timers(self) -> None:
-        for name in list(self._timers):
-            self._stop(name)
+        for slot in self._TIMERS:
+            self._stop(slot)
+        self._stop_heartbeat()
 
     def connection_lost(self, reason: Failure) -> None:
         self._cancel_timers()
-        session = getattr(self, "session", None)
+        session: Session | None = getattr(self, "session", None)
         if session is not None:
             session.connection_lost(reason.value)
         self.transport = None  # no cycle left between us and the transport

@@ -26,14 +26,13 @@ through :mod:`broker.failures`.
 from __future__ import annotations
 
 import inspect
-import itertools
 import logging
 import sys
 import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from net.defer import CancelledError, Deferred, Failure, ensure_deferred, fail
 
@@ -77,7 +76,7 @@ from .messages import (
     Pong,
     ReturnedRef,
 )
-from .tables import ExportTable, ImportTable
+from .tables import EMPTY_MAP, ExportTable, ImportTable
 
 __all__ = ["Session", "Limits", "RemoteReference", "AnonymousPerspective", "State"]
 
@@ -123,8 +122,20 @@ class Limits:
 class AnonymousPerspective:
     """The identity of a connection that has not logged in."""
 
+    __slots__ = ()
+
     def __repr__(self) -> str:
         return "<anonymous>"
+
+
+#: Every session's perspective until it logs in (it has no state: one for all).
+_ANONYMOUS: Final = AnonymousPerspective()
+#: The optional features every session implements and announces (one tuple for all).
+_FEATURES: Final = (FEATURE_HEARTBEAT, FEATURE_DECREFS)
+#: The peers' hellos, interned: nearly every peer sends the same one, and each kept its own copy
+#: (its strings and ints included) for as long as it stayed connected. Bounded.
+_HELLOS: Final[dict[Hello, Hello]] = {}
+_SHARED_HELLOS: Final = 64
 
 
 class RemoteReference:
@@ -182,6 +193,8 @@ class _QuietLog:
 
     FIRST = 3
 
+    __slots__ = ("_logger", "_level", "counts")
+
     def __init__(self, logger: logging.Logger, level: int) -> None:
         self._logger = logger
         self._level = level
@@ -202,7 +215,22 @@ class _QuietLog:
 
 
 class Session:
-    """The broker half of one connection. See the module docstring for how it is driven."""
+    """The broker half of one connection. See the module docstring for how it is driven.
+
+    One per connection, and most connections are idle most of the time: slots, and what only
+    some connections need (the one-way calls running, the proxies to release, disconnect
+    notices, the mistake logs, the import table) is made on first use.
+    """
+
+    __slots__ = (
+        "peer", "peer_certificate", "side", "registry", "limits", "debug", "_name", "state",
+        "close_reason", "lost", "perspective", "peer_limits", "ready", "_clock", "_on_output",
+        "_release_due", "_outbox", "_outbox_bytes", "_processing", "_stopped_early",
+        "frames_received", "_quiet", "_quiet_calls", "_first_bytes", "_lent", "exports",
+        "_imports", "questions", "answers", "_one_way_running", "_last_request_id",
+        "_dead_proxies", "_release_scheduled", "_disconnect_callbacks", "_decoder", "_last_ping",
+        "_encoder", "_bootstrap_ref", "__weakref__",
+    )
 
     def __init__(
         self,
@@ -228,56 +256,82 @@ class Session:
         self.registry = registry or default_registry
         self.limits = limits
         self.debug = debug
-        self.name = name
+        self._name = name  # see name
         self.state = State.HANDSHAKE
         #: Why this side wants the connection closed, once it is CLOSING (None: an orderly close).
         self.close_reason: BaseException | None = None
         #: Why the connection ended, once it has: the ConnectionLost its pending calls failed with.
         self.lost: ConnectionLost | None = None
-        self.perspective: Any = AnonymousPerspective()
+        self.perspective: Any = _ANONYMOUS
         self.peer_limits: Hello | None = None
         self.ready: Deferred[RemoteReference] = Deferred()
         self._clock = clock  # anything with call_later(); only used for limits.call_timeout
         self._on_output = on_output
         self._release_due = release_due
-        self._outbox: list[bytes | bytearray] = []
+        self._outbox: list[bytes | bytearray] | None = None  # frames queued, oldest first
         self._outbox_bytes = 0
         self._processing = False  # inside process(): the adapter writes when it returns
         self._stopped_early = False  # process() left complete messages buffered
         #: Messages (frames) decoded so far, good or bad: how the adapter sees frames complete.
         self.frames_received = 0
-        self._quiet = _QuietLog(log, logging.WARNING)
-        self._quiet_calls = _QuietLog(calls_log, logging.INFO)
+        self._quiet: _QuietLog | None = None  # peer mistakes (bogus decrefs), made at the first
+        self._quiet_calls: _QuietLog | None = None  # refused one-way calls
         self._first_bytes = b""  # the first bytes received, to name what a non-pbroker peer speaks
         self._lent: memoryview | None = None  # get_buffer()'s view while sniffing them
-        bootstrap = root.root_object(self) if isinstance(root, Root) else root
-        self.exports = ExportTable(bootstrap)
-        self.imports: ImportTable[RemoteReference] = ImportTable(self._proxy_died)
+        self.exports = ExportTable(root)  # the root's object for this connection comes last, below
+        self._imports: ImportTable[RemoteReference] | None = None  # see imports
         #: request id -> (Deferred, target object id, method name) of each call awaiting its answer
-        self.questions: dict[int, tuple[Deferred[Any], int, str]] = {}
-        #: request id -> the Deferred of each call of the peer running here
-        self.answers: dict[int, Deferred[Any]] = {}
-        self._one_way_running: set[Deferred[Any]] = set()
-        self._request_ids = itertools.count(1)
-        self._dead_proxies: deque[int] = deque()
+        #: (the shared empty EMPTY_MAP until the first call)
+        self.questions: dict[int, tuple[Deferred[Any], int, str]] = EMPTY_MAP
+        #: request id -> the Deferred of each call of the peer running here (EMPTY_MAP likewise)
+        self.answers: dict[int, Deferred[Any]] = EMPTY_MAP
+        self._one_way_running: set[Deferred[Any]] | None = None
+        self._last_request_id = 0
+        # Ids of proxies that died, for flush_releases; made with the first proxy (_make_proxy),
+        # in this session's thread, before any proxy can die in another.
+        self._dead_proxies: deque[int] | None = None
         self._release_scheduled = False
-        self._disconnect_callbacks: list[tuple[RemoteReference, Callable[[RemoteReference], object]]] = []
+        self._disconnect_callbacks: list[tuple[RemoteReference, Callable[[RemoteReference], object]]] | None = None
         self._decoder = wire.WireDecoder(
             max_frame_size=limits.max_frame_size,
             max_depth=limits.max_depth,
             max_container_length=limits.max_container_length,
             resolve=self._resolve,
-            features=(FEATURE_HEARTBEAT, FEATURE_DECREFS),
+            features=_FEATURES,
         )
-        self._pings = itertools.count(1)
+        self._last_ping = 0  # the nonce of the last ping sent
         self._encoder = wire.WireEncoder(default=self._to_wire)
         self._bootstrap_ref: RemoteReference | None = RemoteReference(self, 0)  # None once closed
         hello = self._encoder.encode(self._decoder.hello())  # first out; the adapter takes it
-        self._outbox.append(hello)
+        self._outbox = [hello]
         self._outbox_bytes = len(hello)
+        if isinstance(root, Root):  # last: it may use the session (say on_close, for a logout)
+            self.exports = ExportTable(root.root_object(self))
 
     def __repr__(self) -> str:
         return f"<Session {self.name or id(self)} {self.state.value}>"
+
+    @property
+    def name(self) -> str:
+        """What logs call this connection: the name it was given, else the peer's host:port."""
+        peer = self.peer
+        if self._name or peer is None:
+            return self._name
+        return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"  # made when asked: rarely
+
+    @property
+    def imports(self) -> ImportTable[RemoteReference]:
+        """The peer's objects we hold proxies for (made when the first one arrives)."""
+        imports = self._imports
+        if imports is None:
+            imports = self._imports = ImportTable(self._proxy_died)
+        return imports
+
+    def trim(self) -> None:
+        """Let go of buffers kept for the next big frame (the adapter calls this once the
+        connection has been idle a while): an idle session then holds no buffer."""
+        self._decoder.trim()
+        self._encoder.trim()
 
     def _advance(self, event: Event) -> State:
         """Move the lifecycle on by ``event`` (the one place states are checked); the old state."""
@@ -360,7 +414,7 @@ class Session:
         outbox = self._outbox
         if not outbox:
             return b""
-        self._outbox = []
+        self._outbox = None
         self._outbox_bytes = 0
         return outbox[0] if len(outbox) == 1 else b"".join(outbox)
 
@@ -372,7 +426,8 @@ class Session:
     def ping(self) -> None:
         """Queue a ping (the heartbeat's question; the adapter decides when)."""
         if self.state is State.OPEN and FEATURE_HEARTBEAT in self._decoder.negotiated:
-            self._queue_message(Ping(next(self._pings)))
+            nonce = self._last_ping = self._last_ping + 1
+            self._queue_message(Ping(nonce))
 
     @property
     def pending_messages(self) -> bool:
@@ -387,7 +442,8 @@ class Session:
     @property
     def output_frames(self) -> int:
         """Frames queued and not yet taken by :meth:`data_to_send`."""
-        return len(self._outbox)
+        outbox = self._outbox
+        return len(outbox) if outbox else 0
 
     @property
     def output_bytes(self) -> int:
@@ -398,10 +454,17 @@ class Session:
         """Queue a frame while we may still send (HANDSHAKE, OPEN); tell the adapter if idle."""
         if self.state not in ACTIVE:
             return  # after a goodbye nothing more is sent
-        self._outbox.append(frame)
-        self._outbox_bytes += len(frame)
+        self._push(frame)
         if not self._processing:
             self._on_output()
+
+    def _push(self, frame: bytes | bytearray) -> None:
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = [frame]
+        else:
+            outbox.append(frame)
+        self._outbox_bytes += len(frame)
 
     def _queue_message(self, message: Message) -> None:
         """Queue a message with no references in it (errors, cancels, releases)."""
@@ -468,8 +531,7 @@ class Session:
             except wire.MessageTooLarge:
                 pass  # the peer's limit is too small even for this: close without it
             else:
-                self._outbox.append(frame)  # state is CLOSING now: _queue would refuse it
-                self._outbox_bytes += len(frame)
+                self._push(frame)  # state is CLOSING now: _queue would refuse it
         self.close_reason = reason
         lost = self._lost(ending, reason)
         self._stop_everything(lost)
@@ -483,10 +545,11 @@ class Session:
         old = self._advance(Event.LOST)
         if old is State.CLOSED:
             return
-        self._outbox.clear()
+        self._outbox = None
         self._outbox_bytes = 0
-        self._quiet.summary(self)
-        self._quiet_calls.summary(self)
+        for quiet in (self._quiet, self._quiet_calls):
+            if quiet is not None:
+                quiet.summary(self)
         if old in ACTIVE:  # it ended without this side knowing why
             handshaking = old is State.HANDSHAKE
             ending = why_lost(reason, side=self.side, handshaking=handshaking, first_bytes=self._first_bytes)
@@ -506,7 +569,7 @@ class Session:
         self._on_output = self._release_due = _nothing
         self._bootstrap_ref = None  # it refers to us: a cycle
         self.exports = ExportTable(None)
-        self.imports = ImportTable(_ignore_id)
+        self._imports = ImportTable(_ignore_id)
 
     def _lost(self, ending: Ending, reason: BaseException | None) -> ConnectionLost:
         cause, text, goodbye_kind = ending
@@ -518,19 +581,21 @@ class Session:
         """The connection is ending: drop the tables, run the disconnect notices, cancel the calls
         of the peer running here, fail every open question with ``lost`` — once, in that order."""
         self.exports.clear()
-        self.imports.clear()
-        self._dead_proxies.clear()
-        callbacks, self._disconnect_callbacks = self._disconnect_callbacks, []
-        for ref, callback in callbacks:
+        if self._imports is not None:
+            self._imports.clear()
+        if self._dead_proxies is not None:
+            self._dead_proxies.clear()
+        callbacks, self._disconnect_callbacks = self._disconnect_callbacks, None
+        for ref, callback in callbacks or ():
             try:
                 callback(ref)
             except Exception:
                 log.exception("%r: disconnect callback %r failed", self, callback)
-        answers, self.answers = self.answers, {}
-        one_way, self._one_way_running = self._one_way_running, set()
-        for d in [*answers.values(), *one_way]:
+        answers, self.answers = self.answers, EMPTY_MAP
+        one_way, self._one_way_running = self._one_way_running, None
+        for d in [*answers.values(), *(one_way or ())]:
             d.cancel()
-        questions, self.questions = self.questions, {}
+        questions, self.questions = self.questions, EMPTY_MAP
         for d, target, name in questions.values():
             each = ConnectionLost(str(lost), lost.cause, lost.goodbye_kind)  # one each: notes name the call
             each.__cause__ = lost.__cause__
@@ -566,12 +631,14 @@ class Session:
         if len(self.questions) >= self.limits.max_outstanding_calls:
             limit = self.limits.max_outstanding_calls
             return fail(self._noted(LimitExceeded(f"{len(self.questions)} calls outstanding; the limit is {limit}"), target, name))
-        request_id = next(self._request_ids)
+        request_id = self._last_request_id = self._last_request_id + 1
         try:
             frame = self._encode(Call(request_id, target, name, list(args), kwargs, 0))
         except Exception as exc:
             return fail(self._noted(exc, target, name))
         d: Deferred[Any] = Deferred(lambda d: self._cancel_question(request_id))
+        if self.questions is EMPTY_MAP:
+            self.questions = {}
         self.questions[request_id] = (d, target, name)
         self._queue(frame)
         timeout = self.limits.call_timeout
@@ -613,6 +680,8 @@ class Session:
         if self.state not in ACTIVE:  # the notices have run: this one runs at once
             callback(ref)
             return
+        if self._disconnect_callbacks is None:
+            self._disconnect_callbacks = []
         self._disconnect_callbacks.append((ref, callback))
 
     def on_close(self, callback: Callable[[], object]) -> None:
@@ -621,7 +690,8 @@ class Session:
 
     def remove_disconnect_callback(self, ref: RemoteReference, callback: Callable[[RemoteReference], object]) -> None:
         entries = self._disconnect_callbacks
-        entries[:] = [(r, c) for r, c in entries if not (r is ref and c == callback)]
+        if entries:
+            entries[:] = [(r, c) for r, c in entries if not (r is ref and c == callback)]
 
     # -- messages in -----------------------------------------------------------------------------
 
@@ -638,7 +708,13 @@ class Session:
     def _handle_hello(self, hello: Hello) -> None:
         # The decoder has checked the name, the version and that this is the first message.
         self._advance(Event.HELLO)
-        self.peer_limits = hello
+        shared = _HELLOS.get(hello)
+        if shared is None:
+            shared = hello
+            if len(_HELLOS) < _SHARED_HELLOS:
+                _HELLOS[hello] = hello
+        self.peer_limits = shared
+        self._first_bytes = b""  # only a failed handshake is diagnosed from them
         self._encoder.max_frame_size = hello.max_frame_size
         self.ready.callback(self.root())
 
@@ -667,6 +743,8 @@ class Session:
 
     def _release(self, object_id: int, count: int) -> None:
         if not self.exports.release(object_id, count):
+            if self._quiet is None:
+                self._quiet = _QuietLog(log, logging.WARNING)
             self._quiet.log("bogus decref", self, "peer released %d of object %d it does not hold", count, object_id)
 
     def _handle_ping(self, ping: Ping) -> None:
@@ -700,7 +778,7 @@ class Session:
             return None, InvalidReferenceError("broker.NoSuchObject", f"object {call.target} does not exist or was never given to you")
         if refusal is not None:
             return target, refusal
-        running = len(self.answers) + len(self._one_way_running)
+        running = len(self.answers) + len(self._one_way_running or ())
         if running >= self.limits.max_running_calls:
             return target, OverloadedError("broker.Overloaded", f"{running} calls running; the limit is {self.limits.max_running_calls}")
         return target, None
@@ -710,6 +788,8 @@ class Session:
         target, error = self._refusal(call, refusal)
         if error is not None:
             if no_answer:
+                if self._quiet_calls is None:
+                    self._quiet_calls = _QuietLog(calls_log, logging.INFO)
                 self._quiet_calls.log("refused one-way call", self, "refused one-way call %r: %s", call.method, error)
             else:
                 self._send_error(call.request_id, error)
@@ -726,17 +806,22 @@ class Session:
         if isinstance(result, Deferred):
             if no_answer:  # nobody waits: count it as running, log a failure, keep nothing after
                 running = self._one_way_running
+                if running is None:
+                    running = self._one_way_running = set()
                 running.add(result)
                 result.add_both(self._one_way_done, call, target, result)
                 return
             request_id = call.request_id
+            if self.answers is EMPTY_MAP:
+                self.answers = {}
             self.answers[request_id] = result
             result.add_callbacks(self._answer_later, self._error_later, (request_id,), None, (request_id, call, target))
         elif not no_answer:
             self._send_answer(call.request_id, result)
 
     def _one_way_done(self, result: Any, call: Call, target: Any, d: Deferred[Any]) -> None:
-        self._one_way_running.discard(d)
+        if self._one_way_running is not None:
+            self._one_way_running.discard(d)
         if isinstance(result, Failure):
             self._report_failure(call, target, result.value, result)
 
@@ -856,15 +941,18 @@ class Session:
         return value
 
     def _make_proxy(self, object_id: int) -> RemoteReference:
+        if self._dead_proxies is None:
+            self._dead_proxies = deque()  # before the proxy exists: it may die in any thread
         return RemoteReference(self, object_id)
 
     # -- releases --------------------------------------------------------------------------------
 
     def _proxy_died(self, object_id: int) -> None:
         """Weakref callback: may run in any thread, inside the GC. Queue only; never send here."""
-        if self.state is State.CLOSED:
+        dead = self._dead_proxies
+        if self.state is State.CLOSED or dead is None:
             return  # nothing to release to; the reactor may be gone too
-        self._dead_proxies.append(object_id)
+        dead.append(object_id)
         if not self._release_scheduled:
             self._release_scheduled = True
             try:
@@ -876,8 +964,9 @@ class Session:
         """Queue the releases due (from the session's own thread), all at once."""
         self._release_scheduled = False
         died: list[int] = []
-        while self._dead_proxies:
-            died.append(self._dead_proxies.popleft())
+        dead = self._dead_proxies
+        while dead:
+            died.append(dead.popleft())
         if self.state is not State.OPEN:
             return
         releases = self.imports.collect_releases(died)

@@ -13,6 +13,10 @@ only str and bin map keys (msgpack's ``strict_map_key`` checks them in C; anothe
 pass start again without it), no msgpack timestamp, and no container deeper than ``max_depth``
 (a second, non-building C parse by an Unpacker kept ``max_depth`` levels below msgpack's own
 stack limit). Lists made only of scalars are checked in C (``set.issuperset(map(type, ...))``).
+Nor is a frame walked whose only work for the walk is its ext values (``_decoded_in_c``): the C
+pass's ext hook notes each one, they are built from that list (refs in bulk), and a second C
+pass puts them in place, resolved; when the walk could do anything else, or that cannot be told
+cheaply (see there), it runs as before. Either way, the same message or error.
 
 The per-frame limits (PROTOCOL.md §8.2) are counted by msgpack's hooks during the C pass, so a
 frame over them is abandoned part-way instead of being built whole first. A frame body can hold
@@ -51,8 +55,10 @@ from __future__ import annotations
 import enum
 import struct
 import sys
+import threading
 from collections.abc import Callable, Iterable
-from itertools import chain
+from itertools import chain, islice
+from operator import itemgetter
 from typing import Any, Final, Literal, Union
 
 import msgpack
@@ -68,6 +74,7 @@ from .messages import (
     DEFAULT_MAX_ITEMS_PER_FRAME,
     FEATURE_DECREFS,
     FEATURE_HEARTBEAT,
+    MAX_ID,
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
     Answer,
@@ -133,6 +140,11 @@ MAX_DEPTH_CAP: Final = 256
 _chain: Final = chain.from_iterable
 _HEADER: Final = struct.Struct(">I")
 _PACK_BUFFER: Final = 4096
+#: A shared Packer whose last message was bigger than this is dropped instead of pooled (its
+#: buffer, grown to twice that, would stay that big).
+_POOL_PACKED_BELOW: Final = 4 * 1024 * 1024
+#: Shared Packers kept for reuse: one per encode in progress at once (nesting, threads) at most.
+_POOLED_PACKERS: Final = 2
 _MAX_FRAME_LIMIT: Final = (1 << 32) - 1
 
 # ---------------------------------------------------------------------------------------------
@@ -309,14 +321,47 @@ _REUSE_FROM: Final = 64 * 1024
 _getrefcount: Final = getattr(sys, "getrefcount", None)
 
 
+#: Packs the object ids of ExportedRef/ReturnedRef for every encoder: packing an int runs no
+#: Python code, so under the GIL no two packs of it ever interleave.
+_ID_PACKER: Final = Packer(use_bin_type=True, buf_size=64)
+
+
+class _PooledPacker:
+    """A msgpack Packer shared by every encoder, one encode at a time, and whose encode it is.
+
+    A Packer's buffer grows to the largest message it packed and stays that size, and its
+    ``default`` hook is fixed when it is made: one per encoder (per connection) cost kilobytes
+    per idle connection. So encoders borrow one from ``_PACKERS`` for each encode (a nested or a
+    concurrent encode borrows another, or makes one), and its hook asks :attr:`encoder`.
+    """
+
+    __slots__ = ("packer", "encoder")
+
+    def __init__(self) -> None:
+        self.encoder: WireEncoder | None = None
+        self.packer = Packer(use_bin_type=True, autoreset=False, default=self._default, buf_size=_PACK_BUFFER)
+
+    def _default(self, obj: Any) -> Any:
+        encoder = self.encoder
+        if encoder is None:
+            raise UnencodableValue(f"cannot encode a {type(obj).__qualname__}: no encoder is packing")
+        return encoder._default(obj)
+
+
+#: Idle shared Packers; ``list.pop`` and ``list.append`` are atomic, so threads share it too.
+_PACKERS: Final[list[_PooledPacker]] = []
+
+
 class WireEncoder:
-    """Messages → frames. Reuses one msgpack Packer; not thread-safe.
+    """Messages → frames. Borrows a shared msgpack Packer for each encode; not thread-safe.
 
     ``default(obj)`` is called for every object msgpack cannot encode natively and must return
     something it can (typically a wire value: a Referenceable → ``ExportedRef(id)``). Set
     ``max_frame_size`` from the peer's Hello; encoding a larger frame raises MessageTooLarge.
     Tuples are encoded as arrays (they decode as lists).
     """
+
+    __slots__ = ("_user_default", "max_frame_size", "_frame")
 
     def __init__(
         self,
@@ -326,17 +371,16 @@ class WireEncoder:
     ) -> None:
         self._user_default = default
         self.max_frame_size = max_frame_size
-        # Small initial buffers (msgpack's default is 256 KiB each, per connection): they grow to
-        # the largest message packed and stay that size.
-        self._packer = Packer(use_bin_type=True, autoreset=False, default=self._default, buf_size=_PACK_BUFFER)
-        self._id_packer = Packer(use_bin_type=True, buf_size=64)
         self._frame: bytearray | None = None  # encode_frame()'s reused buffer for big frames
 
     def close(self) -> None:
-        """Let go of the hook and the buffers (the packer's ``default`` refers back to this
-        encoder: a cycle only the cyclic GC would free). Unusable afterwards."""
+        """Let go of the hook and the big-frame buffer (the hook refers back to the encoder's
+        owner, which holds the encoder: a cycle only the cyclic GC would free)."""
         self._user_default = None
-        self._packer = Packer(use_bin_type=True, autoreset=False, buf_size=64)
+        self._frame = None
+
+    def trim(self) -> None:
+        """Let go of the buffer kept for the next big frame (say the connection is idle)."""
         self._frame = None
 
     def encode(self, message: Message) -> bytes:
@@ -357,7 +401,13 @@ class WireEncoder:
         return self._encode(message, reuse=True)
 
     def _encode(self, message: Message, reuse: bool) -> bytes | bytearray:
-        packer = self._packer
+        try:
+            pooled = _PACKERS.pop()
+        except IndexError:
+            pooled = _PooledPacker()
+        pooled.encoder = self
+        packer = pooled.packer
+        size = _POOL_PACKED_BELOW  # not pooled again unless the message is known to be smaller
         try:
             packer.pack(_body(message))
             with packer.getbuffer() as body:
@@ -386,6 +436,9 @@ class WireEncoder:
             raise UnencodableValue(f"cannot encode {type(message).__name__}: {exc}") from exc
         finally:
             packer.reset()
+            pooled.encoder = None
+            if size < _POOL_PACKED_BELOW and len(_PACKERS) < _POOLED_PACKERS:
+                _PACKERS.append(pooled)
 
     def encode_all(self, messages: Iterable[Message]) -> bytes:
         """Frames for several messages, concatenated (one write for a batch)."""
@@ -394,7 +447,7 @@ class WireEncoder:
     def _default(self, obj: Any) -> Any:
         t = type(obj)
         if t is ExportedRef or t is ReturnedRef:
-            return ExtType(obj.CODE, self._id_packer.pack(obj.object_id))
+            return ExtType(obj.CODE, _ID_PACKER.pack(obj.object_id))
         if t is CopyState:
             return ExtType(ExtCode.COPY, self._payload([obj.type_name, obj.state]))
         if t is FailureInfo:
@@ -430,6 +483,49 @@ _MAX_READ_SIZE: Final = 256 * 1024
 #: A buffer grown above this (by a frame that big) is not kept once that frame is decoded: it is
 #: dropped if empty, or what is pending (at most ``_MAX_READ_SIZE``) moves to a small new one.
 _RETAIN_CAPACITY: Final = 4 * 1024 * 1024 + 64 * 1024
+#: A buffer emptied by decoding is kept for the next frame if at least this big (and at most
+#: _RETAIN_CAPACITY), until :meth:`WireDecoder.trim`; a smaller one goes at once.
+_KEEP_FROM: Final = 64 * 1024
+#: Reads up to this size (a transport's usual read, net.tcp.Connection.read_size) go to the
+#: thread's shared read buffer when a decoder has nothing pending; bigger ones (a connection
+#: busy with big frames or bursts) to a buffer of its own, kept until :meth:`WireDecoder.trim`.
+_SHARED_READ_SIZE: Final = 64 * 1024
+#: What a decoder holds while it has nothing pending: no buffer. Never written to (a write first
+#: makes room, and room in an empty buffer means a new one).
+_NO_BUFFER: Final = bytearray()
+
+
+class _ReadBuffer:
+    """The read buffer the decoders of one thread lend while they have nothing pending.
+
+    So an idle connection holds no receive buffer: the transport reads into this one, and only
+    what it received is copied into a buffer of the connection's own, which it keeps only while
+    a frame is incomplete or not yet decoded. Per thread, because a decoder lends it until its
+    ``buffer_updated`` (broker.blocking receives with its lock released).
+    """
+
+    __slots__ = ("data", "view", "lent_to")
+
+    def __init__(self) -> None:
+        self.lent_to: WireDecoder | None = None  # whose get_buffer() it was lent by last
+        self.resize(_MIN_READ_SIZE)  # it grows to the largest read asked, up to _SHARED_READ_SIZE
+
+    def resize(self, size: int) -> None:
+        """A new buffer of ``size`` bytes (views of the old one may still be held: not resized)."""
+        self.data = bytearray(size)
+        self.view = memoryview(self.data)  # kept: sliced for every read lent
+
+
+_THREAD_LOCAL: Final = threading.local()
+
+
+def _read_buffer() -> _ReadBuffer:
+    """This thread's shared read buffer."""
+    try:
+        shared: _ReadBuffer = _THREAD_LOCAL.read_buffer
+    except AttributeError:
+        shared = _THREAD_LOCAL.read_buffer = _ReadBuffer()
+    return shared
 
 
 class WireDecoder:
@@ -453,6 +549,18 @@ class WireDecoder:
     After a RemoteProtocolError about one frame the decoder has moved past that frame; after
     FrameTooLarge or TruncatedFrame it cannot find the next frame and re-raises forever.
     """
+
+    # One per connection: slots, and "__dict__" only so an instance can still be given an
+    # attribute (tests replace a method); the dict is made only then.
+    __slots__ = (
+        "max_items_per_frame", "max_containers_per_frame", "max_ext_values_per_frame", "features",
+        "negotiated", "_decoders", "_count_above", "_items", "_containers", "_ext_values",
+        "_payload_bytes", "max_frame_size", "max_depth", "max_container_length", "_resolve",
+        "_expect_hello", "_refusal", "_buf", "_start", "_end", "_lent", "_shared", "_read_size",
+        "_eof", "_stored_error", "_error_is_fatal", "_unpack_options", "_counting_cache",
+        "_strict_options", "_strict_counting_cache", "_options", "_keys_ok", "_plain_state",
+        "_body", "_src", "_scan", "__dict__",
+    )
 
     def __init__(
         self,
@@ -485,7 +593,7 @@ class WireDecoder:
         self.max_ext_values_per_frame = max_ext_values_per_frame
         self.features: tuple[str, ...] = tuple(features)
         #: The features both hellos named (before the peer's hello: none, unless past it already).
-        self.negotiated: frozenset[str] = frozenset() if expect_hello else frozenset(self.features)
+        self.negotiated: frozenset[str] = _shared_set(frozenset() if expect_hello else frozenset(self.features))
         self._decoders = _decoders_for(self.negotiated)
         # Bodies longer than this might break a per-frame limit (a value takes at least one byte
         # of the body, an ext value three): only they are decoded with the counting hooks.
@@ -500,10 +608,11 @@ class WireDecoder:
         self._resolve = resolve
         self._expect_hello = expect_hello
         self._refusal: Refused | None = None  # the first value resolve refused in this frame
-        self._buf = bytearray()
+        self._buf = _NO_BUFFER
         self._start = 0
         self._end = 0
         self._lent = 0  # size of the view get_buffer() handed out
+        self._shared: _ReadBuffer | None = None  # whose read buffer that view is of, if not ours
         self._read_size = _MIN_READ_SIZE
         self._eof = False
         # An error to raise on the next call: once if deferred by messages(), forever if fatal.
@@ -520,25 +629,55 @@ class WireDecoder:
             max_ext_len=max_frame_size,
             ext_hook=self._note_ext,
         )
-        self._counting_options: dict[str, Any] = dict(
-            self._unpack_options,
-            list_hook=self._count_array,
-            object_hook=self._count_map,
-            ext_hook=self._count_ext,
-        )
+        # The counting options (see _counting_options) are made on first use.
+        self._counting_cache: dict[str, Any] | None = None
+        self._strict_counting_cache: dict[str, Any] | None = None
         # The body's own pass first tries msgpack's strict map keys (str and bin only, checked in
         # C); a map with another key makes it start again with the options above (§8.1 rule 2
         # is unaffected: up to that key both passes do the same).
-        self._strict_options = dict(self._unpack_options, strict_map_key=True)
-        self._strict_counting_options = dict(self._counting_options, strict_map_key=True)
+        # Its ext hook also builds each ext value's wire value (see _decoded_in_c).
+        self._strict_options = dict(self._unpack_options, strict_map_key=True, ext_hook=self._gather_ext)
         self._options = self._unpack_options  # per frame: with the hooks or without
+        self._scan: _ExtScan | None = None  # per frame, once it has an ext value
         # Per frame: what the C pass showed (see _plain()).
         self._keys_ok = True  # every map key a str or bin
         self._plain_state: bool | None = None
         self._body: bytes | bytearray | memoryview | None = None
         self._src: tuple[bytes | bytearray, int, int] | None = None  # body as (buffer, lo, hi)
-        self._depth_checker: Any = None  # an Unpacker kept max_depth levels below its limit
-        self._depth_checks = 0
+
+    @property
+    def _counting_options(self) -> dict[str, Any]:
+        """Options for bodies long enough to break a per-frame limit, with the counting hooks.
+
+        Made on first use: most connections never send such a body, and the hooks (bound
+        methods of this decoder) and the dicts cost about a kilobyte per connection.
+        """
+        options = self._counting_cache
+        if options is None:
+            options = self._counting_cache = dict(
+                self._unpack_options,
+                list_hook=self._count_array,
+                object_hook=self._count_map,
+                ext_hook=self._count_ext,
+            )
+        return options
+
+    @_counting_options.setter
+    def _counting_options(self, options: dict[str, Any]) -> None:
+        self._counting_cache = options
+
+    @property
+    def _strict_counting_options(self) -> dict[str, Any]:
+        options = self._strict_counting_cache
+        if options is None:
+            options = self._strict_counting_cache = dict(
+                self._counting_options, strict_map_key=True, ext_hook=self._gather_counted_ext
+            )
+        return options
+
+    @_strict_counting_options.setter
+    def _strict_counting_options(self, options: dict[str, Any]) -> None:
+        self._strict_counting_cache = options
 
     def hello(self, features: Iterable[str] | None = None) -> Hello:
         """Our Hello, announcing the limits this decoder enforces and our features.
@@ -558,23 +697,30 @@ class WireDecoder:
         )
 
     def _negotiate(self, theirs: Iterable[str]) -> None:
-        self.negotiated = frozenset(self.features).intersection(theirs)
+        self.negotiated = _shared_set(frozenset(self.features).intersection(theirs))
         self._decoders = _decoders_for(self.negotiated)
 
     # -- stream -----------------------------------------------------------------------------
     #
-    # The buffer is one ``bytearray`` reused for the life of the decoder: ``_buf[_start:_end]`` is
+    # While bytes are pending, the decoder has a ``bytearray`` of its own: ``_buf[_start:_end]`` is
     # received but not yet decoded, ``_buf[_end:]`` is spare capacity. Bytes are appended by
     # ``receive_data`` (one copy) or received straight into the spare capacity by the transport
     # (``get_buffer``/``buffer_updated``, asyncio's BufferedProtocol shape: no copy at all).
     # Decoded frames only move ``_start``; the bytes still pending are moved to the front only
     # when the spare capacity at the end is too small, and the buffer grows geometrically: in
     # place when nothing else holds a view of it (realloc: usually no copy), else it is replaced,
-    # so a view still held elsewhere cannot break it. Reusing it matters for big frames: a fresh
-    # megabyte costs page faults every time. The size follows the bytes actually received, never
-    # a length header (a header is a promise, and 16 idle peers each promising 16 MiB must not
-    # cost 256 MiB), and a buffer a huge frame grew is given up once that frame is decoded (an
-    # idle connection holds no more than _RETAIN_CAPACITY).
+    # so a view still held elsewhere cannot break it. The size follows the bytes actually
+    # received, never a length header (a header is a promise, and 16 idle peers each promising
+    # 16 MiB must not cost 256 MiB).
+    #
+    # Once everything is decoded a small buffer goes; a big one (_KEEP_FROM to _RETAIN_CAPACITY)
+    # is kept for the next big frame (a fresh megabyte costs page faults) until :meth:`trim`
+    # (the I/O adapter calls it when the connection has been idle a while). With no buffer,
+    # ``get_buffer`` lends the thread's shared read buffer (:class:`_ReadBuffer`) and
+    # ``buffer_updated`` copies what arrived into a buffer of the decoder's own, with room for
+    # the rest of a frame bigger than the read. So an idle connection holds no receive buffer, a
+    # burst of small messages costs one copy of each read, and a big frame one copy of its first
+    # read only (the rest is received straight into its buffer).
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer ``data`` (copied); ``b""`` marks the end of the stream."""
@@ -586,6 +732,11 @@ class WireDecoder:
         if type(data) is not bytes and type(data) is not bytearray:
             data = memoryview(data).cast("B")
         n = len(data)
+        if self._start == self._end and n < _MIN_READ_SIZE:  # nothing pending: a buffer just this big
+            self._buf = bytearray(data)
+            self._start = 0
+            self._end = n
+            return
         end = self._end
         if end + n > len(self._buf):
             self._make_room(n)
@@ -615,6 +766,15 @@ class WireDecoder:
             want = sizehint
         start = self._start
         pending = self._end - start
+        if not pending and len(self._buf) < want <= _SHARED_READ_SIZE:  # no buffer: lend the thread's
+            shared = _read_buffer()
+            if len(shared.data) < want:
+                shared.resize(want)
+            shared.lent_to = self
+            self._shared = shared
+            self._lent = want
+            return shared.view[:want]
+        self._shared = None
         if pending > want:
             (size,) = _HEADER.unpack_from(self._buf, start)
             if size <= self.max_frame_size:
@@ -635,7 +795,40 @@ class WireDecoder:
         if nbytes == self._lent and self._read_size < _MAX_READ_SIZE:
             self._read_size *= 2  # the read filled what we offered: offer more next time
         self._lent = 0
-        self._end += nbytes
+        shared = self._shared
+        if shared is None:
+            self._end += nbytes
+            return
+        self._shared = None
+        if shared.lent_to is not self:
+            raise LocalProtocolError(
+                "buffer_updated(): the shared read buffer this decoder lent was lent again by another "
+                "decoder of this thread since; the I/O layer must call buffer_updated() before the next get_buffer()")
+        shared.lent_to = None
+        if nbytes:
+            self._take(shared, nbytes)
+
+    def _take(self, shared: _ReadBuffer, n: int) -> None:
+        """Copy the ``n`` bytes received into the shared read buffer into a buffer of our own.
+
+        Just as big, unless they begin a frame bigger than them: then with room for the next
+        read as :meth:`get_buffer` would offer it, so the rest is received straight into it.
+        """
+        data = shared.data
+        if self._end > self._start:  # bytes pending (receive_data meanwhile): append
+            self.receive_data(data[:n])
+            return
+        buf = None
+        if n >= 4:
+            (size,) = _HEADER.unpack_from(data, 0)
+            rest = 4 + size - n
+            if rest > 0 and size <= self.max_frame_size:
+                buf = bytearray(n + max(self._read_size, rest if rest <= 2 * n else n))
+                with memoryview(buf) as target:
+                    target[:n] = shared.view[:n]
+        self._buf = data[:n] if buf is None else buf  # a bytearray slice: a copy, just as big
+        self._start = 0
+        self._end = n
 
     def _make_room(self, n: int) -> None:
         """Make ``_buf[_end:]`` at least ``n`` bytes: move pending bytes to the front, or grow.
@@ -673,6 +866,13 @@ class WireDecoder:
         self._start = 0
         self._end = pending
 
+    def trim(self) -> None:
+        """Let go of a buffer kept for the next big frame, if nothing is pending (say the
+        connection has been idle a while): an idle decoder then holds no buffer at all."""
+        if self._start == self._end and not self._lent:  # and no view of it is out
+            self._buf = _NO_BUFFER
+            self._start = self._end = 0
+
     def _shrink(self, start: int) -> None:
         """A big frame ending at ``start`` is decoded: copy what follows it to a small buffer."""
         pending = self._end - start
@@ -686,14 +886,17 @@ class WireDecoder:
     def close(self) -> None:
         """Let go of the buffer and the hooks (they refer back to their owners, and the counting
         hooks to this decoder: a cycle only the cyclic GC would free). Unusable afterwards."""
-        self._buf = bytearray()
+        self._buf = _NO_BUFFER
         self._start = self._end = self._lent = 0
+        shared, self._shared = self._shared, None
+        if shared is not None and shared.lent_to is self:
+            shared.lent_to = None  # it would keep this decoder (and its owner) alive
         self._resolve = None
         inert = dict(self._unpack_options, ext_hook=_raw_ext)
         self._unpack_options = self._counting_options = self._options = inert
         self._strict_options = self._strict_counting_options = inert
+        self._scan = None
         self._count_above = sys.maxsize  # no frame is decoded with the (now dropped) hooks
-        self._depth_checker = None
         self._fail(TruncatedFrame("the decoder was closed"))
 
     @property
@@ -720,8 +923,8 @@ class WireDecoder:
             if end <= self._end:
                 if end == self._end:
                     self._start = self._end = 0
-                    if len(buf) > _RETAIN_CAPACITY:
-                        self._buf = bytearray()  # a huge frame passed: do not hold on to it
+                    if not _KEEP_FROM <= len(buf) <= _RETAIN_CAPACITY:
+                        self._buf = _NO_BUFFER  # small, or a huge frame passed: do not hold on to it
                 elif len(buf) > _RETAIN_CAPACITY and self._end - end <= _MAX_READ_SIZE:
                     self._shrink(end)  # likewise, keeping the few bytes that follow it
                 else:
@@ -775,7 +978,7 @@ class WireDecoder:
         try:
             return self._decode_body(body)
         finally:
-            self._body = self._src = None
+            self._body = self._src = self._scan = None
 
     def _decode_body(self, body: bytes | bytearray | memoryview) -> Message:
         if len(body) > self._count_above:
@@ -793,6 +996,7 @@ class WireDecoder:
             # A key other than a str or bin: decode again, keys as they come; the walk checks them.
             self._items = self._containers = self._ext_values = 0
             self._keys_ok = False
+            self._scan = None
             fields = self._unpack(body)
         except Exception as exc:
             raise self._unpack_error(exc) from exc
@@ -880,10 +1084,16 @@ class WireDecoder:
             raise MalformedMessage("call args must be an array")
         if type(kwargs) is not dict:
             raise MalformedMessage("call kwargs must be a map")
-        if args and not _SCALARS.issuperset(map(type, args)) and not self._plain():
-            self._convert(args, 2)
-        if kwargs and not self._plain():
-            self._convert(kwargs, 2)
+        walk_args = args and not _SCALARS.issuperset(map(type, args))
+        if (walk_args or kwargs) and not self._plain():
+            redone = self._decoded_in_c(f, _CALL_UNWALKED)
+            if redone is not None:
+                args, kwargs = redone[4], redone[5]
+            else:
+                if walk_args:
+                    self._convert(args, 2)
+                if kwargs:
+                    self._convert(kwargs, 2)
         try:
             return Call(request_id, target, method, args, kwargs, flags)
         except (TypeError, ValueError) as exc:
@@ -894,7 +1104,9 @@ class WireDecoder:
             raise MalformedMessage(f"answer has {len(f) - 1} fields; expected 2")
         _, request_id, value = f
         if type(value) not in _SCALARS and not self._plain():
-            value = self._convert(value, 2)
+            # A lone ext value is no walk: it is converted as it is.
+            redone = None if type(value) is tuple else self._decoded_in_c(f, _ANSWER_UNWALKED)
+            value = self._convert(value, 2) if redone is None else redone[2]
         try:
             return Answer(request_id, value)
         except (TypeError, ValueError) as exc:
@@ -968,6 +1180,252 @@ class WireDecoder:
             what = f"more than {self.max_frame_size} bytes of ext payloads"
         return FrameTooComplex(f"the frame holds {what}")
 
+    # -- ext values put in place in C, not by the walk -------------------------------------
+    #
+    # The strict C pass's ext hook also notes each ext value it reads (the tuple it puts in the
+    # tree), in byte order. After the message's shape is checked (§8.1 rules 3-6),
+    # _decoded_in_c decides from what the C pass found whether the walk (rule 7) could raise
+    # or change anything but put each ext value's wire value in place; if not, it builds those
+    # values from the noted list (refs in bulk, by C builtins; a copy or failure by decoding its
+    # payload, whose own ext values a nested hook builds), and a second C pass over the body
+    # puts them in place, resolved, in the walk's order: no container is visited in Python. If
+    # the walk could do anything else, or that cannot be told cheaply, the walk runs on the
+    # first pass's tree as it always did: same errors, same messages, same resolve calls.
+
+    def _gather_ext(self, code: int, data: bytes) -> tuple[int, bytes]:
+        """The strict C pass's ext hook: what _note_ext does, and the value noted."""
+        self._ext_values += 1  # only noted: a body this short cannot break the limit
+        ext = (code, data)
+        scan = self._scan
+        if scan is None:
+            scan = self._scan = _ExtScan()
+        scan.exts.append(ext)
+        return ext
+
+    def _gather_counted_ext(self, code: int, data: bytes) -> tuple[int, bytes]:
+        """Likewise for bodies long enough to break a per-frame limit: what _count_ext does."""
+        self._ext_values += 1
+        if self._ext_values > self.max_ext_values_per_frame:
+            raise self._too_complex()
+        ext = (code, data)
+        scan = self._scan
+        if scan is None:
+            scan = self._scan = _ExtScan()
+        scan.exts.append(ext)
+        return ext
+
+    def _decoded_in_c(self, fields: list[Any], unwalked: tuple[int, ...]) -> list[Any] | None:
+        """The body's fields decoded again, each ext value's wire value (resolved) in its place,
+        or None: the walk must run, and will find whatever is wrong in its own order.
+
+        The walk would only have put those values in place if: every map key is a str or bin,
+        there is no timestamp, the fields never walked hold no ext value (they are scalars), no
+        map entry holding one was replaced by a later one with the same key (the walk never
+        sees such a value; CPython's reference counts show it), every value can be built (a
+        known code, a valid payload, within the per-frame limits and the payload bytes), and no
+        container and no ext value is too deep. Depth: an ext value is at most one level below
+        the deepest container, so if no container is deeper than ``max_depth - 1 - need``,
+        where ``need`` bounds how far below its own level any value reaches (0 for a ref), none
+        of them is deeper than ``max_depth``: one C parse (or the byte count) shows that.
+        """
+        scan = self._scan
+        if scan is None or not self._keys_ok or _getrefcount is None:
+            return None
+        body = self._body
+        assert body is not None
+        n = len(body)
+        if n < _IN_C_FROM:
+            return None  # a walk this short costs less than the checks
+        for i in unwalked:
+            if type(fields[i]) not in _SCALARS:
+                return None  # an ext value or container in a field never walked: a bad field
+        counted = n > self._count_above
+        if counted and (self._containers + self._ext_values) * _C_PASS_BYTES_PER_VISIT < n:
+            return None  # the walk's visits cost less than two more C parses of the body
+        exts = scan.exts
+        if self._has_timestamp() or min(map(_getrefcount, exts)) <= _ALONE:
+            return None
+        codes = list(map(_first, exts))
+        if _REF_CODES.issuperset(codes):
+            if not self._build_refs(scan, codes):
+                return None
+        elif not self._build_values(scan, counted):
+            return None
+        budget = self.max_depth - 1 - _rounded_up(scan.need)  # a few budgets: a few checkers
+        if budget < 1 or not (n <= budget or (counted and self._containers <= budget) or _nests_within(body, budget)):
+            return None
+        redone: list[Any] = unpackb(body, **self._second_pass_options(scan))
+        return redone
+
+    def _build_refs(self, scan: _ExtScan, codes: list[int]) -> bool:
+        """Build refs only: each payload must be exactly one int (its first byte gives its
+        size), so all of them decode as one array, in one C call."""
+        datas = list(map(_second, scan.exts))
+        try:
+            sizes = list(map(_INT_SIZES.__getitem__, map(_first, datas)))
+        except IndexError:  # an empty payload
+            return False
+        if sizes != list(map(len, datas)) or sum(sizes) > self.max_frame_size:
+            return False  # not an int, or more than one value (or a body longer than a frame)
+        ids: list[int] = unpackb(_ARRAY32.pack(0xDD, len(datas)) + b"".join(datas))
+        if min(ids) < 0 or max(ids) > MAX_ID:
+            return False
+        if len(set(codes)) == 1:
+            scan.values = list(map(_REFS[codes[0]], ids))
+        else:
+            scan.values = [_REFS[code](object_id) for code, object_id in zip(codes, ids)]
+        return True
+
+    def _build_values(self, scan: _ExtScan, counting: bool) -> bool:
+        """Build each value in turn (copies and failures decode their payloads: counted, in a
+        body long enough to break a per-frame limit); False, the counts as they were, if one
+        is not certainly fine."""
+        counts = self._items, self._containers, self._ext_values
+        values = scan.values
+        scan.counting = counting
+        scan.options = _ExtOptions(self)
+        rebuild = self._resolve is not None
+        try:
+            for code, data in scan.exts:
+                value, need, nested = self._wire_value(scan, code, data)
+                if nested and rebuild:
+                    value = _REBUILD
+                    scan.rebuild = True
+                values.append(value)
+                if need > scan.need:
+                    scan.need = need
+        except Exception:  # whatever is wrong, the walk will name it, in its order
+            self._items, self._containers, self._ext_values = counts
+            return False
+        return True
+
+    def _wire_value(self, scan: _ExtScan, code: int, data: bytes) -> tuple[Any, int, bool]:
+        """The wire value of one ext, unresolved; how many levels below its own it reaches (at
+        most); whether it holds further ext values. Raises if it is not certainly fine (and
+        then the scan is left as it is: the frame goes to the walk)."""
+        if not 1 <= code <= 4:
+            raise _Unproven
+        scan.payload_bytes += len(data)
+        if scan.payload_bytes > self.max_frame_size:
+            raise _Unproven
+        if code <= 2:
+            if not data or _INT_SIZES[data[0]] != len(data):
+                raise _Unproven  # not exactly one int
+            return _REFS[code](_object_id(data)), 0, False
+        options = scan.options
+        assert options is not None
+        if code == 4:  # its payload holds no ext value: it nests no further parse
+            payload = unpackb(data, **(options.counted_failure if scan.counting else options.failure))
+            if type(payload) is not list or len(payload) != 4:
+                raise _Unproven
+            return FailureInfo(*payload), 0, False
+        if scan.nesting >= _MAX_PAYLOAD_NESTING:
+            raise _Unproven  # see _MAX_PAYLOAD_NESTING
+        # The ext values inside are appended to scan.children by _nested_ext as they are built
+        # (each having taken its own off again), so those after ``mark`` are this payload's.
+        children = scan.children
+        mark = len(children)
+        scan.nesting += 1
+        payload = unpackb(data, **(options.counted_payload if scan.counting else options.payload))
+        scan.nesting -= 1
+        if type(payload) is not list or len(payload) != 2:
+            raise _Unproven
+        type_name, state = payload
+        value = CopyState(type_name, state)
+        nested = len(children) > mark
+        if not nested:
+            kind = type(state)
+            if kind in _SCALARS:
+                return value, 0, False
+            if (kind is list and _SCALARS.issuperset(map(type, state))) or (
+                kind is dict and _SCALARS.issuperset(map(type, state.values()))
+            ):
+                return value, 1, False  # keys are str or bin: the payload was decoded strictly
+        elif min(map(_getrefcount, islice(children, mark, None))) <= _ALONE:  # type: ignore[arg-type]
+            raise _Unproven  # a map entry holding one was replaced by a later one, same key
+        # The payload's own array shares the copy's level; below it, at most this many more.
+        for depth in _PAYLOAD_BUDGETS:
+            if _nests_within(data, depth):
+                break
+        else:
+            raise _Unproven
+        depth = min(depth, len(data))
+        need = depth - 1
+        if nested:  # each inside at most ``depth`` containers, and its own 3 bytes at least
+            need = max(need, min(depth, len(data) - 3) + max(islice(scan.child_needs, mark, None)))
+            del children[mark:], scan.child_needs[mark:]
+        return value, need, nested
+
+    def _nested_ext(self, code: int, data: bytes) -> Any:
+        """ext_hook for a copy's payload: an ext value in it, built at once (and counted as the
+        walk's decoding of the payload would count it, if it counts)."""
+        scan = self._scan
+        assert scan is not None
+        if scan.counting:
+            self._ext_values += 1
+            if self._ext_values > self.max_ext_values_per_frame:
+                raise _Unproven
+        value, need, _ = self._wire_value(scan, code, data)
+        scan.children.append(value)
+        scan.child_needs.append(need)
+        return value
+
+    def _second_pass_options(self, scan: _ExtScan) -> dict[str, Any]:
+        """Options whose ext hook hands out the values built, in order, resolved."""
+        take = iter(scan.values).__next__
+        resolve = self._resolve
+        hook: Callable[[int, bytes], Any]
+        if resolve is None:
+            hook = lambda code, data: take()  # noqa: E731
+        elif not scan.rebuild:
+
+            def hook(code: int, data: bytes) -> Any:
+                try:
+                    return resolve(take())
+                except Refused as refusal:
+                    return self._refused(refusal)
+
+        else:
+            resolved = self._resolved
+
+            def hook(code: int, data: bytes) -> Any:
+                value = take()
+                if value is _REBUILD:
+                    return self._resolved_ext(code, data)  # nested values resolved first
+                return resolved(value)
+
+        return dict(self._unpack_options, strict_map_key=True, ext_hook=hook)
+
+    def _resolved_ext(self, code: int, data: bytes) -> Any:
+        """An ext value already shown fine, built again with its nested values resolved."""
+        if code <= 2:
+            value: WireValue = _REFS[code](_object_id(data))
+        else:
+            scan = self._scan
+            assert scan is not None and scan.options is not None
+            options = scan.options
+            if code == 3:
+                type_name, state = unpackb(data, **options.resolving)
+                value = CopyState(type_name, state)
+            else:
+                value = FailureInfo(*unpackb(data, **options.failure))
+        return self._resolved(value)
+
+    def _resolved(self, value: WireValue) -> Any:
+        resolve = self._resolve
+        if resolve is None:
+            return value
+        try:
+            return resolve(value)
+        except Refused as refusal:
+            return self._refused(refusal)
+
+    def _refused(self, refusal: Refused) -> None:
+        """A value resolve refused becomes None; decode on, so every reference in the frame is
+        counted, and remember the first refusal."""
+        if self._refusal is None:
+            self._refusal = refusal
+
     # -- is there anything to walk? ---------------------------------------------------------
 
     def _plain(self) -> bool:
@@ -1019,10 +1477,11 @@ class WireDecoder:
         """Whether no array or map in the body is deeper than ``max_depth`` (body = level 1).
 
         msgpack's C unpacker refuses containers nested more than 1024 deep (StackError), empty
-        ones included. ``_depth_checker`` is an Unpacker that has read ``1024 - max_depth``
+        ones included. A depth checker is an Unpacker that has read ``1024 - max_depth``
         array headers of 2**32-1 elements each and waits for their first element: each body fed
         to it is parsed (without building anything) as the next element of the innermost one, so
-        it raises StackError exactly when the body nests deeper than ``max_depth``.
+        it raises StackError exactly when the body nests deeper than ``max_depth``. Checkers are
+        shared by every decoder (``_DEPTH_CHECKERS``): one is ~50 KiB (msgpack's unpack stack).
         """
         body = self._body
         assert body is not None
@@ -1034,22 +1493,14 @@ class WireDecoder:
             return True  # no deeper than there are containers
         if counted and self._containers * 16384 < n:
             return False  # mostly bytes: walking the few containers is cheaper than a copy
-        checker = self._depth_checker
-        if checker is None or self._depth_checks >= _DEPTH_CHECKS_PER_CHECKER:
-            checker = self._depth_checker = _depth_checker(self.max_depth)
-            self._depth_checks = 0
-        self._depth_checks += 1
-        ok = False
-        try:
-            checker.feed(body)
-            checker.skip()  # never returns: the enclosing arrays are still open
-        except OutOfData:
-            ok = True
-        except Exception:  # StackError: too deep (and the checker is spent)
-            pass
-        if not ok or n > _DEPTH_CHECKER_RETAIN:
-            self._depth_checker = None  # spent, or holding a big body's buffer
-        return ok
+        return _nests_within(body, self.max_depth, keep=1)
+
+    @property
+    def _depth_checker(self) -> Any:
+        """The idle depth checker the next check will use (shared by every decoder with this
+        ``max_depth``), or None if there is none yet (or it was spent or dropped)."""
+        pool = _DEPTH_CHECKERS.get(self.max_depth)
+        return pool[-1][0] if pool else None
 
     # -- values -----------------------------------------------------------------------------
 
@@ -1129,6 +1580,9 @@ def _arity(fields: list[Any], n: int, name: str) -> None:
 _DEPTH_CHECKS_PER_CHECKER: Final = 1 << 31
 #: A depth checker that was fed a body larger than this is dropped (its buffer grew that big).
 _DEPTH_CHECKER_RETAIN: Final = 64 * 1024
+#: The idle depth checker of each max_depth, with the bodies it has parsed (see _depth_ok): one
+#: at most; a check that finds none (nested, or in another thread meanwhile) makes one.
+_DEPTH_CHECKERS: Final[dict[int, list[tuple[Any, int]]]] = {}
 _ARRAY32_OPEN: Final = b"\xdd\xff\xff\xff\xff"
 
 
@@ -1146,6 +1600,159 @@ def _depth_checker(max_depth: int) -> Any:
 def _raw_ext(code: int, data: bytes) -> tuple[int, bytes]:
     """msgpack's ext_hook: a plain tuple (msgpack's ExtType refuses negative codes as malformed)."""
     return (code, data)
+
+
+# -- ext values without the walk (WireDecoder._decoded_in_c) -----------------------------------
+
+
+class _Unproven(Exception):
+    """Raised while building ext values for _decoded_in_c: this frame's values cannot be shown
+    fine without the walk (a bad or unknown value, a limit that may be broken). Never escapes
+    the decoder: the frame goes to the walk, which names what is wrong."""
+
+
+class _ExtScan:
+    """What one frame's C pass found about its ext values (see WireDecoder._decoded_in_c).
+
+    ``exts`` are the body's own (outermost) ext values as the tuples put in the decoded tree, in
+    byte order; ``values`` the wire value each makes (a ``_Rebuild`` for one holding further ext
+    values, which resolving decodes again); ``need`` bounds how many levels the deepest of them
+    reaches below its own.
+    """
+
+    __slots__ = ("exts", "values", "rebuild", "need", "payload_bytes", "nesting", "counting", "children",
+                 "child_needs", "options")
+
+    def __init__(self) -> None:
+        self.exts: list[tuple[int, bytes]] = []
+        self.values: list[Any] = []
+        self.rebuild = False  # whether a value is a _Rebuild
+        self.need = 0
+        self.payload_bytes = 0
+        self.nesting = 0  # copies being decoded inside one another
+        self.counting = False  # whether the payload being decoded counts its contents
+        self.children: list[Any] = []  # values built in the payloads being decoded
+        self.child_needs: list[int] = []  # how far below its own level each reaches
+        self.options: _ExtOptions | None = None  # made once a copy or failure is built
+
+
+class _Rebuild:
+    """In ``_ExtScan.values``: a copy holding ext values, built again in the second pass."""
+
+    __slots__ = ()
+
+
+_REBUILD: Final = _Rebuild()
+
+
+class _ExtOptions:
+    """msgpack options for decoding ext payloads: made per frame that has copies or failures (the
+    hooks are the decoder's bound methods; a decoder keeping them would cost ~4 KiB a connection)."""
+
+    __slots__ = ("payload", "counted_payload", "failure", "counted_failure", "resolving")
+
+    def __init__(self, decoder: WireDecoder) -> None:
+        strict = dict(decoder._unpack_options, strict_map_key=True)
+        counting = dict(strict, list_hook=decoder._count_array, object_hook=decoder._count_map)
+        self.payload = dict(strict, ext_hook=decoder._nested_ext)
+        self.counted_payload = dict(counting, ext_hook=decoder._nested_ext)
+        self.failure = dict(strict, ext_hook=_no_nested_ext)
+        self.counted_failure = dict(counting, ext_hook=_no_nested_ext)
+        self.resolving = dict(strict, ext_hook=decoder._resolved_ext)
+
+
+#: Copies decoded inside one another at most, in _decoded_in_c (deeper ones go to the walk). Each
+#: ``unpackb`` running keeps ~40 KiB of msgpack's parse stack on the C stack: copies nested a few
+#: hundred deep, each decoding the next from its ext hook, would overflow a thread's stack.
+_MAX_PAYLOAD_NESTING: Final = 2
+
+
+def _object_id(data: bytes) -> Any:
+    """The int a ref's payload holds (its size already checked against _INT_SIZES)."""
+    head = data[0]
+    if head < 0x80:
+        return head
+    if 0xCC <= head <= 0xCF:
+        return int.from_bytes(data[1:], "big")
+    return unpackb(data)  # a negative fixint, or a signed int
+
+
+#: Bodies shorter than this are walked: the walk costs less than _decoded_in_c's checks (measured
+#: with bench.decode_cost: even at about 100 bytes, 8 refs in dicts).
+_IN_C_FROM: Final = 128
+#: A counted body (long enough to break a per-frame limit) with fewer containers and ext values
+#: than one per this many bytes is walked: the walk's visit of one costs about what msgpack takes
+#: to parse 250 bytes, and _decoded_in_c parses the body twice more (bench.decode_cost and
+#: bench.worst_frame: a 1 MiB bytes answer with a ref is walked, a frame at the limits is not).
+_C_PASS_BYTES_PER_VISIT: Final = 128
+#: The fields of a call and an answer that are never walked (all but args, kwargs and value).
+_CALL_UNWALKED: Final = (1, 2, 3, 6)
+_ANSWER_UNWALKED: Final = (1,)
+
+
+def _rounded_up(need: int) -> int:
+    """``need`` rounded up to 2**k - 1: the depth budgets asked for stay few."""
+    return (1 << need.bit_length()) - 1
+
+
+_REFS: Final[dict[int, Any]] = {1: ExportedRef, 2: ReturnedRef}
+_REF_CODES: Final = frozenset(_REFS)
+_first: Final = itemgetter(0)
+_second: Final = itemgetter(1)
+#: The size of a msgpack int, by its first byte (0: not an int): a ref's payload is one int.
+_INT_SIZES: Final = bytes(
+    1 if b < 0x80 or b >= 0xE0 else {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9, 0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9}.get(b, 0)
+    for b in range(256)
+)
+_ARRAY32: Final = struct.Struct(">BI")
+
+
+def _no_nested_ext(code: int, data: bytes) -> Any:
+    """ext_hook for a ref's or a failure's payload: an ext value there is never valid."""
+    raise _Unproven
+
+
+def _alone_refcount() -> int:
+    """What ``getrefcount`` says, through ``map``, of an object only one list holds."""
+    if _getrefcount is None:
+        return 0
+    held = [tuple([0, b""])]
+    count: int = min(map(_getrefcount, held))
+    return count
+
+
+#: An ext tuple with this reference count is held only by _ExtScan.exts: the map entry it was the
+#: value of was replaced by a later one with the same key, so it is not in the decoded tree.
+_ALONE: Final = _alone_refcount()
+#: Depth budgets tried for a copy's payload (beyond the bytes it has) before giving up on it.
+_PAYLOAD_BUDGETS: Final = (8, 32)
+
+
+def _nests_within(data: bytes | bytearray | memoryview, budget: int, keep: int = 2) -> bool:
+    """Whether no array or map in the encoded value ``data`` (itself level 1) is deeper than
+    ``budget``: one C parse that builds nothing, by a depth checker from the shared pool
+    (``_DEPTH_CHECKERS``, keyed by budget; see WireDecoder._depth_ok). Up to ``keep`` idle
+    checkers per budget stay in the pool."""
+    n = len(data)
+    if n <= budget:
+        return True  # every container takes a byte at least
+    pool = _DEPTH_CHECKERS.setdefault(budget, [])
+    try:
+        checker, checks = pool.pop()  # atomic: a checker is used by one decoder at a time
+    except IndexError:
+        checker, checks = _depth_checker(budget), 0
+    ok = False
+    try:
+        checker.feed(data)
+        checker.skip()  # never returns: the enclosing arrays are still open
+    except OutOfData:
+        ok = True
+    except Exception:  # StackError: too deep (and the checker is spent)
+        pass
+    # Dropped if spent, holding a big body's buffer, or not needed (enough are idle).
+    if ok and n <= _DEPTH_CHECKER_RETAIN and checks + 1 < _DEPTH_CHECKS_PER_CHECKER and len(pool) < keep:
+        pool.append((checker, checks + 1))
+    return ok
 
 
 _Decoder = Callable[[WireDecoder, list[Any]], Message]
@@ -1166,10 +1773,32 @@ FEATURE_MESSAGES: Final[dict[str, dict[int, _Decoder]]] = {
 }
 
 
+#: Interned feature sets and their message tables: one per distinct set, not per connection.
+#: Bounded: past _SHARED_SETS distinct sets, new ones are simply not interned.
+_FEATURE_SETS: Final[dict[frozenset[str], frozenset[str]]] = {}
+_DECODER_TABLES: Final[dict[frozenset[str], dict[int, _Decoder]]] = {}
+_SHARED_SETS: Final = 64
+
+
+def _shared_set(features: frozenset[str]) -> frozenset[str]:
+    """The interned copy of ``features`` (every connection negotiates one of a few sets)."""
+    shared = _FEATURE_SETS.get(features)
+    if shared is None:
+        shared = features
+        if len(_FEATURE_SETS) < _SHARED_SETS:
+            _FEATURE_SETS[features] = features
+    return shared
+
+
 def _decoders_for(features: frozenset[str]) -> dict[int, _Decoder]:
-    decoders = dict(_DECODERS)
-    for feature in features:
-        decoders.update(FEATURE_MESSAGES.get(feature, {}))
+    """The message decoders for a negotiated feature set (shared: never modify the result)."""
+    decoders = _DECODER_TABLES.get(features)
+    if decoders is None:
+        decoders = dict(_DECODERS)
+        for feature in features:
+            decoders.update(FEATURE_MESSAGES.get(feature, {}))
+        if len(_DECODER_TABLES) < _SHARED_SETS:
+            _DECODER_TABLES[features] = decoders
     return decoders
 
 # ---------------------------------------------------------------------------------------------

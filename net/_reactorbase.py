@@ -32,7 +32,7 @@ import heapq
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from itertools import count
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,15 +44,25 @@ from .interfaces import (
     IDelayedCall,
     IReactorCore,
     IReactorFDSet,
+    IReactorProcess,
     IReactorTCP,
     IReactorThreads,
     IReactorTime,
+    IReactorUDP,
+    IReactorUNIX,
+    IReactorUNIXDatagram,
 )
 from .threadpool import ThreadPool
 from .waker import ThreadCallQueue as ThreadCallQueue, Waker as Waker  # moved to net.waker; still importable here
 
 if TYPE_CHECKING:
-    from .defer import Deferred
+    from .connector import Connector
+    from .contracts import CallHandle, ClientProtocolFactory, DatagramHandler, ProcessHandler, ProtocolFactory
+    from .defer import Deferred, Failure
+    from .process import ChildFD, ProcessTransport
+    from .tcp import Port
+    from .udp import DatagramPort, UnixDatagramPort
+    from .unix import UnixConnector, UnixPort
 
 __all__ = ["ReactorBase", "DelayedCall", "SoonCall", "AlreadyCalled", "AlreadyCancelled", "PHASES", "EVENTS"]
 
@@ -174,7 +184,8 @@ class SoonCall:
 _Trigger = tuple[int, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
-@implementer(IReactorCore, IReactorTime, IReactorFDSet, IReactorThreads, IReactorTCP)
+@implementer(IReactorCore, IReactorTime, IReactorFDSet, IReactorThreads, IReactorTCP, IReactorUNIX,
+             IReactorUDP, IReactorUNIXDatagram, IReactorProcess)
 class ReactorBase:
     """The backend-independent reactor. Subclasses implement the ``# backend`` methods.
 
@@ -385,7 +396,7 @@ class ReactorBase:
         self._timer_added(when)
         return call
 
-    def call_soon(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call_soon(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> CallHandle:
         """Run ``f(*args, **kwargs)`` from the loop once the current callback has returned.
 
         FIFO among ``call_soon`` calls; on the loop's next round, before it waits (a handle with
@@ -554,9 +565,9 @@ class ReactorBase:
             self.stop()
 
     # ------------------------------------------------------------------ transports
-    def listen_tcp(self, port: int, factory: Any, backlog: int | None = None, interface: str = "", *,
+    def listen_tcp(self, port: int, factory: ProtocolFactory, backlog: int | None = None, interface: str = "", *,
                    max_connections: int | None = None, max_connections_per_host: int | None = None,
-                   reuse_port: bool = False) -> Any:
+                   reuse_port: bool = False) -> Port:
         """Listen on ``interface:port``; see :func:`net.tcp.listen_tcp` (backlog None: the OS
         maximum; ``reuse_port``: SO_REUSEPORT, so worker processes share the port)."""
         from . import tcp
@@ -566,28 +577,29 @@ class ReactorBase:
                               max_connections_per_host=max_connections_per_host, reuse_port=reuse_port)
 
     def connect_tcp(
-        self, host: str, port: int, factory: Any, timeout: float = 30, bind_address: Any = None
-    ) -> Any:
+        self, host: str, port: int, factory: ClientProtocolFactory, timeout: float | None = 30,
+        bind_address: tuple[str, int] | None = None,
+    ) -> Connector:
         """Connect to ``host:port``; see :func:`net.tcp.connect_tcp`."""
         from . import tcp
 
         return tcp.connect_tcp(self, host, port, factory, timeout=timeout, bind_address=bind_address)
 
-    def listen_unix(self, path: str, factory: Any, mode: int = 0o660, backlog: int = 50,
-                    **caps: int | None) -> Any:
+    def listen_unix(self, path: str, factory: ProtocolFactory, mode: int = 0o660, backlog: int = 50,
+                    **caps: int | None) -> UnixPort:
         """Listen on a Unix stream socket (``@name``: Linux abstract); see :func:`net.unix.listen_unix`."""
         from . import unix
 
         return unix.listen_unix(self, path, factory, mode=mode, backlog=backlog, **caps)
 
-    def connect_unix(self, path: str, factory: Any, timeout: float = 30) -> Any:
+    def connect_unix(self, path: str, factory: ClientProtocolFactory, timeout: float | None = 30) -> UnixConnector:
         """Connect to a Unix stream socket; see :func:`net.unix.connect_unix`."""
         from . import unix
 
         return unix.connect_unix(self, path, factory, timeout=timeout)
 
-    def listen_udp(self, port: int, protocol: Any, interface: str = "",
-                   max_packet_size: int = 65535, listen_multiple: bool = False) -> Any:
+    def listen_udp(self, port: int, protocol: DatagramHandler, interface: str = "",
+                   max_packet_size: int = 65535, listen_multiple: bool = False) -> DatagramPort:
         """Bind a UDP socket to ``interface:port``; see :func:`net.udp.listen_udp`
         (``listen_multiple``: SO_REUSEADDR, so several sockets share a multicast port)."""
         from . import udp
@@ -595,23 +607,25 @@ class ReactorBase:
         return udp.listen_udp(self, port, protocol, interface=interface, max_packet_size=max_packet_size,
                               listen_multiple=listen_multiple)
 
-    def listen_unix_datagram(self, path: str, protocol: Any, mode: int = 0o660,
-                             max_packet_size: int = 65535) -> Any:
+    def listen_unix_datagram(self, path: str, protocol: DatagramHandler, mode: int = 0o660,
+                             max_packet_size: int = 65535) -> UnixDatagramPort:
         """Bind a Unix datagram socket at ``path`` (``@name``: abstract); see :mod:`net.udp`."""
         from . import udp
 
         return udp.listen_unix_datagram(self, path, protocol, mode=mode, max_packet_size=max_packet_size)
 
-    def connect_unix_datagram(self, path: str | None, protocol: Any, max_packet_size: int = 65535) -> Any:
+    def connect_unix_datagram(self, path: str | None, protocol: DatagramHandler,
+                              max_packet_size: int = 65535) -> UnixDatagramPort:
         """An autobound Unix datagram socket (connected to ``path`` unless None), so replies reach
         it; see :func:`net.udp.connect_unix_datagram`."""
         from . import udp
 
         return udp.connect_unix_datagram(self, path, protocol, max_packet_size=max_packet_size)
 
-    def spawn_process(self, process_protocol: Any, executable: str, args: Any, env: Any = None,
-                      path: str | None = None, uid: int | None = None, gid: int | None = None,
-                      use_pty: bool = False, child_fds: Any = None) -> Any:
+    def spawn_process(self, process_protocol: ProcessHandler, executable: str, args: Sequence[Any],
+                      env: Mapping[Any, Any] | None = None, path: str | None = None, uid: int | None = None,
+                      gid: int | None = None, use_pty: bool = False,
+                      child_fds: Mapping[int, ChildFD] | None = None) -> ProcessTransport:
         """Start a child process wired to ``process_protocol``; see :func:`net.process.spawn_process`."""
         from . import process
 
@@ -625,5 +639,5 @@ def _is_failure(result: Any) -> bool:
     return isinstance(result, Failure)
 
 
-def _log_failure(failure: Any, message: str) -> None:
+def _log_failure(failure: Failure, message: str) -> None:
     log.error("%s:\n%s", message, failure.get_traceback())

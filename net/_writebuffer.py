@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import islice
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, cast
+
+if TYPE_CHECKING:
+    from .contracts import PullProducer, PushProducer
 
 __all__ = ["DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER", "WriteBuffer", "as_bytes_like", "check_limits"]
 
@@ -34,6 +37,10 @@ DEFAULT_LOW_WATER = 16 * 1024
 COALESCE_BELOW = 64 * 1024
 """Queued writes smaller than this are copied into one bytearray; bigger ones are queued as they
 are (immutable bytes) or as one copy (anything else)."""
+
+
+#: What an empty buffer holds instead of a deque of its own.
+_NO_SEGMENTS: tuple[Any, ...] = ()
 
 
 def as_bytes_like(data: Any) -> Any:
@@ -68,11 +75,13 @@ class WriteBuffer:
     __slots__ = ("_segments", "_tail", "size", "high", "low", "producer", "streaming", "producer_paused")
 
     def __init__(self, high: int = DEFAULT_HIGH_WATER, low: int = DEFAULT_LOW_WATER) -> None:
-        self._segments: deque[Any] = deque()
+        # A deque costs ~0.8 KiB; an idle connection holds the shared empty tuple instead.
+        self._segments: deque[Any] | tuple[Any, ...] = _NO_SEGMENTS
         self._tail: bytearray | None = None  # the last segment when it is ours to append to
         self.size = 0
         self.high, self.low = check_limits(high, low)
-        self.producer: Any = None
+        # A PushProducer when ``streaming``, else a PullProducer; None when none is registered.
+        self.producer: PushProducer | PullProducer | None = None
         self.streaming = False
         self.producer_paused = False
 
@@ -91,7 +100,7 @@ class WriteBuffer:
             tail = self._tail
             if tail is None:
                 tail = self._tail = bytearray()
-                self._segments.append(tail)
+                self._queue().append(tail)
             if offset:
                 with memoryview(data) as view:
                     tail += view[offset:]
@@ -103,7 +112,7 @@ class WriteBuffer:
             else:  # the caller may change or reuse it once we return: copy
                 with memoryview(data) as view:
                     segment = bytes(view[offset:])
-            self._segments.append(segment)
+            self._queue().append(segment)
             self._tail = None
         self.size += size
 
@@ -117,6 +126,14 @@ class WriteBuffer:
             else:
                 self.append(data, sent)
                 sent = 0
+
+    def _queue(self) -> deque[Any]:
+        segments = self._segments
+        if isinstance(segments, deque):
+            return segments
+        queue: deque[Any] = deque()
+        self._segments = queue
+        return queue
 
     def first(self) -> Any:
         """The oldest segment (for one ``send()``); IndexError when empty."""
@@ -137,6 +154,8 @@ class WriteBuffer:
             raise ValueError(f"cannot consume {nbytes} bytes of a buffer holding {self.size}")
         self.size -= nbytes
         segments = self._segments
+        if not isinstance(segments, deque):
+            return  # nothing queued (and nbytes is 0)
         while nbytes:
             segment = segments[0]
             size = len(segment)
@@ -150,6 +169,8 @@ class WriteBuffer:
             segments.popleft()
             if segment is self._tail:
                 self._tail = None
+        if not segments:
+            self._segments = _NO_SEGMENTS  # drained: give the deque back
 
     def take_all(self) -> bytes:
         """Everything queued, as one bytes object; the buffer is empty afterwards."""
@@ -159,7 +180,7 @@ class WriteBuffer:
 
     def clear(self) -> None:
         """Drop everything queued (the connection is gone); the producer stays registered."""
-        self._segments = deque()
+        self._segments = _NO_SEGMENTS
         self._tail = None
         self.size = 0
 
@@ -176,7 +197,7 @@ class WriteBuffer:
             else:
                 self.pause_producer_if_full()
 
-    def register_producer(self, producer: Any, streaming: bool) -> None:
+    def register_producer(self, producer: PushProducer | PullProducer, streaming: bool) -> None:
         """Attach ``producer``: a streaming one is paused now if the buffer is full; a pull one is
         asked for its first chunk now. RuntimeError if one is registered already."""
         if self.producer is not None:
@@ -198,7 +219,7 @@ class WriteBuffer:
         self.streaming = False
         self.producer_paused = False
 
-    def detach_producer(self) -> Any:
+    def detach_producer(self) -> PushProducer | PullProducer | None:
         """Forget the producer and return it (None if none): the connection ended, and the
         caller tells it ``stop_producing()``."""
         producer = self.producer
@@ -209,7 +230,7 @@ class WriteBuffer:
         """After a write: pause a streaming producer once the buffer is above the high mark."""
         if self.streaming and not self.producer_paused and self.size > self.high:
             self.producer_paused = True
-            self.producer.pause_producing()
+            cast("PushProducer", self.producer).pause_producing()  # streaming: a push producer
 
     def resume_producer_if_drained(self) -> None:
         """After bytes left: resume a paused streaming producer at or below the low mark; ask a

@@ -29,7 +29,7 @@ small messages in one chunk, or one large message in many chunks, cost linear ti
 from __future__ import annotations
 
 import struct
-from typing import Any, BinaryIO, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar
 
 from zope.interface import implementer
 
@@ -37,6 +37,9 @@ from .defer import Deferred
 from .error import ConnectionLost, ProtocolViolation
 from .interfaces import IPullProducer
 from .protocol import Protocol
+
+if TYPE_CHECKING:
+    from .contracts import Consumer
 
 __all__ = [
     "LineReceiver",
@@ -413,7 +416,7 @@ class FileSender:
 
     def __init__(self) -> None:
         self.file: BinaryIO | None = None
-        self.consumer: Any = None
+        self.consumer: Consumer | None = None
         self.transform: Callable[[bytes], bytes] | None = None
         self.sent = 0
         self.deferred: Deferred[int] | None = None
@@ -422,7 +425,7 @@ class FileSender:
         return f"<FileSender {self.sent} bytes sent of {self.file!r}>"
 
     def begin_file_transfer(
-        self, file: BinaryIO, consumer: Any, transform: Callable[[bytes], bytes] | None = None
+        self, file: BinaryIO, consumer: Consumer, transform: Callable[[bytes], bytes] | None = None
     ) -> Deferred[int]:
         """Send ``file`` (read from its current position to its end) to ``consumer``.
 

@@ -24,7 +24,7 @@ import ipaddress
 import logging
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
@@ -33,6 +33,9 @@ from .defer import Failure
 from .error import ConnectError, ConnectionRefusedError, ConnectTimeoutError, DNSLookupError
 from .interfaces import IConnector
 from .tcp import Connection, TCPConnection
+
+if TYPE_CHECKING:
+    from .contracts import ClientProtocolFactory, DelayedCall, Reactor
 
 __all__ = ["Connector"]
 
@@ -63,10 +66,10 @@ class Connector:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         host: str,
         port: int,
-        factory: Any,
+        factory: ClientProtocolFactory,
         timeout: float | None = 30,
         bind_address: tuple[str, int] | None = None,
     ) -> None:
@@ -85,8 +88,8 @@ class Connector:
         self.transport: Connection | None = None
         self._factory_started = False
         self._attempt = 0  # bumped when an attempt ends, so late resolver results are ignored
-        self._start_call: Any = None
-        self._timeout_call: Any = None
+        self._start_call: DelayedCall | None = None
+        self._timeout_call: DelayedCall | None = None
         self._sock: socket.socket | None = None
         self._addresses: list[tuple[int, Any]] = []
 

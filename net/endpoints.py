@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, cast
 
 from zope.interface import implementer
 
@@ -25,7 +25,19 @@ from .interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 from .protocol import ClientFactory, Protocol
 
 if TYPE_CHECKING:
-    from .tcp import Connector, Port
+    from .address import Address
+    from .contracts import (
+        ClientProtocolFactory,
+        Connector,
+        ListeningPort,
+        ProtocolFactory,
+        Reactor,
+        ReactorTCP,
+        StreamClientEndpoint,
+        StreamProtocol,
+        StreamServerEndpoint,
+        Transport,
+    )
 
 __all__ = [
     "server",
@@ -181,7 +193,7 @@ def _usage(prefix: str, parser: Parser) -> str:
     return ":".join(parts).replace(":[", "[:")
 
 
-def _build(reactor: Any, spec: str, role: str) -> Any:
+def _build(reactor: Reactor, spec: str, role: str) -> object:
     if not isinstance(spec, str):
         raise TypeError(f"an endpoint is a string like 'tcp:HOST:8000', not {type(spec).__name__}")
     wrapping = _build_wrapping(reactor, spec, role)
@@ -213,7 +225,7 @@ def _build(reactor: Any, spec: str, role: str) -> Any:
         raise ValueError(f"bad {role} endpoint {spec!r}: {exc}; expected {usage!r}") from None
 
 
-def _build_wrapping(reactor: Any, spec: str, role: str) -> Any:
+def _build_wrapping(reactor: Reactor, spec: str, role: str) -> object:
     """The endpoint, if ``spec`` is of a wrapping type (its tail is parsed by the type, not here)."""
     head, _, rest = spec.partition(":")
     prefix = head.strip().lower()
@@ -232,17 +244,17 @@ def _build_wrapping(reactor: Any, spec: str, role: str) -> Any:
         raise ValueError(f"bad client endpoint {spec!r}: {exc}; expected {kind.wrapping_usage!r}") from None
 
 
-# The endpoint getters return Any: zope interfaces are not types mypy can check calls against.
+# A registered parser returns an endpoint of its role: the casts state what registration promises.
 
 
-def server(reactor: Any, spec: str) -> Any:
-    """The :class:`IStreamServerEndpoint` described by ``spec``, e.g. ``"tcp:0:interface=127.0.0.1"``."""
-    return _build(reactor, spec, "server")
+def server(reactor: Reactor, spec: str) -> StreamServerEndpoint:
+    """The :class:`~net.contracts.StreamServerEndpoint` described by ``spec``, e.g. ``"tcp:0:interface=127.0.0.1"``."""
+    return cast("StreamServerEndpoint", _build(reactor, spec, "server"))
 
 
-def client(reactor: Any, spec: str) -> Any:
-    """The :class:`IStreamClientEndpoint` described by ``spec``, e.g. ``"tcp:127.0.0.1:8000"``."""
-    return _build(reactor, spec, "client")
+def client(reactor: Reactor, spec: str) -> StreamClientEndpoint:
+    """The :class:`~net.contracts.StreamClientEndpoint` described by ``spec``, e.g. ``"tcp:127.0.0.1:8000"``."""
+    return cast("StreamClientEndpoint", _build(reactor, spec, "client"))
 
 
 # -- value parsing -------------------------------------------------------------------------------
@@ -295,7 +307,7 @@ class TCPServerEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         port: int,
         backlog: int | None = None,
         interface: str = "",
@@ -315,7 +327,7 @@ class TCPServerEndpoint:
     def __repr__(self) -> str:
         return f"<TCPServerEndpoint {self.interface or '*'}:{self.port}>"
 
-    def listen(self, factory: Any) -> Deferred[Port]:
+    def listen(self, factory: ProtocolFactory) -> Deferred[ListeningPort]:
         try:
             if self.reuse_port:  # before the bind, so passed (only then: any IReactorTCP will do otherwise)
                 port = self.reactor.listen_tcp(self.port, factory, self.backlog, self.interface, reuse_port=True)
@@ -325,10 +337,11 @@ class TCPServerEndpoint:
             return fail(Failure(exc))
         # Set on the port rather than passed to listen_tcp, so any IReactorTCP will do; no
         # connection is accepted before the reactor's next iteration, so none escapes the caps.
+        # (Attributes our net.tcp.Port reads: not part of the ListeningPort contract.)
         if self.max_connections is not None:
-            port.max_connections = self.max_connections
+            port.max_connections = self.max_connections  # type: ignore[attr-defined]
         if self.max_connections_per_host is not None:
-            port.max_connections_per_host = self.max_connections_per_host
+            port.max_connections_per_host = self.max_connections_per_host  # type: ignore[attr-defined]
         return succeed(port)
 
 
@@ -338,7 +351,7 @@ class TCPClientEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorTCP,
         host: str,
         port: int,
         timeout: float | None = 30,
@@ -353,20 +366,20 @@ class TCPClientEndpoint:
     def __repr__(self) -> str:
         return f"<TCPClientEndpoint {self.host}:{self.port}>"
 
-    def connect(self, factory: Any) -> Deferred[Any]:
+    def connect(self, factory: ProtocolFactory) -> Deferred[Any]:
         wrapper = WrappingClientFactory(factory)
         wrapper.connector = self.reactor.connect_tcp(
             self.host, self.port, wrapper, self.timeout, self.bind_address)
         return wrapper.deferred
 
-    def wrap(self, factory: Any) -> Any:
+    def wrap(self, factory: ClientProtocolFactory) -> ClientProtocolFactory:
         """The client factory to run over a stream already connected to host:port: ``factory``
         itself, as TCP adds no layer. A tunnel (:mod:`net.tunnels`) calls it for its inner endpoint."""
         return factory
 
 
 def _tcp_server(
-    reactor: Any,
+    reactor: Reactor,
     port: str,
     *,
     interface: str = "",
@@ -387,7 +400,7 @@ def _tcp_server(
 
 
 def _tcp_client(
-    reactor: Any, host: str, port: str, *, timeout: str = "30", bind_address: str = ""
+    reactor: Reactor, host: str, port: str, *, timeout: str = "30", bind_address: str = ""
 ) -> TCPClientEndpoint:
     if not host:
         raise ValueError("host must not be empty")
@@ -409,9 +422,11 @@ class WrappingClientFactory(ClientFactory):
     endpoints of every transport use this; set :attr:`connector` right after creating the connector.
     """
 
-    def __init__(self, wrapped: Any) -> None:
+    def __init__(self, wrapped: ProtocolFactory) -> None:
         self.wrapped = wrapped
-        self.connector: Connector | Any = None
+        # The connector the endpoint made (None until set). Any: the cancellers read its
+        # ``state`` and ``transport``, which our connectors have beyond the Connector contract.
+        self.connector: Any = None
         self._cancelled = False
         self.deferred: Deferred[Any] = Deferred(canceller=self._cancel)
 
@@ -421,11 +436,11 @@ class WrappingClientFactory(ClientFactory):
     def do_stop(self) -> None:
         self.wrapped.do_stop()
 
-    def build_protocol(self, addr: Any) -> Protocol | None:
+    def build_protocol(self, addr: Address) -> Protocol | None:
         protocol = self.wrapped.build_protocol(addr)
         return None if protocol is None else _WrappingProtocol(self.deferred, protocol)
 
-    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
+    def client_connection_failed(self, connector: Connector, reason: Failure) -> None:
         if not self._cancelled and not self.deferred.called:
             self.deferred.errback(reason)
 
@@ -440,7 +455,7 @@ class WrappingClientFactory(ClientFactory):
 class _WrappingProtocol(Protocol):
     """Forwards everything to the wrapped protocol; fires the Deferred after connection_made."""
 
-    def __init__(self, deferred: Deferred[Any], wrapped: Any) -> None:
+    def __init__(self, deferred: Deferred[Any], wrapped: StreamProtocol) -> None:
         self._deferred = deferred
         self.wrapped = wrapped
         if hasattr(wrapped, "get_buffer") and hasattr(wrapped, "buffer_updated"):
@@ -449,7 +464,7 @@ class _WrappingProtocol(Protocol):
             self.get_buffer = wrapped.get_buffer
             self.buffer_updated = wrapped.buffer_updated
 
-    def make_connection(self, transport: Any) -> None:
+    def make_connection(self, transport: Transport) -> None:
         self.transport = transport
         self.connected = True
         try:

@@ -1,27 +1,50 @@
-"""The contracts of the networking layer, as zope.interface interfaces.
+"""The contracts of the networking layer, declared as zope.interface interfaces.
 
 Small interfaces, so code asks only for what it uses (a protocol that needs a clock asks for
-:class:`IReactorTime`, not for a whole reactor). Tests check every implementation with
-``zope.interface.verify.verifyObject``.
+:class:`IReactorTime`, not for a whole reactor). Implementations declare them with
+``@implementer``, and tests check every implementation with ``zope.interface.verify.verifyObject``.
+
+**The full contract of each method is in** :mod:`net.contracts`, whose ``typing.Protocol``
+classes mirror these one for one (``IFoo`` -> ``net.contracts.Foo``; ``IProtocol`` ->
+``StreamProtocol``, ``IBufferedProtocol`` -> ``BufferedStreamProtocol``), with signatures mypy
+checks: what happens after close, at end of stream, on a second call, on cancellation. Here each
+method keeps a one-line summary. ``tests/test_contracts.py`` fails if an interface and its
+mirror stop naming the same methods and attributes.
 """
 
 # zope.interface declares methods without ``self`` and with docstring-only bodies; mypy reads
 # them as ordinary methods and reports [misc] "must have at least one argument" and [empty-body].
-# Implementations use @implementer (no subclassing), so mypy never checks them against these
-# declarations; the annotations below are documentation. Objects that merely *provide* an interface
-# (factories, protocols, transports, producers) are typed ``Any`` for the same reason.
+# mypy never checks implementations against these declarations (they use @implementer, no
+# subclassing): the annotations here are documentation; net.contracts has the checked ones.
 # mypy: disable-error-code="misc, empty-body"
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from .address import Address
+    from .contracts import (
+        CallHandle,
+        ClientProtocolFactory,
+        Connector,
+        DatagramHandler,
+        DatagramTransport,
+        DelayedCall,
+        ListeningPort,
+        ProcessHandler,
+        ProcessTransport,
+        ProtocolFactory,
+        PullProducer,
+        PushProducer,
+        StreamProtocol,
+        Transport,
+    )
     from .defer import Deferred, Failure
+    from .process import ChildFD, ProcessAddress
 
 __all__ = [
     "IDelayedCall",
@@ -30,6 +53,10 @@ __all__ = [
     "IReactorFDSet",
     "IReactorThreads",
     "IReactorTCP",
+    "IReactorUNIX",
+    "IReactorUDP",
+    "IReactorUNIXDatagram",
+    "IReactorProcess",
     "IListeningPort",
     "IConnector",
     "IProducer",
@@ -43,11 +70,13 @@ __all__ = [
     "IProtocolFactory",
     "IStreamServerEndpoint",
     "IStreamClientEndpoint",
+    "IDatagramTransport",
+    "IProcessTransport",
 ]
 
 
 class IDelayedCall(Interface):
-    """A call scheduled with :meth:`IReactorTime.call_later`."""
+    """A call scheduled with :meth:`IReactorTime.call_later`. Contract: :class:`net.contracts.DelayedCall`."""
 
     time = Attribute("The reactor time (seconds()) at which the call will run.")
 
@@ -65,27 +94,28 @@ class IDelayedCall(Interface):
 
 
 class IReactorTime(Interface):
+    """The clock and timed calls. Contract: :class:`net.contracts.ReactorTime`."""
+
     def seconds() -> float:
         """The reactor's monotonic clock, in seconds."""
 
-    def call_later(delay: float, f: Callable[..., object], *args: Any, **kwargs: Any) -> IDelayedCall:
-        """Run ``f(*args, **kwargs)`` from the loop after ``delay`` seconds (0 = next iteration).
+    def call_later(delay: float, f: Callable[..., object], *args: Any, **kwargs: Any) -> DelayedCall:
+        """Run ``f(*args, **kwargs)`` from the loop after ``delay`` seconds (0 = next round)."""
 
-        Calls due at the same time run in the order they were scheduled.
-        """
+    def call_soon(f: Callable[..., object], *args: Any, **kwargs: Any) -> CallHandle:
+        """Run ``f(*args, **kwargs)`` from the loop once the current callback has returned (FIFO)."""
 
 
 class IReactorCore(Interface):
+    """Running and stopping the loop. Contract: :class:`net.contracts.ReactorCore`."""
+
     running = Attribute("True while run() is looping (after startup, until shutdown completes).")
 
     def run() -> None:
         """Fire startup triggers, then loop until :meth:`stop`. Raises ``ReactorAlreadyRunning``."""
 
     def stop() -> None:
-        """Fire shutdown triggers (``before`` ones may return Deferreds), then leave :meth:`run`.
-
-        Raises ``ReactorNotRunning`` if not running.
-        """
+        """Fire shutdown triggers, then leave :meth:`run`. Raises ``ReactorNotRunning``."""
 
     def call_when_running(f: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         """Run ``f`` once the reactor runs (now, if it already does)."""
@@ -93,18 +123,14 @@ class IReactorCore(Interface):
     def add_system_event_trigger(
         phase: str, event: str, f: Callable[..., object], *args: Any, **kwargs: Any
     ) -> object:
-        """Run ``f`` at ``phase`` ("before", "during", "after") of ``event`` ("startup", "shutdown").
-
-        A ``before`` trigger may return a Deferred; the ``during`` phase waits for it.
-        Returns an id for :meth:`remove_system_event_trigger`.
-        """
+        """Run ``f`` at ``phase`` ("before", "during", "after") of ``event`` ("startup", "shutdown")."""
 
     def remove_system_event_trigger(trigger_id: object) -> None:
         """Forget a trigger added with :meth:`add_system_event_trigger`."""
 
 
 class IReactorFDSet(Interface):
-    """Readiness notifications for file descriptors; transports are built on this."""
+    """Readiness callbacks for file descriptors. Contract: :class:`net.contracts.ReactorFDSet`."""
 
     def add_reader(fd: int, callback: Callable[[], object]) -> None:
         """Call ``callback()`` from the loop whenever ``fd`` is readable. Replaces an earlier one."""
@@ -120,6 +146,8 @@ class IReactorFDSet(Interface):
 
 
 class IReactorThreads(Interface):
+    """The thread pool and the way back in. Contract: :class:`net.contracts.ReactorThreads`."""
+
     def call_in_thread(f: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         """Run ``f`` in the reactor's bounded thread pool; exceptions are logged."""
 
@@ -134,18 +162,19 @@ class IReactorThreads(Interface):
 
 
 class IListeningPort(Interface):
+    """A bound, accepting socket. Contract: :class:`net.contracts.ListeningPort`."""
+
     def get_host() -> Address:
         """The address actually bound (port 0 resolves to the real port)."""
 
     def stop_listening() -> Deferred[None]:
-        """Close the listening socket; return a Deferred that fires once it is closed.
-
-        Established connections are not affected.
-        """
+        """Close the listening socket; the Deferred fires once it is closed. Idempotent."""
 
 
 class IConnector(Interface):
-    """A client connection attempt, which a ReconnectingClientFactory can retry."""
+    """A client connection attempt, restartable. Contract: :class:`net.contracts.Connector`."""
+
+    reactor = Attribute("The reactor it connects on (an IReactorTime at least: retries are timed on it).")
 
     def connect() -> None:
         """Start (or restart) connecting."""
@@ -161,38 +190,67 @@ class IConnector(Interface):
 
 
 class IReactorTCP(Interface):
-    def listen_tcp(port: int, factory: Any, backlog: int | None = None, interface: str = "") -> Any:
-        """Listen on ``interface:port``; return an :class:`IListeningPort`.
+    """TCP. Contract: :class:`net.contracts.ReactorTCP` (and :class:`net.contracts.Reactor` for our caps)."""
 
-        ``backlog`` is the listen queue length; None means the OS maximum (Linux:
-        ``net.core.somaxconn``, else ``socket.SOMAXCONN``), so a burst of connects is queued
-        rather than dropped (a dropped SYN costs the client a 1 s retransmit).
+    def listen_tcp(port: int, factory: ProtocolFactory, backlog: int | None = None,
+                   interface: str = "") -> ListeningPort:
+        """Listen on ``interface:port``; return an :class:`IListeningPort`. Raises ``CannotListenError``."""
 
-        ``net.tcp.listen_tcp`` (and the ``tcp:`` endpoint, as ``max_connections=N`` and
-        ``max_connections_per_host=N``) also takes the keyword-only caps ``max_connections``
-        (open connections of the port in total) and ``max_connections_per_host`` (per peer IP
-        address, IPv6 per /64); a connection beyond a cap is accepted and closed at once, with a
-        rate-limited WARNING. None (the default) is no cap. See docs/SECURITY.md, "Connections".
+    def connect_tcp(host: str, port: int, factory: ClientProtocolFactory, timeout: float | None = 30,
+                    bind_address: tuple[str, int] | None = None) -> Connector:
+        """Connect to ``host:port`` with a ClientFactory; return an :class:`IConnector`."""
 
-        Raises ``CannotListenError``.
-        """
 
-    def connect_tcp(
-        host: str, port: int, factory: Any, timeout: float = 30, bind_address: tuple[str, int] | None = None
-    ) -> Any:
-        """Connect to ``host:port`` with a ClientFactory; return an :class:`IConnector`.
+class IReactorUNIX(Interface):
+    """Unix stream sockets. Contract: :class:`net.contracts.ReactorUNIX`."""
 
-        Failure is reported to ``factory.client_connection_failed(connector, reason)``.
-        """
+    def listen_unix(path: str, factory: ProtocolFactory, mode: int = 0o660, backlog: int = 50, *,
+                    max_connections: int | None = None) -> ListeningPort:
+        """Listen at ``path`` (``@name``: abstract); return an :class:`IListeningPort`."""
+
+    def connect_unix(path: str, factory: ClientProtocolFactory, timeout: float | None = 30) -> Connector:
+        """Connect to ``path`` with a ClientFactory; return an :class:`IConnector`."""
+
+
+class IReactorUDP(Interface):
+    """UDP. Contract: :class:`net.contracts.ReactorUDP`."""
+
+    def listen_udp(port: int, protocol: DatagramHandler, interface: str = "", max_packet_size: int = 65535,
+                   listen_multiple: bool = False) -> DatagramTransport:
+        """Bind a UDP socket for ``protocol``; return an :class:`IDatagramTransport`."""
+
+
+class IReactorUNIXDatagram(Interface):
+    """Unix datagram sockets. Contract: :class:`net.contracts.ReactorUNIXDatagram`."""
+
+    def listen_unix_datagram(path: str, protocol: DatagramHandler, mode: int = 0o660,
+                             max_packet_size: int = 65535) -> DatagramTransport:
+        """Bind a Unix datagram socket at ``path``; return an :class:`IDatagramTransport`."""
+
+    def connect_unix_datagram(path: str | None, protocol: DatagramHandler,
+                              max_packet_size: int = 65535) -> DatagramTransport:
+        """An autobound Unix datagram socket, connected to ``path`` unless None."""
+
+
+class IReactorProcess(Interface):
+    """Child processes. Contract: :class:`net.contracts.ReactorProcess`."""
+
+    def spawn_process(process_protocol: ProcessHandler, executable: str, args: Sequence[Any],
+                      env: Mapping[Any, Any] | None = None, path: str | None = None, uid: int | None = None,
+                      gid: int | None = None, use_pty: bool = False,
+                      child_fds: Mapping[int, ChildFD] | None = None) -> ProcessTransport:
+        """Start a child process wired to ``process_protocol``; return an :class:`IProcessTransport`."""
 
 
 class IProducer(Interface):
+    """Contract: :class:`net.contracts.Producer`."""
+
     def stop_producing() -> None:
         """Stop for good: the consumer is going away."""
 
 
 class IPushProducer(IProducer):
-    """Produces on its own until told to pause (a socket being read, say)."""
+    """Produces on its own until told to pause. Contract: :class:`net.contracts.PushProducer`."""
 
     def pause_producing() -> None:
         """Stop producing until :meth:`resume_producing`. Idempotent."""
@@ -202,18 +260,17 @@ class IPushProducer(IProducer):
 
 
 class IPullProducer(IProducer):
-    """Produces one chunk each time it is asked (a file being sent, say)."""
+    """Produces one chunk each time it is asked. Contract: :class:`net.contracts.PullProducer`."""
 
     def resume_producing() -> None:
         """Write one chunk to the consumer now."""
 
 
 class IConsumer(Interface):
-    def register_producer(producer: Any, streaming: bool) -> None:
-        """Attach a producer. ``streaming`` True: push producer, paused above the high-water mark
-        and resumed below the low-water mark. False: pull producer, asked for more each time the
-        buffer drains. Raises RuntimeError if one is already registered.
-        """
+    """Contract: :class:`net.contracts.Consumer`."""
+
+    def register_producer(producer: PushProducer | PullProducer, streaming: bool) -> None:
+        """Attach a producer (streaming: push; else pull). RuntimeError if one is registered."""
 
     def unregister_producer() -> None:
         """Detach the producer."""
@@ -223,7 +280,7 @@ class IConsumer(Interface):
 
 
 class ITransport(IConsumer, IPushProducer):
-    """A bidirectional byte stream. Writes are buffered and never block or raise for I/O."""
+    """A bidirectional byte stream. Contract: :class:`net.contracts.Transport`."""
 
     def write(data: bytes) -> None:
         """Queue ``data``; ignored once the connection is closing or closed."""
@@ -232,55 +289,24 @@ class ITransport(IConsumer, IPushProducer):
         """Queue each bytes object of ``seq``."""
 
     def lose_connection(reason: BaseException | None = None) -> None:
-        """Close after everything written so far is sent. Idempotent.
-
-        ``connection_lost`` receives ``reason`` if given, else ``ConnectionDone``.
-        """
+        """Close after everything written so far is sent. Idempotent."""
 
     def abort_connection(reason: BaseException | None = None) -> None:
-        """Close now, dropping unsent data. ``connection_lost`` gets ``reason`` or ConnectionLost."""
+        """Close now, dropping unsent data."""
 
     def can_write_eof() -> bool:
-        """True if this transport can close its sending side alone (:meth:`write_eof`).
-
-        True for stream sockets (TCP, Unix) and the in-memory transports; False for TLS, which
-        has no half-close. The answer does not change during a connection's life.
-        """
+        """True if this transport can close its sending side alone (:meth:`write_eof`)."""
 
     def write_eof() -> None:
-        """Half-close: shut the sending side down once everything written so far is sent.
-
-        Receiving goes on: ``data_received`` and then ``eof_received`` still arrive. The peer's
-        protocol gets ``eof_received()`` after the last byte (and keeps its connection open for
-        writing if that returns True). ``is_closing()`` stays False. Once the peer's end of
-        stream has arrived too (before or after this call), nothing is left open and the
-        connection closes, after flushing, with ``ConnectionDone``.
-
-        Idempotent; a no-op once the connection is closing or closed. A registered producer is
-        not asked for more afterwards (unregister it first; it gets ``stop_producing()`` when the
-        connection closes).
-
-        Raises:
-            NotImplementedError: the transport has no half-close (``can_write_eof()`` is False);
-                nothing changed, the connection is still open both ways.
-
-        Afterwards :meth:`write` and :meth:`writelines` with data raise ``RuntimeError``: the
-        sending side is gone, the caller wrote too late.
-        """
+        """Half-close: shut the sending side down once everything written so far is sent."""
 
     def is_closing() -> bool:
-        """True once :meth:`lose_connection` or :meth:`abort_connection` was called, or the
-        connection is closed; False while it is open. asyncio's name.
+        """True once closing or closed; False while open. asyncio's name."""
 
-        How a protocol learns, through the contract rather than a transport's attributes, that
-        what it still receives will not be answered: a framer stops delivering messages then, the
-        same over TCP, TLS and the in-memory transports.
-        """
-
-    def get_peer() -> Address:
+    def get_peer() -> object:
         """The remote address."""
 
-    def get_host() -> Address:
+    def get_host() -> object:
         """The local address."""
 
     def pause_reading() -> None:
@@ -297,6 +323,8 @@ class ITransport(IConsumer, IPushProducer):
 
 
 class ITCPTransport(ITransport):
+    """Contract: :class:`net.contracts.TCPTransport`."""
+
     def set_tcp_nodelay(enabled: bool) -> None:
         """Disable (True) or enable Nagle's algorithm."""
 
@@ -305,10 +333,12 @@ class ITCPTransport(ITransport):
 
 
 class IProtocol(Interface):
-    def make_connection(transport: Any) -> None:
+    """What a stream transport calls. Contract: :class:`net.contracts.StreamProtocol`."""
+
+    def make_connection(transport: Transport) -> None:
         """Attach the transport and call :meth:`connection_made`."""
 
-    def connection_made(transport: Any) -> None:
+    def connection_made(transport: Transport) -> None:
         """The connection is up; ``transport`` is ready for writes."""
 
     def data_received(data: bytes) -> None:
@@ -322,31 +352,19 @@ class IProtocol(Interface):
 
 
 class IBufferedProtocol(IProtocol):
-    """Optional: a protocol that lends the transport its own buffer to receive into.
-
-    asyncio's BufferedProtocol shape. Stream transports of :mod:`net.tcp` check for
-    ``get_buffer`` on each read and then use ``recv_into`` on the lent buffer instead of
-    ``recv`` + ``data_received``, which saves a fresh bytes object (and a copy) per read: what
-    matters for big messages. ``data_received`` must still work, for transports that do not
-    lend (TLS, the in-memory test transports) and for wrappers.
-    """
+    """A protocol that lends the transport its buffer. Contract: :class:`net.contracts.BufferedStreamProtocol`."""
 
     def get_buffer(sizehint: int) -> Any:
-        """A writable buffer (e.g. a memoryview of spare capacity), non-empty.
-
-        ``sizehint`` is the number of bytes the transport would like room for, or -1 for any.
-        The transport writes into it once and then calls :meth:`buffer_updated`.
-        """
+        """A writable buffer (e.g. a memoryview of spare capacity), non-empty."""
 
     def buffer_updated(nbytes: int) -> None:
-        """``nbytes`` bytes were written at the start of the last buffer lent.
-
-        The transport drops the buffer before this call; the protocol may move or replace it.
-        """
+        """``nbytes`` bytes were written at the start of the last buffer lent."""
 
 
 class IProtocolFactory(Interface):
-    def build_protocol(addr: Address) -> Any:
+    """Contract: :class:`net.contracts.ProtocolFactory` (a connector's: ``ClientProtocolFactory``)."""
+
+    def build_protocol(addr: Address) -> StreamProtocol | None:
         """Return a protocol for a new connection from/to ``addr``, or None to refuse it."""
 
     def do_start() -> None:
@@ -357,10 +375,63 @@ class IProtocolFactory(Interface):
 
 
 class IStreamServerEndpoint(Interface):
-    def listen(factory: Any) -> Deferred[Any]:
+    """Contract: :class:`net.contracts.StreamServerEndpoint`."""
+
+    def listen(factory: ProtocolFactory) -> Deferred[ListeningPort]:
         """Return a Deferred firing with an :class:`IListeningPort`."""
 
 
 class IStreamClientEndpoint(Interface):
-    def connect(factory: Any) -> Deferred[Any]:
+    """Contract: :class:`net.contracts.StreamClientEndpoint`."""
+
+    def connect(factory: ProtocolFactory) -> Deferred[Any]:
         """Return a Deferred firing with the connected protocol, or failing with a ConnectError."""
+
+
+class IDatagramTransport(IListeningPort):
+    """A bound datagram socket, port and transport in one. Contract: :class:`net.contracts.DatagramTransport`."""
+
+    def write(data: bytes, addr: Any = None) -> None:
+        """Send one datagram to ``addr`` (or the connected peer). RuntimeError once closing."""
+
+    def get_peer() -> Address | None:
+        """The connected peer's address; None while unconnected."""
+
+    def get_write_buffer_size() -> int:
+        """Bytes of datagrams waiting for the kernel."""
+
+    def pause_reading() -> None:
+        """Stop reading (the kernel buffers, then drops)."""
+
+    def resume_reading() -> None:
+        """Read again."""
+
+    def lose_connection() -> None:
+        """:meth:`stop_listening` without the Deferred."""
+
+    def is_closing() -> bool:
+        """True once closing or closed."""
+
+
+class IProcessTransport(ITransport):
+    """A running child process. Contract: :class:`net.contracts.ProcessTransport`."""
+
+    pid = Attribute("The child's process id.")
+
+    def signal_process(sig: str | int) -> None:
+        """Send ``sig`` to the child. Raises ``ProcessExitedAlready`` once it has been reaped."""
+
+    def write_to_child(child_fd: int, data: bytes) -> None:
+        """Queue ``data`` for the child's fd ``child_fd`` (a ``"w"`` pipe)."""
+
+    def close_stdin() -> None:
+        """Close the child's stdin once flushed (on a pty: send ^D)."""
+
+    def close_child_fd(child_fd: int) -> None:
+        """Close our end of the child's fd ``child_fd``."""
+
+    def get_host() -> ProcessAddress:
+        """The child's address (its pid)."""
+
+    def get_peer() -> ProcessAddress:
+        """The child's address (its pid)."""

@@ -49,15 +49,18 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Union
+from typing import TYPE_CHECKING, Any, NoReturn, Union
 
 from zope.interface import implementer
 
 from ._writebuffer import WriteBuffer, as_bytes_like
 from .defer import Deferred, Failure, fail
 from .error import ConnectionDone, ConnectionLost, NetError, ProcessDone, ProcessTerminated
-from .interfaces import ITransport
+from .interfaces import IProcessTransport
 from .protocol import ProcessProtocol
+
+if TYPE_CHECKING:
+    from . import contracts
 
 __all__ = [
     "spawn_process",
@@ -135,7 +138,7 @@ class ProcessAddress:
 # -- the pipes ---------------------------------------------------------------------------------
 
 
-def _call_soon(reactor: Any, f: Callable[..., object], *args: Any) -> None:
+def _call_soon(reactor: contracts.ReactorTime, f: Callable[..., object], *args: Any) -> None:
     """``reactor.call_soon``, except on a closed reactor (nothing will run there any more)."""
     try:
         reactor.call_soon(f, *args)
@@ -172,7 +175,7 @@ class PipeReader:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: contracts.ReactorIO,
         fd: int,
         on_data: Callable[[bytes], object],
         on_lost: Callable[[BaseException], object],
@@ -292,7 +295,7 @@ class PipeWriter:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: contracts.ReactorIO,
         fd: int,
         on_lost: Callable[[BaseException], object],
         *,
@@ -374,7 +377,7 @@ class PipeWriter:
 
     # -- producers -----------------------------------------------------------------------------
 
-    def register_producer(self, producer: Any, streaming: bool) -> None:
+    def register_producer(self, producer: contracts.PushProducer | contracts.PullProducer, streaming: bool) -> None:
         """Attach ``producer`` (RuntimeError if one is); stopped at once if we are closing."""
         if self._buffer.producer is None and (self.closed or self.closing):
             producer.stop_producing()
@@ -524,7 +527,7 @@ def _signal_number(sig: str | int) -> int:
                          "or a number") from None
 
 
-@implementer(ITransport)
+@implementer(IProcessTransport)
 class ProcessTransport:
     """A running child: its pid, its pipes, and a way to signal it.
 
@@ -535,7 +538,8 @@ class ProcessTransport:
     without bound. The transport stays usable between runs of a stopped reactor.
     """
 
-    def __init__(self, reactor: Any, protocol: Any, pid: int, executable: str, use_pty: bool) -> None:
+    def __init__(self, reactor: contracts.Reactor, protocol: contracts.ProcessHandler, pid: int, executable: str,
+                 use_pty: bool) -> None:
         self.reactor = reactor
         self.protocol = protocol
         self.pid = pid
@@ -767,8 +771,8 @@ class ProcessTransport:
         if writer is not None:
             writer.set_write_buffer_limits(high, low)
 
-    def register_producer(self, producer: Any, streaming: bool) -> None:
-        """Attach a producer feeding stdin; see :meth:`net.interfaces.IConsumer.register_producer`.
+    def register_producer(self, producer: contracts.PushProducer | contracts.PullProducer, streaming: bool) -> None:
+        """Attach a producer feeding stdin; see :meth:`net.contracts.Consumer.register_producer`.
 
         A producer registered once stdin is closed is stopped at once.
         """
@@ -1038,8 +1042,8 @@ def _exec_child(program: str, argv: list[Any], environment: dict[Any, Any], acti
 
 
 def spawn_process(
-    reactor: Any,
-    process_protocol: Any,
+    reactor: contracts.Reactor,
+    process_protocol: contracts.ProcessHandler,
     executable: str | bytes | os.PathLike[str],
     args: Sequence[Any] = (),
     env: Mapping[Any, Any] | None = None,
@@ -1145,7 +1149,7 @@ class _Collector(ProcessProtocol):
         self.overflowed: str | None = None
         self.ended: Deferred[ProcessDone | ProcessTerminated] = Deferred()
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: contracts.ProcessTransport) -> None:
         transport.close_stdin()  # these helpers give the child nothing to read
 
     def child_data_received(self, child_fd: int, data: bytes) -> None:
@@ -1173,7 +1177,7 @@ class _Collector(ProcessProtocol):
             pass
 
 
-def _collect(reactor: Any, executable: Any, args: Sequence[Any], env: Mapping[Any, Any] | None,
+def _collect(reactor: contracts.Reactor, executable: Any, args: Sequence[Any], env: Mapping[Any, Any] | None,
              path: str | None, keep_out: bool, keep_err: bool, max_output: int,
              finish: Callable[[_Collector, ProcessDone | ProcessTerminated], Any]) -> Deferred[Any]:
     if isinstance(args, (str, bytes)):
@@ -1202,7 +1206,7 @@ def _collect(reactor: Any, executable: Any, args: Sequence[Any], env: Mapping[An
 
 
 def get_process_output(
-    reactor: Any,
+    reactor: contracts.Reactor,
     executable: Any,
     args: Sequence[Any] = (),
     env: Mapping[Any, Any] | None = None,
@@ -1231,7 +1235,7 @@ def get_process_output(
 
 
 def get_process_value(
-    reactor: Any,
+    reactor: contracts.Reactor,
     executable: Any,
     args: Sequence[Any] = (),
     env: Mapping[Any, Any] | None = None,
@@ -1253,7 +1257,7 @@ def get_process_value(
 
 
 def get_process_output_and_value(
-    reactor: Any,
+    reactor: contracts.Reactor,
     executable: Any,
     args: Sequence[Any] = (),
     env: Mapping[Any, Any] | None = None,

@@ -16,6 +16,8 @@ from zope.interface import implementer
 from .interfaces import IProtocol, IProtocolFactory
 
 if TYPE_CHECKING:
+    from .address import Address
+    from .contracts import Connector, DatagramTransport, DelayedCall, ProcessTransport, Transport
     from .defer import Failure
 
 __all__ = [
@@ -31,15 +33,18 @@ class Protocol:
     """Override the callbacks you need; the defaults do nothing (and close on EOF)."""
 
     factory: Factory | None = None
+    # A contracts.Transport once connected, None before. Any, so that a subclass calls
+    # self.transport.write(...) without a None check at every use (and may narrow it: annotate
+    # ``transport: TCPTransport`` in the subclass to have its calls checked).
     transport: Any = None
     connected: bool = False
 
-    def make_connection(self, transport: Any) -> None:
+    def make_connection(self, transport: Transport) -> None:
         self.connected = True
         self.transport = transport
         self.connection_made(transport)
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         """The connection is up; ``self.transport`` is set."""
 
     def data_received(self, data: bytes) -> None:
@@ -85,7 +90,7 @@ class Factory:
     def stop_factory(self) -> None:
         """Tear down shared state after the last port or connector stopped using the factory."""
 
-    def build_protocol(self, addr: Any) -> Protocol | None:
+    def build_protocol(self, addr: Address) -> Protocol | None:
         if self.protocol is None:
             raise TypeError(f"{type(self).__name__}.protocol is not set; use Factory.for_protocol(P)")
         proto = self.protocol()
@@ -100,13 +105,13 @@ class ServerFactory(Factory):
 class ClientFactory(Factory):
     """A factory for outgoing connections, told when they fail or end."""
 
-    def start_connecting(self, connector: Any) -> None:
+    def start_connecting(self, connector: Connector) -> None:
         """A connection attempt is starting."""
 
-    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
+    def client_connection_failed(self, connector: Connector, reason: Failure) -> None:
         """The attempt failed; ``reason`` wraps a ConnectError subclass."""
 
-    def client_connection_lost(self, connector: Any, reason: Failure) -> None:
+    def client_connection_lost(self, connector: Connector, reason: Failure) -> None:
         """An established connection ended."""
 
 
@@ -128,8 +133,8 @@ class ReconnectingClientFactory(ClientFactory):
     delay: float = initial_delay
     retries: int = 0
     continue_trying: bool = True
-    connector: Any = None
-    _call: Any = None
+    connector: Connector | None = None
+    _call: DelayedCall | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A subclass setting initial_delay must start its back-off there, not at the base's 1.0.
@@ -137,17 +142,17 @@ class ReconnectingClientFactory(ClientFactory):
         if "initial_delay" in cls.__dict__ and "delay" not in cls.__dict__:
             cls.delay = cls.initial_delay
 
-    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
+    def client_connection_failed(self, connector: Connector, reason: Failure) -> None:
         if self.continue_trying:
             self.connector = connector
             self.retry()
 
-    def client_connection_lost(self, connector: Any, reason: Failure) -> None:
+    def client_connection_lost(self, connector: Connector, reason: Failure) -> None:
         if self.continue_trying:
             self.connector = connector
             self.retry()
 
-    def build_protocol(self, addr: Any) -> Protocol | None:
+    def build_protocol(self, addr: Address) -> Protocol | None:
         self.reset_delay()
         return super().build_protocol(addr)
 
@@ -159,7 +164,7 @@ class ReconnectingClientFactory(ClientFactory):
         self.delay = max(0.0, min(self.delay, self.max_delay))
         return self.delay
 
-    def retry(self, connector: Any = None) -> None:
+    def retry(self, connector: Connector | None = None) -> None:
         """Schedule another connection attempt after the next back-off delay."""
         if not self.continue_trying:
             return
@@ -174,7 +179,7 @@ class ReconnectingClientFactory(ClientFactory):
         log.info("Will retry %r in %.3g seconds", connector, delay)
         self._call = connector.reactor.call_later(delay, self._reconnect, connector)
 
-    def _reconnect(self, connector: Any) -> None:
+    def _reconnect(self, connector: Connector) -> None:
         self._call = None
         connector.connect()
 
@@ -207,13 +212,13 @@ class ProcessProtocol:
     (exit code 0) or :class:`net.error.ProcessTerminated` (``exit_code`` or ``signal`` set).
     """
 
-    transport: Any = None
+    transport: Any = None  # a contracts.ProcessTransport once started; Any as Protocol.transport
 
-    def make_connection(self, transport: Any) -> None:
+    def make_connection(self, transport: ProcessTransport) -> None:
         self.transport = transport
         self.connection_made(transport)
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: ProcessTransport) -> None:
         """The child is started; ``transport.pid`` is set and ``transport.write`` feeds stdin."""
 
     def child_data_received(self, child_fd: int, data: bytes) -> None:
@@ -260,9 +265,9 @@ class DatagramProtocol:
     ``transport.write(data, addr)`` sends; on a connected transport ``write(data)``.
     """
 
-    transport: Any = None
+    transport: Any = None  # a contracts.DatagramTransport once bound; Any as Protocol.transport
 
-    def make_connection(self, transport: Any) -> None:
+    def make_connection(self, transport: DatagramTransport) -> None:
         self.transport = transport
         self.start_protocol()
 

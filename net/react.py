@@ -53,10 +53,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .defer import Deferred, Failure, maybe_deferred
 from .error import ReactorNotRunning
+
+if TYPE_CHECKING:
+    from ._reactorbase import ReactorBase
+    from .contracts import ReactorCore
 
 __all__ = ["react", "EXIT_SIGINT", "EXIT_SIGTERM"]
 
@@ -74,7 +78,7 @@ def react(
     main: Callable[..., Any],
     argv: Sequence[Any] | None = None,
     *,
-    reactor: Any = None,
+    reactor: ReactorBase | None = None,
 ) -> NoReturn:
     """Run ``main(reactor, *argv)`` on a new reactor until its result is known; exit with it.
 
@@ -98,7 +102,7 @@ def react(
     raise SystemExit(code)
 
 
-def _run(reactor: Any, main: Callable[..., Any], args: list[Any]) -> int | str | None:
+def _run(reactor: ReactorCore, main: Callable[..., Any], args: list[Any]) -> int | str | None:
     outcome: list[Any] = []  # main's result or Failure, if it came before the shutdown began
     signals: list[int] = []  # the shutdown signals received while running, in order
     verdict: list[Any] = []  # what the shutdown found: ("result", x) | ("signal", n) | ("stopped",)

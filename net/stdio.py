@@ -29,7 +29,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
@@ -37,6 +37,9 @@ from .defer import Failure
 from .error import ConnectionDone, ConnectionLost
 from .interfaces import ITransport
 from .process import PipeReader, PipeWriter
+
+if TYPE_CHECKING:
+    from .contracts import PullProducer, PushProducer, ReactorIO, StreamProtocol
 
 __all__ = ["StandardIO", "PipeAddress"]
 
@@ -58,7 +61,8 @@ class StandardIO:
     is required (net has no global reactor); it is keyword-compatible with Twisted's signature.
     """
 
-    def __init__(self, protocol: Any, stdin: int = 0, stdout: int = 1, reactor: Any = None) -> None:
+    def __init__(self, protocol: StreamProtocol, stdin: int = 0, stdout: int = 1,
+                 reactor: ReactorIO | None = None) -> None:
         if reactor is None:
             raise TypeError("StandardIO needs the reactor: StandardIO(protocol, reactor=reactor) "
                             "(net has no global reactor)")
@@ -136,7 +140,7 @@ class StandardIO:
         if self._writer is not None:
             self._writer.set_write_buffer_limits(high, low)
 
-    def register_producer(self, producer: Any, streaming: bool) -> None:
+    def register_producer(self, producer: PushProducer | PullProducer, streaming: bool) -> None:
         """Attach a producer feeding stdout (paused above the high-water mark, as on TCP)."""
         if self._writer is None or self.disconnecting:
             producer.stop_producing()

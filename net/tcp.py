@@ -37,6 +37,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from zope.interface import implementer
@@ -49,6 +50,16 @@ from .interfaces import IListeningPort, ITCPTransport, ITransport
 
 if TYPE_CHECKING:
     from .connector import Connector as Connector
+    from .contracts import (
+        ClientProtocolFactory,
+        DelayedCall,
+        ProtocolFactory,
+        PullProducer,
+        PushProducer,
+        Reactor,
+        ReactorIO,
+        StreamProtocol,
+    )
     from .defer import Deferred
 
 __all__ = [
@@ -98,8 +109,8 @@ class Connection:
     def __init__(
         self,
         sock: socket.socket,
-        protocol: Any,
-        reactor: Any,
+        protocol: StreamProtocol,
+        reactor: ReactorIO,
         *,
         peer: Address | None = None,
         kind: str = "TCP",
@@ -180,7 +191,7 @@ class Connection:
         if buffer.streaming:
             buffer.pause_producer_if_full()
 
-    def writelines(self, seq: Any) -> None:
+    def writelines(self, seq: Iterable[bytes]) -> None:
         """Write each bytes-like object of ``seq``; they leave together (one ``sendmsg()``)."""
         if self.disconnecting or self.disconnected:
             return
@@ -327,7 +338,7 @@ class Connection:
 
     # -- IConsumer -----------------------------------------------------------------------------
 
-    def register_producer(self, producer: Any, streaming: bool) -> None:
+    def register_producer(self, producer: PushProducer | PullProducer, streaming: bool) -> None:
         """Attach ``producer``: streaming ones are paused/resumed at the water marks, pull ones are
         asked for a chunk now and each time the buffer drains. RuntimeError if one is registered."""
         buffer = self._buffer
@@ -369,7 +380,7 @@ class Connection:
             log.exception("%r: data_received failed; closing", self.protocol)
             self._close(exc)
 
-    def _read_into(self, protocol: Any, get_buffer: Any) -> None:
+    def _read_into(self, protocol: StreamProtocol, get_buffer: Callable[[int], Any]) -> None:
         """One read for a buffered protocol: straight into the buffer it lends us."""
         try:
             buffer = get_buffer(-1)
@@ -396,7 +407,7 @@ class Connection:
             self._on_eof()
             return
         try:
-            protocol.buffer_updated(nbytes)
+            protocol.buffer_updated(nbytes)  # type: ignore[attr-defined]  # it lent: a BufferedStreamProtocol
         except Exception as exc:
             log.exception("%r: buffer_updated failed; closing", protocol)
             self._close(exc)
@@ -511,7 +522,7 @@ class Connection:
 class TCPConnection(Connection):
     """A TCP connection; Nagle's algorithm is off by default because RPC latency matters."""
 
-    def __init__(self, sock: socket.socket, protocol: Any, reactor: Any, **kwargs: Any) -> None:
+    def __init__(self, sock: socket.socket, protocol: StreamProtocol, reactor: ReactorIO, **kwargs: Any) -> None:
         super().__init__(sock, protocol, reactor, **kwargs)
         self.set_tcp_nodelay(True)
 
@@ -583,7 +594,7 @@ class _RefusalLog:
         self.hosts: dict[str, int] = {}
         self.total = 0
         self._since = 0.0
-        self._timer: Any = None
+        self._timer: DelayedCall | None = None
 
     def refused(self, message: str, *args: Any, host: str | None = None) -> None:
         self.total += 1
@@ -669,9 +680,9 @@ class Port:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorIO,
         port: int,
-        factory: Any,
+        factory: ProtocolFactory,
         backlog: int | None = None,
         interface: str = "",
         *,
@@ -689,7 +700,7 @@ class Port:
         self.socket: socket.socket | None = None
         self._fd = -1
         self._host: Address | None = None
-        self._retry_call: Any = None
+        self._retry_call: DelayedCall | None = None
         self._retry_delay: float | None = None  # the next pause; None: resource_retry_delay
         self._reserve = -1  # the reserve descriptor, -1 while not held
         self.connection_count = 0
@@ -922,9 +933,9 @@ class Port:
 
 
 def listen_tcp(
-    reactor: Any,
+    reactor: ReactorIO,
     port: int,
-    factory: Any,
+    factory: ProtocolFactory,
     backlog: int | None = None,
     interface: str = "",
     *,
@@ -947,10 +958,10 @@ def listen_tcp(
 
 
 def connect_tcp(
-    reactor: Any,
+    reactor: Reactor,
     host: str,
     port: int,
-    factory: Any,
+    factory: ClientProtocolFactory,
     timeout: float | None = 30,
     bind_address: tuple[str, int] | None = None,
 ) -> Connector:

@@ -34,7 +34,7 @@ above sees is the TCP connection to the proxy, so ``get_peer()`` is the proxy's 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol as TypingProtocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol, cast
 
 from zope.interface import implementer
 
@@ -46,6 +46,19 @@ from .httpconnect import ConnectHandshake
 from .interfaces import IStreamClientEndpoint
 from .protocol import Protocol
 from .socks import Socks4Handshake, Socks5Handshake
+
+if TYPE_CHECKING:
+    from .address import Address
+    from .contracts import (
+        ClientProtocolFactory,
+        Connector,
+        DelayedCall,
+        ProtocolFactory,
+        Reactor,
+        ReactorTime,
+        StreamProtocol,
+        Transport,
+    )
 
 __all__ = [
     "TunnelableEndpoint",
@@ -73,7 +86,7 @@ class TunnelableEndpoint(TypingProtocol):
     host: str
     port: int
 
-    def wrap(self, factory: Any) -> Any: ...
+    def wrap(self, factory: ClientProtocolFactory) -> ClientProtocolFactory: ...
 
 
 class TunnelHandshake(TypingProtocol):
@@ -129,7 +142,7 @@ KINDS: dict[str, tuple[frozenset[str], Callable[[str, int, dict[str, str], str],
 # -- the protocol and factory that run a handshake, then the inner layers ------------------------
 
 
-def _deliver(protocol: Any, data: bytes) -> None:
+def _deliver(protocol: StreamProtocol, data: bytes) -> None:
     """Hand ``data`` to ``protocol`` as the transport would: into its buffer if it lends one."""
     get_buffer = getattr(protocol, "get_buffer", None)
     buffer_updated = getattr(protocol, "buffer_updated", None)
@@ -157,6 +170,8 @@ class TunnelProtocol(Protocol):
     buffered inner protocol reads straight into its own buffer.
     """
 
+    # The inner protocol once the tunnel is open (a contracts.StreamProtocol), None before. Any:
+    # the paths that run only after the handshake need no None checks.
     inner: Any = None
 
     def __init__(self, factory: TunnelClientFactory, handshake: TunnelHandshake) -> None:
@@ -164,13 +179,13 @@ class TunnelProtocol(Protocol):
         self._tunnel_factory = factory
         self.handshake = handshake
         self._error: BaseException | None = None
-        self._timer: Any = None
+        self._timer: DelayedCall | None = None
 
     def __repr__(self) -> str:
         state = "open" if self.inner is not None else "failed" if self._error else "handshaking"
         return f"<TunnelProtocol {self.handshake.who} to {self.handshake.target} {state}>"
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         factory = self._tunnel_factory
         reactor = factory.reactor if factory.reactor is not None else getattr(transport, "reactor", None)
         if factory.timeout is not None and reactor is not None:
@@ -281,14 +296,14 @@ class TunnelClientFactory:
 
     def __init__(
         self,
-        wrapped: Any,
+        wrapped: ClientProtocolFactory,
         make_handshake: Callable[[], TunnelHandshake],
         target: tuple[str, int],
         *,
         kind: str,
         proxy: str,
         timeout: float | None = DEFAULT_TIMEOUT,
-        reactor: Any = None,
+        reactor: ReactorTime | None = None,
     ) -> None:
         self.wrapped = wrapped
         self.make_handshake = make_handshake
@@ -311,16 +326,16 @@ class TunnelClientFactory:
     def do_stop(self) -> None:
         self.wrapped.do_stop()
 
-    def build_protocol(self, addr: Any) -> TunnelProtocol:
+    def build_protocol(self, addr: Address) -> TunnelProtocol:
         return TunnelProtocol(self, self.make_handshake())
 
-    def start_connecting(self, connector: Any) -> None:
+    def start_connecting(self, connector: Connector) -> None:
         self.wrapped.start_connecting(connector)
 
-    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
+    def client_connection_failed(self, connector: Connector, reason: Failure) -> None:
         self.wrapped.client_connection_failed(connector, self._about_the_proxy(reason))
 
-    def client_connection_lost(self, connector: Any, reason: Failure) -> None:
+    def client_connection_lost(self, connector: Connector, reason: Failure) -> None:
         established, failure = self._outcome or (True, reason)
         self._outcome = None
         if established:
@@ -367,7 +382,7 @@ class TunnelClientEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         kind: str,
         proxy_host: str,
         proxy_port: int,
@@ -396,13 +411,13 @@ class TunnelClientEndpoint:
     def make_handshake(self) -> TunnelHandshake:
         return KINDS[self.kind][1](self.inner.host, self.inner.port, self.options, self.proxy)
 
-    def wrap(self, factory: Any) -> TunnelClientFactory:
+    def wrap(self, factory: ClientProtocolFactory) -> TunnelClientFactory:
         """This tunnel over a stream already connected to the proxy (so tunnels nest)."""
         return TunnelClientFactory(self.inner.wrap(factory), self.make_handshake,
                                    (self.inner.host, self.inner.port), kind=self.kind,
                                    proxy=self.proxy, timeout=self.timeout, reactor=self.reactor)
 
-    def connect(self, factory: Any) -> Deferred[Any]:
+    def connect(self, factory: ProtocolFactory) -> Deferred[Any]:
         """Fires with ``factory``'s protocol once the tunnel and the inner layers are up."""
         wrapper = _TunnelWrappingClientFactory(factory)
         wrapper.connector = self.reactor.connect_tcp(self.host, self.port, self.wrap(wrapper), self.timeout)
@@ -453,10 +468,10 @@ def _starts_option(text: str, start: int) -> bool:
     return False
 
 
-def _make_parser(kind: str) -> Callable[[Any, str], TunnelClientEndpoint]:
+def _make_parser(kind: str) -> Callable[[Reactor, str], TunnelClientEndpoint]:
     allowed = KINDS[kind][0]
 
-    def parse_tunnel(reactor: Any, rest: str) -> TunnelClientEndpoint:
+    def parse_tunnel(reactor: Reactor, rest: str) -> TunnelClientEndpoint:
         head, inner_spec = _split_inner(rest)
         _, args, options = parse(f"{kind}:{head}")
         if len(args) != 2:
@@ -481,7 +496,8 @@ def _make_parser(kind: str) -> Callable[[Any, str], TunnelClientEndpoint]:
         if not all(hasattr(inner, name) for name in ("host", "port", "wrap")):
             raise ValueError(f"the inner endpoint {inner_spec!r} cannot run through a tunnel "
                              "(tunnels carry tcp:, tls: and other tunnels)")
-        return TunnelClientEndpoint(reactor, kind, proxy_host, port, inner, options, timeout)
+        return TunnelClientEndpoint(reactor, kind, proxy_host, port, cast("TunnelableEndpoint", inner),
+                                    options, timeout)
 
     return parse_tunnel
 

@@ -53,14 +53,17 @@ import stat
 import struct
 import sys
 from collections import deque
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from zope.interface import implementer
 
 from .address import Address, IPv4Address, IPv6Address, UNIXAddress, unix_address
 from .defer import Deferred, succeed
 from .error import CannotListenError, ConnectError, ConnectionRefusedError, NetError
-from .interfaces import IListeningPort
+from .interfaces import IDatagramTransport
+
+if TYPE_CHECKING:
+    from .contracts import DatagramHandler, DelayedCall, ReactorIO
 
 __all__ = [
     "DatagramTransport",
@@ -137,7 +140,7 @@ def _check_max_packet_size(size: int) -> int:
     return size
 
 
-@implementer(IListeningPort)
+@implementer(IDatagramTransport)
 class DatagramTransport:
     """What UDP and Unix datagram sockets share: the read loop, the send queue and closing.
 
@@ -170,7 +173,7 @@ class DatagramTransport:
     retry_max_delay: float = 0.1
     """Longest wait after a writable event on which the kernel took nothing (see the module doc)."""
 
-    def __init__(self, reactor: Any, sock: socket.socket, protocol: Any,
+    def __init__(self, reactor: ReactorIO, sock: socket.socket, protocol: DatagramHandler,
                  max_packet_size: int = DEFAULT_MAX_PACKET_SIZE) -> None:
         self.reactor = reactor
         self.socket = sock
@@ -189,9 +192,9 @@ class DatagramTransport:
         self._reading = False
         self._writing = False
         self._read_paused = False
-        self._retry_call: Any = None
+        self._retry_call: DelayedCall | None = None
         self._retry_delay = 0.0
-        self._drain_call: Any = None
+        self._drain_call: DelayedCall | None = None
 
     def __repr__(self) -> str:
         peer = f" -> {self._peer_addr}" if self._peer is not None else ""
@@ -709,9 +712,9 @@ class DatagramPort(DatagramTransport):
 
 
 def listen_udp(
-    reactor: Any,
+    reactor: ReactorIO,
     port: int,
-    protocol: Any,
+    protocol: DatagramHandler,
     interface: str = "",
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
     *,
@@ -779,7 +782,7 @@ class UnixDatagramPort(DatagramTransport):
     ``datagram_received`` for a sender that is not bound (it cannot be answered).
     """
 
-    def __init__(self, reactor: Any, sock: socket.socket, protocol: Any,
+    def __init__(self, reactor: ReactorIO, sock: socket.socket, protocol: DatagramHandler,
                  max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, *, owned_file: tuple[str, int, int] | None = None
                  ) -> None:
         super().__init__(reactor, sock, protocol, max_packet_size)
@@ -878,9 +881,9 @@ def _remove_stale_socket(path: str) -> None:
 
 
 def listen_unix_datagram(
-    reactor: Any,
+    reactor: ReactorIO,
     path: str,
-    protocol: Any,
+    protocol: DatagramHandler,
     mode: int = 0o660,
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
 ) -> UnixDatagramPort:
@@ -921,9 +924,9 @@ def listen_unix_datagram(
 
 
 def connect_unix_datagram(
-    reactor: Any,
+    reactor: ReactorIO,
     path: str | None,
-    protocol: Any,
+    protocol: DatagramHandler,
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
 ) -> UnixDatagramPort:
     """A client socket, autobound to an abstract name the kernel picks (so replies can reach

@@ -54,6 +54,19 @@ from .tcp import Connection, Port
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from OpenSSL import SSL
+
+    from .contracts import (
+        ClientProtocolFactory,
+        DelayedCall,
+        ListeningPort,
+        ProtocolFactory,
+        Reactor,
+        ReactorIO,
+        StreamProtocol,
+    )
+    from .protocol import Protocol
+
 __all__ = [
     "MAX_FDS_PER_MESSAGE",
     "PeerCredentials",
@@ -94,13 +107,15 @@ class PeerCredentials(NamedTuple):
 
 
 class IUNIXTransport(ITransport):
-    """A Unix stream transport: an ITransport that knows its peer and carries descriptors."""
+    """A Unix stream transport: an ITransport that knows its peer and carries descriptors.
+
+    Contract: :class:`net.contracts.UNIXTransport`."""
 
     # zope declares methods without self (see net/interfaces.py); mypy reads them as broken methods.
     def get_peer_credentials() -> PeerCredentials:  # type: ignore[misc, empty-body]
         """The peer's pid, uid and gid (``SO_PEERCRED``); NotImplementedError off Linux."""
 
-    def send_fds(fds: Sequence[int], data: bytes = b"\0") -> None:  # type: ignore[misc]
+    def send_fds(fds: Sequence[int], data: bytes = b"\0") -> None:
         """Send duplicates of ``fds`` with ``data`` (non-empty), in order with other writes."""
 
 
@@ -164,7 +179,7 @@ class UnixConnection(Connection):
     ordinary traffic pays nothing for the feature.
     """
 
-    def __init__(self, sock: socket.socket, protocol: Any, reactor: Any, **kwargs: Any) -> None:
+    def __init__(self, sock: socket.socket, protocol: StreamProtocol, reactor: ReactorIO, **kwargs: Any) -> None:
         kwargs["kind"] = "UNIX"
         super().__init__(sock, protocol, reactor, **kwargs)
         self._credentials: PeerCredentials | None = None
@@ -330,7 +345,7 @@ class UnixConnection(Connection):
             if get_buffer is None:
                 protocol.data_received(data)
             else:
-                protocol.buffer_updated(nbytes)
+                protocol.buffer_updated(nbytes)  # type: ignore[attr-defined]  # it lent: a BufferedStreamProtocol
         except Exception as exc:
             log.exception("%r: data_received failed; closing", protocol)
             self._close(exc)
@@ -361,9 +376,9 @@ class UnixPort(Port):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorIO,
         path: str,
-        factory: Any,
+        factory: ProtocolFactory,
         mode: int = 0o660,
         backlog: int = 50,
         *,
@@ -549,7 +564,8 @@ class UnixConnector:
 
     transport_class: type[UnixConnection] = UnixConnection
 
-    def __init__(self, reactor: Any, path: str, factory: Any, timeout: float | None = 30) -> None:
+    def __init__(self, reactor: ReactorIO, path: str, factory: ClientProtocolFactory,
+                 timeout: float | None = 30) -> None:
         if not hasattr(factory, "client_connection_failed"):
             raise TypeError(
                 f"connect_unix needs a ClientFactory, got {factory!r}; for a plain Factory use "
@@ -563,8 +579,8 @@ class UnixConnector:
         self.busy_retries = 0
         """Attempts repeated because the listener's queue was full (EAGAIN), over all attempts."""
         self._factory_started = False
-        self._call: Any = None  # the next step of the attempt
-        self._timeout_call: Any = None
+        self._call: DelayedCall | None = None  # the next step of the attempt
+        self._timeout_call: DelayedCall | None = None
         self._retry_delay = _BUSY_RETRY_FIRST
         self._queue_full = False  # this attempt met a full listen queue
         self._sock: socket.socket | None = None
@@ -737,9 +753,9 @@ class UnixConnector:
 
 
 def listen_unix(
-    reactor: Any,
+    reactor: ReactorIO,
     path: str,
-    factory: Any,
+    factory: ProtocolFactory,
     mode: int = 0o660,
     backlog: int = 50,
     *,
@@ -762,7 +778,8 @@ def listen_unix(
     return port
 
 
-def connect_unix(reactor: Any, path: str, factory: Any, timeout: float | None = 30) -> UnixConnector:
+def connect_unix(reactor: ReactorIO, path: str, factory: ClientProtocolFactory,
+                 timeout: float | None = 30) -> UnixConnector:
     """Connect to the Unix socket ``path`` for a ClientFactory; outcomes go to the factory's hooks."""
     connector = UnixConnector(reactor, path, factory, timeout)
     connector.connect()
@@ -778,13 +795,13 @@ class UNIXServerEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         path: str,
         mode: int = 0o660,
         backlog: int = 50,
         *,
         max_connections: int | None = None,
-        tls_context: Any = None,
+        tls_context: SSL.Context | None = None,
         handshake_timeout: float | None = 30.0,
     ) -> None:
         self.reactor = reactor
@@ -798,7 +815,7 @@ class UNIXServerEndpoint:
     def __repr__(self) -> str:
         return f"<UNIXServerEndpoint {self.path}{' tls' if self.tls_context is not None else ''}>"
 
-    def listen(self, factory: Any) -> Deferred[Any]:
+    def listen(self, factory: ProtocolFactory) -> Deferred[ListeningPort]:
         try:
             if self.tls_context is not None:
                 from .tls import wrap_server_factory
@@ -819,11 +836,11 @@ class UNIXClientEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         path: str,
         timeout: float | None = 30,
         *,
-        tls_context: Any = None,
+        tls_context: SSL.Context | None = None,
         hostname: str | None = None,
         handshake_timeout: float | None = 30.0,
     ) -> None:
@@ -839,9 +856,9 @@ class UNIXClientEndpoint:
     def __repr__(self) -> str:
         return f"<UNIXClientEndpoint {self.path}{' tls' if self.tls_context is not None else ''}>"
 
-    def connect(self, factory: Any) -> Deferred[Any]:
+    def connect(self, factory: ProtocolFactory) -> Deferred[Any]:
         wrapper = _UnixWrappingClientFactory(factory)
-        target: Any = wrapper
+        target: ClientProtocolFactory = wrapper
         if self.tls_context is not None:
             from .tls import wrap_client_factory
 
@@ -858,11 +875,12 @@ class _UnixWrappingClientFactory(WrappingClientFactory):
     """The endpoint wrapper, plus: ``fds_received`` reaches the wrapped protocol, and cancelling
     during a TLS handshake (the socket already connected) drops the connection."""
 
-    def build_protocol(self, addr: Any) -> Any:
-        protocol: Any = super().build_protocol(addr)
+    def build_protocol(self, addr: Address) -> Protocol | None:
+        protocol = super().build_protocol(addr)
         hook = getattr(getattr(protocol, "wrapped", None), "fds_received", None)
         if protocol is not None and hook is not None:
-            protocol.fds_received = hook  # an instance attribute: the transport looks for it per read
+            # An instance attribute: the transport looks for it per read.
+            protocol.fds_received = hook  # type: ignore[attr-defined]
         return protocol
 
     def _cancel(self, deferred: Deferred[Any]) -> None:
@@ -884,7 +902,7 @@ def _mode(value: str) -> int:
     return mode
 
 
-def _tls_server_context(cert: str, key: str, ca: str) -> Any:
+def _tls_server_context(cert: str, key: str, ca: str) -> SSL.Context | None:
     if not (cert or key or ca):
         return None
     if not (cert and key):
@@ -900,7 +918,7 @@ def _tls_server_context(cert: str, key: str, ca: str) -> Any:
 
 
 def _unix_server(
-    reactor: Any,
+    reactor: Reactor,
     path: str,
     *,
     mode: str = "660",
@@ -919,7 +937,7 @@ def _unix_server(
 
 
 def _unix_client(
-    reactor: Any,
+    reactor: Reactor,
     path: str,
     *,
     timeout: str = "30",

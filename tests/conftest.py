@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,8 @@ def run() -> Callable[..., Any]:
     return run_until
 
 
-#: A calculator server in a subprocess (add, and hang: never answers), for tests that kill it.
+#: A calculator server in a subprocess (add, and hang: never answers), for tests that kill it. It
+#: listens on the endpoint in argv[1] and then prints one line: its TCP port, or "ready".
 SERVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
@@ -133,22 +135,31 @@ SERVER = textwrap.dedent("""
 
     reactor = make_reactor()
     def listening(port):
-        print(port.get_host().port, flush=True)
-    broker.serve(reactor, "tcp:0:interface=127.0.0.1", Calculator()).add_callback(listening)
+        print(getattr(port.get_host(), "port", "ready"), flush=True)
+    broker.serve(reactor, sys.argv[1], Calculator()).add_callback(listening)
     reactor.run()
 """)
 
 
-@pytest.fixture
-def server_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """The calculator server process and its port; killed afterwards."""
+@contextmanager
+def calculator_process(endpoint: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The calculator server listening on ``endpoint``, and the line it printed once it did (its
+    TCP port, or "ready"); killed and reaped afterwards."""
     root = str(Path(__file__).resolve().parent.parent)
-    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(root=root)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(root=root), endpoint],
+                            stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        yield proc, int(proc.stdout.readline())
+        yield proc, proc.stdout.readline().strip()
     finally:
         proc.kill()
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture
+def server_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The calculator server process on a loopback TCP port, and that port; killed afterwards."""
+    with calculator_process("tcp:0:interface=127.0.0.1") as (proc, port):
+        yield proc, int(port)

@@ -24,7 +24,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -190,6 +190,14 @@ def _running(proxy: Proxy) -> Iterator[Proxy]:
     assert not _living(proxy.process.pid), f"{proxy.name} left processes running: {_living(proxy.process.pid)}"
 
 
+def _running_in(tmp_path_factory: pytest.TempPathFactory,
+                start: Callable[[Path, str | None, str | None], Proxy], user: str | None = None) -> Iterator[Proxy]:
+    """A fixture's body: ``start(workdir, user, password)`` in a fresh directory (with ``user``, a
+    fresh password for it), then :func:`_running`."""
+    password = secrets.token_urlsafe(9) if user is not None else None
+    yield from _running(start(tmp_path_factory.mktemp("proxy"), user, password))
+
+
 # -- dante ---------------------------------------------------------------------------------------------
 
 
@@ -289,14 +297,13 @@ def _start_tinyproxy(workdir: Path, user: str | None = None, password: str | Non
 @pytest.fixture(scope="module")
 def tinyproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """tinyproxy without authentication: HTTP CONNECT."""
-    yield from _running(_start_tinyproxy(tmp_path_factory.mktemp("tinyproxy")))
+    yield from _running_in(tmp_path_factory, _start_tinyproxy)
 
 
 @pytest.fixture(scope="module")
 def tinyproxy_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """tinyproxy requiring Basic proxy authentication (tinyproxy >= 1.11)."""
-    yield from _running(_start_tinyproxy(tmp_path_factory.mktemp("tinyproxy-auth"), "alice",
-                                         secrets.token_urlsafe(9)))
+    yield from _running_in(tmp_path_factory, _start_tinyproxy, user="alice")
 
 
 # -- microsocks ------------------------------------------------------------------------------------------
@@ -314,11 +321,10 @@ def _start_microsocks(workdir: Path, user: str | None = None, password: str | No
 @pytest.fixture(scope="module")
 def microsocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """microsocks without authentication: SOCKS5."""
-    yield from _running(_start_microsocks(tmp_path_factory.mktemp("microsocks")))
+    yield from _running_in(tmp_path_factory, _start_microsocks)
 
 
 @pytest.fixture(scope="module")
 def microsocks_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """microsocks requiring a user name and password (it then offers no other method)."""
-    yield from _running(_start_microsocks(tmp_path_factory.mktemp("microsocks-auth"), "bob",
-                                          secrets.token_urlsafe(9)))
+    yield from _running_in(tmp_path_factory, _start_microsocks, user="bob")

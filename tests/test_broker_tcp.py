@@ -1,65 +1,65 @@
-"""The broker over real loopback sockets, on every reactor backend: where sockets matter.
+"""The broker over real loopback TCP sockets, on every reactor backend: where sockets matter.
 
-Big payloads through the real transport, back-pressure on a reader that stops, a peer process
-that dies, peers that are not pbroker, and the three client styles end to end. Everything else
-about the broker is tested over memory transports in ``tests/test_broker.py``.
+The checks of ``tests/broker_sockets.py`` (calls, references, errors, big payloads through the
+real transport, a server disconnect, a peer process that dies, the blocking and asyncio clients
+end to end), which ``tests/test_broker_unix.py`` runs over Unix sockets; and what is TCP's own
+here: back-pressure on a reader that stops (small kernel buffers), peers that are not pbroker.
+Everything else about the broker is tested over memory transports in ``tests/test_broker.py``.
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import socket
 import struct
 import subprocess
-import sys
 import threading
 from typing import Any
 
 import pytest
 from broker_pair import decode_all
-from test_broker import Callback, Point, Service
+from broker_sockets import (
+    BROKER_CHECKS,
+    check_asyncio_client_and_server,
+    check_blocking_client,
+    check_peer_killed_mid_call,
+    serve_and_connect,
+    tcp_endpoints,
+)
 
 import broker
-from broker import ConnectionLost, RemoteError, RemoteReference, wire
+from broker import wire
 from broker.messages import Goodbye, Hello
 from broker.protocol import BrokerClientFactory, BrokerFactory, BrokerProtocol
 from net.defer import Deferred, gather
 from net.endpoints import client, server
 
-LOCAL = "tcp:0:interface=127.0.0.1"
+TCP = tcp_endpoints()
 
 
-async def open_pair(reactor: Any, **server_options: Any) -> tuple[Service, Any, RemoteReference]:
-    service = Service(reactor)
-    port = await broker.serve(reactor, LOCAL, service, **server_options)
-    root = await broker.connect(reactor, f"tcp:127.0.0.1:{port.get_host().port}")
-    return service, port, root
+# -- what every socket kind must do (tests/broker_sockets.py) ---------------------------------------
 
 
-async def turn(reactor: Any) -> None:
-    """Wait until work queued with call_from_thread so far (scheduled releases) has run: FIFO."""
-    d: Deferred[None] = Deferred()
-    reactor.call_from_thread(d.callback, None)
-    await d
+@pytest.mark.parametrize("check", BROKER_CHECKS, ids=lambda c: c.__name__)
+def test_broker_checks(reactor: Any, run: Any, check: Any) -> None:
+    run(reactor, check(reactor, TCP))
 
 
-# -- big payloads and back-pressure through the real transport -------------------------------------
+def test_peer_process_killed_mid_call(reactor: Any, run: Any, server_process: tuple[subprocess.Popen[str], int]) -> None:
+    proc, number = server_process
+    run(reactor, check_peer_killed_mid_call(reactor, proc, f"tcp:127.0.0.1:{number}"))
 
 
-def test_big_payloads(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        _, port, root = await open_pair(reactor)
-        text = "x" * (5 * 1024 * 1024)
-        assert await root.call_remote("echo", text) == text
-        blob = bytes(range(256)) * (12 * 1024 * 4)  # 12 MiB, under the 16 MiB frame limit
-        assert await root.call_remote("echo", blob) == blob
-        many = [{"i": i, "s": "y" * 100} for i in range(20_000)]
-        assert await root.call_remote("echo", many) == many
-        await port.stop_listening()
+def test_blocking_client() -> None:
+    check_blocking_client(TCP)
 
-    run(reactor, scenario())
+
+def test_asyncio_client_and_server() -> None:
+    check_asyncio_client_and_server(TCP)
+
+
+# -- back-pressure through the real transport ------------------------------------------------------
 
 
 class Blobs(broker.Root):
@@ -95,9 +95,9 @@ def test_answers_wait_for_a_client_that_stops_reading(reactor: Any, run: Any) ->
     async def scenario() -> None:
         blobs = Blobs(reactor)
         factory = Recording(reactor, blobs)
-        port = await server(reactor, LOCAL).listen(factory)
+        port = await server(reactor, TCP.server).listen(factory)
         client_factory = BrokerClientFactory(reactor)
-        proto = await client(reactor, f"tcp:127.0.0.1:{port.get_host().port}").connect(client_factory)
+        proto = await client(reactor, TCP.client(port)).connect(client_factory)
         root = await client_factory.root
         server_transport = factory.protocols[0].transport
         # Small kernel buffers (no autotuning): an answer of 1 MiB cannot hide in the kernel.
@@ -119,51 +119,6 @@ def test_answers_wait_for_a_client_that_stops_reading(reactor: Any, run: Any) ->
     run(reactor, scenario())
 
 
-# -- disconnects -----------------------------------------------------------------------------------
-
-def test_peer_process_killed_mid_call(reactor: Any, run: Any, server_process: tuple[subprocess.Popen[str], int]) -> None:
-    proc, number = server_process
-
-    async def scenario() -> None:
-        root = await broker.connect(reactor, f"tcp:127.0.0.1:{number}")
-        assert await root.call_remote("add", 1, 2) == 3
-        notified: list[Any] = []
-        root.notify_on_disconnect(notified.append)
-        pending = root.call_remote("hang")
-        assert proc.stdout is not None
-        assert await reactor.defer_to_thread(proc.stdout.readline) == "hanging\n"
-        proc.kill()
-        with pytest.raises(ConnectionLost) as info:
-            await pending
-        assert info.value.cause == "closed" and info.value.goodbye_kind is None
-        assert notified == [root]
-        with pytest.raises(ConnectionLost, match="cannot call 'add'"):
-            await root.call_remote("add", 1, 1)
-        assert root.session.questions == {} and len(root.session.imports) == 0
-
-    run(reactor, scenario())
-
-
-def test_server_disconnect_mid_call(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service, port, root = await open_pair(reactor)
-        counter = await root.call_remote("counter")
-        notified: list[Any] = []
-        root.notify_on_disconnect(notified.append)
-        counter.notify_on_disconnect(notified.append)
-        pending = root.call_remote("hang")
-        await root.call_remote("add", 0)  # the hang call is running on the server now
-        service.sessions[0].disconnect()
-        with pytest.raises(ConnectionLost) as info:
-            await pending
-        assert (info.value.cause, info.value.goodbye_kind) == ("goodbye", "normal")
-        assert sorted(r.object_id for r in notified) == [0, counter.object_id]
-        assert service.cancelled == 1  # the server cancelled the running call
-        await port.stop_listening()
-
-    run(reactor, scenario())
-
-
 # -- peers that are not pbroker, over real sockets ---------------------------------------------------
 
 
@@ -179,7 +134,7 @@ def _talk(port: int, payload: bytes) -> bytes:
 
 def test_garbage_closes_only_that_connection(reactor: Any, run: Any, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
-        _, port, root = await open_pair(reactor)
+        _, port, root = await serve_and_connect(reactor, TCP)
         number = port.get_host().port
         results: dict[str, bytes] = {}
 
@@ -216,7 +171,7 @@ def test_garbage_closes_only_that_connection(reactor: Any, run: Any, caplog: pyt
 
 def test_version_mismatch_is_refused(reactor: Any, run: Any) -> None:
     async def scenario() -> None:
-        _, port, _ = await open_pair(reactor)
+        _, port, _ = await serve_and_connect(reactor, TCP)
         payload = wire.WireEncoder().encode(Hello(wire.PROTOCOL_VERSION + 99))
         data = await reactor.defer_to_thread(_talk, port.get_host().port, payload)
         hello, goodbye = decode_all(data)  # the server's own hello, a goodbye, then it closed
@@ -225,92 +180,3 @@ def test_version_mismatch_is_refused(reactor: Any, run: Any) -> None:
         await port.stop_listening()
 
     run(reactor, scenario())
-
-
-# -- the three client styles, end to end -------------------------------------------------------------
-
-
-def test_deferred_client(reactor: Any, run: Any) -> None:
-    async def scenario() -> None:
-        service, port, root = await open_pair(reactor)
-        assert await root.call_remote("add", 1, 2) == 3
-        assert await root.call_remote("later", 7) == 7
-        assert await root.call_remote("coro", [8]) == [8]
-        counter = await root.call_remote("counter")
-        assert await counter.call_remote("add", 5) == 5
-        callback = Callback()
-        assert await root.call_remote("call_back", callback, "hi") == "got hi"
-        assert await root.call_remote("echo", Point(3, 4)) == Point(3, 4)
-        with pytest.raises(RemoteError, match="boom"):
-            await root.call_remote("fail", "boom")
-        root.call_remote_no_answer("record", 1)
-        assert await root.call_remote("add", 0) == 0
-        assert service.one_way == [1]
-        del counter
-        gc.collect()
-        await turn(reactor)
-        await root.call_remote("add", 0)  # the release was sent before this call
-        assert len(service.sessions[0].exports) == 0
-        await port.stop_listening()
-
-    run(reactor, scenario())
-
-
-def test_blocking_client() -> None:
-    from broker import blocking
-    from net.reactor import make_reactor
-
-    reactor = make_reactor()
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    def start() -> None:
-        d = broker.serve(reactor, LOCAL, Service(reactor))
-        d.add_callback(lambda port: box.update(port=port.get_host().port))
-        d.add_both(lambda _: ready.set())
-
-    reactor.call_when_running(start)
-    thread = threading.Thread(target=reactor.run, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
-        with blocking.connect(f"tcp:127.0.0.1:{box['port']}", timeout=30) as root:
-            assert root.call_remote("add", 1, 2) == 3
-            counter = root.call_remote("counter")
-            assert counter.call_remote("add", 5) == 5
-            with pytest.raises(RemoteError, match="boom"):
-                root.call_remote("fail", "boom")
-            results: list[int] = []
-            workers = [threading.Thread(target=lambda i=i: results.append(root.call_remote("add", i, i))) for i in range(8)]
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
-            assert sorted(results) == [2 * i for i in range(8)]
-    finally:
-        reactor.call_from_thread(reactor.stop)
-        thread.join(30)
-        reactor.close()
-
-
-def test_asyncio_client_and_server() -> None:
-    import asyncio
-
-    from broker import aio
-
-    async def main() -> None:
-        reactor = await aio.get_reactor()
-        port = await aio.serve(LOCAL, Service(reactor))
-        async with aio.connect(f"tcp:127.0.0.1:{port.get_host().port}") as root:
-            assert await root.call_remote("add", 1, 2) == 3
-            results = await asyncio.gather(*(asyncio.ensure_future(_call(root, i)) for i in range(10)))
-            assert results == [2 * i for i in range(10)]
-            counter = await root.call_remote("counter")
-            assert await counter.call_remote("add", 4) == 4
-        await port.stop_listening()
-        await reactor.shutdown()
-
-    async def _call(root: RemoteReference, i: int) -> int:
-        return await root.call_remote("add", i, i)  # type: ignore[no-any-return]
-
-    asyncio.run(main())

@@ -1,11 +1,13 @@
 """Flow control on TCP transports: water marks, producer registration rules, the transport as a
-producer. (The end-to-end producer scenarios are in the conformance kit, run by test_tcp.py.)"""
+producer. (The end-to-end producer scenarios are in the conformance kit, run by
+test_conformance.py.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from helpers_net import SpyProducer
 from zope.interface.verify import verifyObject
 
 from net.endpoints import client
@@ -28,20 +30,6 @@ async def close(port: Any, *protocols: Recorder) -> None:
     for p in protocols:
         await p.when_lost()
     await port.stop_listening()
-
-
-class SpyProducer:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pause_producing(self) -> None:
-        self.calls.append("pause")
-
-    def resume_producing(self) -> None:
-        self.calls.append("resume")
-
-    def stop_producing(self) -> None:
-        self.calls.append("stop")
 
 
 def test_transport_is_consumer_and_push_producer(reactor: Any, run: Any) -> None:

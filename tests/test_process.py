@@ -29,6 +29,7 @@ import pytest
 from zope.interface.verify import verifyObject
 
 from conftest import BACKENDS, run_until
+from helpers_net import SpyProducer
 from net.basic import FileSender
 from net.defer import CancelledError, Deferred, Failure
 from net.error import ProcessDone, ProcessTerminated
@@ -273,11 +274,10 @@ def test_child_closing_its_stdin_is_noticed_without_a_write(reactor: Any) -> Non
 def test_big_stdin_with_a_streaming_producer_paused_and_resumed(reactor: Any) -> None:
     total, chunk = 8 * 1024 * 1024, b"x" * 65536 + b"y" * 1000
 
-    class Producer:
+    class Producer(SpyProducer):
         def __init__(self) -> None:
+            super().__init__()
             self.sent = 0
-            self.paused = False
-            self.pauses = self.resumes = 0
             self.digest = hashlib.sha256()
 
         def pump(self) -> None:
@@ -290,17 +290,9 @@ def test_big_stdin_with_a_streaming_producer_paused_and_resumed(reactor: Any) ->
                 transport.unregister_producer()
                 transport.close_stdin()
 
-        def pause_producing(self) -> None:
-            self.paused = True
-            self.pauses += 1
-
         def resume_producing(self) -> None:
-            self.paused = False
-            self.resumes += 1
+            super().resume_producing()
             self.pump()
-
-        def stop_producing(self) -> None:
-            pass
 
     protocol, transport = spawn(reactor, child("""
         import hashlib, sys

@@ -21,12 +21,14 @@ import pytest
 from zope.interface.verify import verifyObject
 
 from conftest import BACKENDS, run_until
+from helpers_net import SpyProducer
 from net.defer import Deferred, Failure
 from net.error import ConnectionDone, ConnectionLost, ProcessDone
 from net.interfaces import ITransport
+from net.process import ProcessTransport
 from net.protocol import Protocol
 from net.stdio import PipeAddress, StandardIO
-from test_process import Recorder, finish, no_leaks  # noqa: F401  (no_leaks: the autouse fixture)
+from test_process import Recorder, finish, no_leaks, spawn  # noqa: F401  (no_leaks: the autouse fixture)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -76,12 +78,26 @@ def backend_of(reactor: Any) -> str:
     return "asyncio" if "Asyncio" in type(reactor).__name__ else reactor.kind
 
 
+def spawn_echo_child(reactor: Any, mode: str = "echo", **kwargs: Any) -> tuple[Recorder, ProcessTransport]:
+    """The echo child in ``mode`` on ``reactor``'s backend, spawned with ``spawn_process(**kwargs)``."""
+    return spawn(reactor, echo_argv(backend_of(reactor), mode), **kwargs)
+
+
+def echo_child_to_the_end(reactor: Any, mode: str, data: bytes, end_stdin: str) -> tuple[Recorder, ProcessTransport]:
+    """Write ``data`` to the echo child in ``mode``, end its stdin (``end_stdin``: "close_stdin"
+    or "write_eof"), and run until it has ended, cleanly."""
+    protocol, transport = spawn_echo_child(reactor, mode)
+    transport.write(data)
+    getattr(transport, end_stdin)()
+    assert type(finish(reactor, protocol)) is ProcessDone, protocol.err
+    return protocol, transport
+
+
 # -- a child on StandardIO, driven by spawn_process --------------------------------------------
 
 
 def test_echo_child_over_spawn_process_pipes(reactor: Any) -> None:
-    protocol = Recorder()
-    transport = reactor.spawn_process(protocol, PY, echo_argv(backend_of(reactor)))
+    protocol, transport = spawn_echo_child(reactor)
     transport.write(b"hello\n")
 
     def on_data(fd: int, data: bytes) -> None:
@@ -97,22 +113,15 @@ def test_echo_child_over_spawn_process_pipes(reactor: Any) -> None:
 
 
 def test_echo_child_keeps_writing_after_end_of_file(reactor: Any) -> None:
-    protocol = Recorder()
-    transport = reactor.spawn_process(protocol, PY, echo_argv(backend_of(reactor), "half"))
-    transport.write(b"one\n")
-    transport.close_stdin()
-    assert type(finish(reactor, protocol)) is ProcessDone, protocol.err
+    protocol, _ = echo_child_to_the_end(reactor, "half", b"one\n", "close_stdin")
     assert protocol.out == b"one\nbye\n"
     assert protocol.err == b"lost ConnectionDone by_peer=False blocking restored=True\n"
 
 
 def test_echo_child_half_closes_its_stdout(reactor: Any) -> None:
     """write_eof() in the child: we read the end of its stdout while it still reads its stdin."""
-    protocol = Recorder()
-    transport = reactor.spawn_process(protocol, PY, echo_argv(backend_of(reactor), "eof-first"))
-    transport.write(b"first\nlast\n")
-    transport.write_eof()  # the child's stdin ends too: ... after it has shut its stdout
-    assert type(finish(reactor, protocol)) is ProcessDone, protocol.err
+    # our write_eof() ends the child's stdin too: ... after it has shut its stdout
+    protocol, transport = echo_child_to_the_end(reactor, "eof-first", b"first\nlast\n", "write_eof")
     assert protocol.out == b"first\nlast\n"
     assert protocol.err.startswith(b"lost ConnectionDone by_peer=True")
     names = [e if isinstance(e, str) else e[0] for e in protocol.events]
@@ -122,8 +131,7 @@ def test_echo_child_half_closes_its_stdout(reactor: Any) -> None:
 
 
 def test_echo_child_on_a_terminal(reactor: Any) -> None:
-    protocol = Recorder()
-    transport = reactor.spawn_process(protocol, PY, echo_argv(backend_of(reactor)), use_pty=True)
+    protocol, transport = spawn_echo_child(reactor, use_pty=True)
     transport.write(b"ping\n")
     protocol.on_data = lambda fd, data: transport.close_stdin() if protocol.out.count(b"ping") >= 2 else None
     assert type(finish(reactor, protocol)) is ProcessDone
@@ -253,24 +261,9 @@ def test_in_process_end_of_file_and_blocking_mode_restored(reactor: Any, pipes: 
 
 
 def test_in_process_flow_control_on_stdout(reactor: Any, pipes: Pipes) -> None:
-    class Producer:
-        paused = False
-        pauses = resumes = 0
-
-        def pause_producing(self) -> None:
-            self.paused = True
-            self.pauses += 1
-
-        def resume_producing(self) -> None:
-            self.paused = False
-            self.resumes += 1
-
-        def stop_producing(self) -> None:
-            pass
-
     protocol = Collect()
     transport = StandardIO(protocol, stdin=pipes.stdin, stdout=pipes.stdout, reactor=reactor)
-    producer = Producer()
+    producer = SpyProducer()
     transport.register_producer(producer, True)
     block = b"b" * 65536
     written = 0

@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 import pytest
+from helpers_net import RecordingClientFactory
 from zope.interface.verify import verifyObject
 
 from net import tcp
@@ -29,7 +30,7 @@ from net.error import (
     DNSLookupError,
 )
 from net.interfaces import IConnector, IListeningPort, ITCPTransport
-from net.protocol import ClientFactory, Factory, ReconnectingClientFactory
+from net.protocol import Factory, ReconnectingClientFactory
 from net.testing import CollectingFactory, Echo, Recorder, iterations
 
 
@@ -42,35 +43,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class RecordingClientFactory(ClientFactory):
-    """A ClientFactory whose hooks fill Deferreds."""
-
-    protocol = Recorder
-
-    def __init__(self) -> None:
-        self.started = 0
-        self.failed: Deferred[Failure] = Deferred()
-        self.lost: Deferred[Failure] = Deferred()
-        self.built: list[Any] = []
-        self.made: Deferred[Any] = Deferred()
-
-    def start_connecting(self, connector: Any) -> None:
-        self.started += 1
-
-    def build_protocol(self, addr: Any) -> Any:
-        p = Recorder()
-        p.factory = self
-        self.built.append(p)
-        p.when_made().chain_deferred(self.made)
-        return p
-
-    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
-        self.failed.callback(reason.value)
-
-    def client_connection_lost(self, connector: Any, reason: Failure) -> None:
-        self.lost.callback(reason.value)
 
 
 # -- interfaces ---------------------------------------------------------------------------------

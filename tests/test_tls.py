@@ -1,10 +1,11 @@
 """TLS over real loopback sockets, on every reactor backend.
 
 Certificates are generated at run time (``make_dev_certs`` into a temporary directory): no key is
-ever checked in. The conformance kit (:mod:`net.testing`) runs unchanged over ``tls:`` endpoints,
-which is the proof that an application protocol does not care whether it runs over TCP or TLS;
-the tests here cover what is TLS's own: verification, client certificates, broken handshakes,
-close_notify, renegotiation, endpoint strings and the dev-certificate CLI.
+ever checked in. The conformance kit (:mod:`net.testing`) runs unchanged over ``tls:`` endpoints
+(tests/test_conformance.py, its ``tls`` pair), which is the proof that an application protocol
+does not care whether it runs over TCP or TLS; the tests here cover what is TLS's own:
+verification, client certificates, broken handshakes, close_notify, renegotiation, endpoint
+strings and the dev-certificate CLI.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_net import connect_failure, esc
 from OpenSSL import SSL
 from zope.interface.verify import verifyObject
 
 from net import tls
-from net.defer import Deferred, Failure, ensure_deferred
+from net.defer import Deferred, Failure
 from net.endpoints import client, server
 from net.error import ConnectError, ConnectionDone, ConnectionLost
 from net.interfaces import ITCPTransport, ITransport
 from net.protocol import ClientFactory
-from net.testing import TRANSPORT_CHECKS, CollectingFactory, EndpointPair, Echo, Recorder, iterations
+from net.testing import CollectingFactory, Echo, Recorder, iterations
 from net.tls import CertificateError, DevCerts, TLSError, make_dev_certs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +48,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
 def other_certs(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
     """A second, unrelated CA and its certificates."""
     return make_dev_certs(tmp_path_factory.mktemp("other"))
-
-
-def esc(path: Path) -> str:
-    """A path as an endpoint-string value (colons and backslashes escaped)."""
-    return str(path).replace("\\", "\\\\").replace(":", "\\:")
 
 
 def server_spec(certs: DevCerts, extra: str = "") -> str:
@@ -90,16 +87,6 @@ class ServerFactory(CollectingFactory):
         return d
 
 
-async def connect_failure(reactor: Any, spec: str, factory: Any = None) -> BaseException:
-    """Connect with ``spec`` and return the exception the attempt failed with."""
-    d = client(reactor, spec).connect(factory or CollectingFactory())
-    try:
-        protocol = await d
-    except Exception as exc:
-        return exc
-    raise AssertionError(f"connected, unexpectedly: {protocol!r}")
-
-
 async def echo_once(reactor: Any, spec: str, payload: bytes = b"hello") -> Recorder:
     """Connect, get ``payload`` echoed, close cleanly; returns the client protocol."""
     protocol = await client(reactor, spec).connect(CollectingFactory())
@@ -119,39 +106,6 @@ def client_hello() -> bytes:
     with pytest.raises(SSL.WantReadError):
         conn.do_handshake()
     return conn.bio_read(65536)
-
-
-# -- the conformance kit: the same protocols over TLS as over TCP -----------------------------------
-
-
-class TLSPair(EndpointPair):
-    """``tls:`` endpoints; ``connect`` also waits for the server's connection_made to return.
-
-    Over TLS the client's handshake completes before the server's, and the kit's
-    ``_BackPressureEcho`` finishes its setup only after its ``when_made`` fired, so a check that
-    awaits the server protocol must resume one iteration after that protocol was made.
-    """
-
-    def listen(self, factory: Any) -> Deferred[Any]:
-        self.factory = factory
-        return super().listen(factory)
-
-    def connect(self, port: Any, factory: Any) -> Deferred[Any]:
-        index = len(self.factory.protocols)
-
-        async def both() -> Any:
-            protocol = await super(TLSPair, self).connect(port, factory)
-            await self.factory.connection(index)
-            await iterations(self.reactor, 1)
-            return protocol
-
-        return ensure_deferred(both())
-
-
-@pytest.mark.parametrize("check", TRANSPORT_CHECKS, ids=lambda c: c.__name__)
-def test_conformance(reactor: Any, run: Any, check: Any, certs: DevCerts) -> None:
-    pair = TLSPair(reactor, server_spec(certs), lambda port: client_spec(port, certs))
-    run(reactor, check(reactor, pair), timeout=60)
 
 
 # -- handshake, echo, certificates -----------------------------------------------------------------

@@ -659,17 +659,24 @@ def test_unix_connected_peer_gone(reactor: Any, run: Any) -> None:
     assert client.errors == [] and server.datagrams == [(b"one", cport.get_host().name)]
 
 
+def a_receiver_that_does_not_read(reactor: Any, connected: bool = True) -> tuple[str, Recorder, Any, Recorder, Any]:
+    """For the send-queue tests: a paused Unix datagram receiver on a fresh abstract name, and a
+    sender (connected to it, or not); ``(name, receiver, receiver's port, sender, sender's port)``."""
+    name = f"@pbroker-test-{uuid.uuid4().hex}"
+    receiver, sender = Recorder(), Recorder()
+    rport = reactor.listen_unix_datagram(name, receiver)
+    rport.pause_reading()
+    sport = udp.connect_unix_datagram(reactor, name if connected else None, sender)
+    return name, receiver, rport, sender, sport
+
+
 @pytest.mark.parametrize("connected", [True, False], ids=["connected", "unconnected"])
 @pytest.mark.parametrize("bound", ["count", "bytes"])
 def test_send_queue_is_bounded(reactor: Any, run: Any, connected: bool, bound: str) -> None:
     """A receiver that does not read: the kernel takes a few, the queue a few more, the rest are
     dropped and reported; once it reads again, every datagram not reported arrives, in order."""
     total = 60
-    name = f"@pbroker-test-{uuid.uuid4().hex}"
-    receiver, sender = Recorder(), Recorder()
-    rport = reactor.listen_unix_datagram(name, receiver)
-    rport.pause_reading()
-    sport = udp.connect_unix_datagram(reactor, name if connected else None, sender)
+    name, receiver, rport, sender, sport = a_receiver_that_does_not_read(reactor, connected)
     if bound == "count":
         sport.max_queued_datagrams = 5
     else:
@@ -699,11 +706,7 @@ def test_send_queue_is_bounded(reactor: Any, run: Any, connected: bool, bound: s
 
 
 def test_stop_listening_sends_the_queue_first(reactor: Any, run: Any) -> None:
-    name = f"@pbroker-test-{uuid.uuid4().hex}"
-    receiver, sender = Recorder(), Recorder()
-    rport = reactor.listen_unix_datagram(name, receiver)
-    rport.pause_reading()
-    sport = udp.connect_unix_datagram(reactor, name, sender)
+    _, receiver, rport, sender, sport = a_receiver_that_does_not_read(reactor)
 
     async def scenario() -> None:
         for i in range(20):
@@ -725,11 +728,7 @@ def test_stop_listening_sends_the_queue_first(reactor: Any, run: Any) -> None:
 
 
 def test_drain_timeout_reports_what_was_left(reactor: Any, run: Any) -> None:
-    name = f"@pbroker-test-{uuid.uuid4().hex}"
-    receiver, sender = Recorder(), Recorder()
-    rport = reactor.listen_unix_datagram(name, receiver)
-    rport.pause_reading()
-    sport = udp.connect_unix_datagram(reactor, name, sender)
+    _, receiver, rport, sender, sport = a_receiver_that_does_not_read(reactor)
     sport.drain_timeout = 0.05
 
     async def scenario() -> int:
@@ -769,11 +768,7 @@ def test_unix_names_round_trip(name: str) -> None:
 def test_unconnected_sender_to_a_full_receiver_does_not_spin(reactor: Any, run: Any) -> None:
     """The kernel calls an unconnected Unix socket writable while the receiver it writes to is
     full; the port then waits between attempts instead of retrying on every loop round."""
-    name = f"@pbroker-test-{uuid.uuid4().hex}"
-    receiver, sender = Recorder(), Recorder()
-    rport = reactor.listen_unix_datagram(name, receiver)
-    rport.pause_reading()
-    sport = udp.connect_unix_datagram(reactor, None, sender)
+    name, receiver, rport, sender, sport = a_receiver_that_does_not_read(reactor, connected=False)
     attempts = [0]
     on_writable = sport._on_writable
 

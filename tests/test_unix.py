@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_net import RecordingClientFactory, connect_failure, esc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from zope.interface.verify import verifyObject
 
 from net import unix
 from net.address import UNIXAddress
-from net.defer import CancelledError, Deferred, Failure, ensure_deferred
+from net.defer import CancelledError, Deferred
 from net.endpoints import client, server
 from net.error import (
     CannotListenError,
@@ -41,7 +42,7 @@ from net.error import (
     ConnectTimeoutError,
 )
 from net.interfaces import IConnector, IListeningPort, ITransport
-from net.protocol import ClientFactory, Factory, Protocol
+from net.protocol import Factory, Protocol
 from net.testing import (
     TRANSPORT_CHECKS,
     CollectingFactory,
@@ -104,11 +105,6 @@ def abstract_name() -> str:
     return f"@pbroker-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
-def esc(path: Any) -> str:
-    """A path as an endpoint-string value (colons and backslashes escaped)."""
-    return str(path).replace("\\", "\\\\").replace(":", "\\:")
-
-
 def unix_pair(reactor: Any, path: str, server_extra: str = "", client_extra: str = "") -> EndpointPair:
     return EndpointPair(reactor, f"unix:{esc(path)}{server_extra}", lambda port: f"unix:{esc(path)}{client_extra}")
 
@@ -133,36 +129,6 @@ async def close_both(*protocols: Any) -> None:
         p.transport.lose_connection()
     for p in protocols:
         await p.when_lost()
-
-
-class RecordingClientFactory(ClientFactory):
-    """A ClientFactory whose hooks fill Deferreds."""
-
-    def __init__(self, make: Any = Recorder) -> None:
-        self.make = make
-        self.failed: Deferred[Any] = Deferred()
-        self.lost: Deferred[Any] = Deferred()
-        self.made: Deferred[Any] = Deferred()
-
-    def build_protocol(self, addr: Any) -> Any:
-        p = self.make()
-        p.factory = self
-        p.when_made().chain_deferred(self.made)
-        return p
-
-    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
-        self.failed.callback(reason.value)
-
-    def client_connection_lost(self, connector: Any, reason: Failure) -> None:
-        self.lost.callback(reason.value)
-
-
-async def connect_failure(reactor: Any, spec: str) -> BaseException:
-    try:
-        protocol = await client(reactor, spec).connect(CollectingFactory())
-    except Exception as exc:
-        return exc
-    raise AssertionError(f"connected, unexpectedly: {protocol!r}")
 
 
 # -- the conformance kit, over Unix and over TLS over Unix ------------------------------------------
@@ -210,34 +176,9 @@ def tls_options(certs: Any) -> tuple[str, str]:
             f":ca={esc(certs.ca)}:hostname=localhost:timeout=10")
 
 
-class TLSUnixPair(EndpointPair):
-    """``unix:`` endpoints with TLS options; ``connect`` waits for the server's protocol too.
-
-    Over TLS the client's handshake completes first, and the kit's checks that use the server
-    protocol at once need its connection_made to have run (as in tests/test_tls.py's TLSPair).
-    """
-
-    def listen(self, factory: Any) -> Deferred[Any]:
-        self.factory = factory
-        return super().listen(factory)
-
-    def connect(self, port: Any, factory: Any) -> Deferred[Any]:
-        index = len(self.factory.protocols)
-
-        async def both() -> Any:
-            protocol = await super(TLSUnixPair, self).connect(port, factory)
-            await self.factory.connection(index)
-            await iterations(self.reactor, 1)
-            return protocol
-
-        return ensure_deferred(both())
-
-
 @pytest.mark.parametrize("check", TRANSPORT_CHECKS, ids=lambda c: c.__name__)
 def test_conformance_tls_over_unix(reactor: Any, run: Any, check: Any, sock_path: str, certs: Any) -> None:
-    server_extra, client_extra = tls_options(certs)
-    pair = TLSUnixPair(reactor, f"unix:{esc(sock_path)}{server_extra}", lambda port: f"unix:{esc(sock_path)}{client_extra}")
-    run(reactor, check(reactor, pair), timeout=60)
+    run(reactor, check(reactor, unix_pair(reactor, sock_path, *tls_options(certs))), timeout=60)
 
 
 def test_tls_over_unix_checks_the_certificate(reactor: Any, run: Any, sock_path: str, certs: Any) -> None:

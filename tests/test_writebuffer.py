@@ -13,6 +13,7 @@ import array
 from typing import Any
 
 import pytest
+from helpers_net import SpyProducer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -25,22 +26,6 @@ from net._writebuffer import (
     as_bytes_like,
     check_limits,
 )
-
-
-class Producer:
-    """Records the calls a buffer makes."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pause_producing(self) -> None:
-        self.calls.append("pause")
-
-    def resume_producing(self) -> None:
-        self.calls.append("resume")
-
-    def stop_producing(self) -> None:
-        self.calls.append("stop")
 
 
 def joined(buffer: WriteBuffer) -> bytes:
@@ -116,17 +101,17 @@ def test_limits_follow_asyncio_rules() -> None:
 
 def test_a_second_producer_is_refused_with_the_way_out() -> None:
     buffer = WriteBuffer()
-    first = Producer()
+    first = SpyProducer()
     buffer.register_producer(first, True)
     with pytest.raises(RuntimeError, match="unregister_producer"):
-        buffer.register_producer(Producer(), True)
+        buffer.register_producer(SpyProducer(), True)
     assert buffer.detach_producer() is first and buffer.producer is None
     assert buffer.detach_producer() is None
 
 
 def test_new_marks_apply_at_once() -> None:
     buffer = WriteBuffer()
-    producer = Producer()
+    producer = SpyProducer()
     buffer.register_producer(producer, True)
     buffer.append(b"x" * 100)
     buffer.set_limits(high=50)
@@ -137,7 +122,7 @@ def test_new_marks_apply_at_once() -> None:
 
 def test_pull_producer_is_asked_when_empty_only() -> None:
     buffer = WriteBuffer()
-    producer = Producer()
+    producer = SpyProducer()
     buffer.register_producer(producer, False)
     assert producer.calls == ["resume"]
     buffer.append(b"chunk")
@@ -160,7 +145,7 @@ class WriteBufferMachine(RuleBasedStateMachine):
         super().__init__()
         self.buffer = WriteBuffer(high=1024, low=256)
         self.model = bytearray()
-        self.producer: Producer | None = None
+        self.producer: SpyProducer | None = None
         self.streaming = False
         self.pull_drains = 0  # empty-buffer drains seen while a pull producer is registered
         self.counter = 0
@@ -226,7 +211,7 @@ class WriteBufferMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.producer is None)
     @rule(streaming=st.booleans())
     def register(self, streaming: bool) -> None:
-        self.producer, self.streaming, self.pull_drains = Producer(), streaming, 0
+        self.producer, self.streaming, self.pull_drains = SpyProducer(), streaming, 0
         self.buffer.register_producer(self.producer, streaming)
 
     @precondition(lambda self: self.producer is not None)

@@ -45,6 +45,7 @@ from .memory import MemoryPort
 from .recording import CollectingFactory, Echo, Recorder, iterations
 
 if TYPE_CHECKING:
+    from ..contracts import ListeningPort, ProtocolFactory, Reactor, ReactorTime, Transport
     from ..tls import DevCerts
 
 __all__ = [
@@ -90,21 +91,21 @@ _MIB = 1024 * 1024
 class StreamPair(TypingProtocol):
     """How the kit listens and connects with one transport; see :class:`EndpointPair`."""
 
-    def listen(self, factory: Any) -> Deferred[Any]:
-        """Listen on a fresh address; fires with an IListeningPort."""
+    def listen(self, factory: ProtocolFactory) -> Deferred[Any]:
+        """Listen on a fresh address; fires with a ListeningPort."""
 
-    def connect(self, port: Any, factory: Any) -> Deferred[Any]:
+    def connect(self, port: Any, factory: ProtocolFactory) -> Deferred[Any]:
         """Connect to ``port`` (from :meth:`listen`); fires with the connected protocol."""
 
 
-PairMaker = Callable[[Any], StreamPair]
+PairMaker = Callable[["Reactor"], StreamPair]
 """``make_pair(reactor) -> StreamPair``: how a transport joins the kit (see the module doc)."""
 
 
 class EndpointPair:
     """A :class:`StreamPair` from endpoint strings: ``client_spec(port)`` names the listener."""
 
-    def __init__(self, reactor: Any, server_spec: str, client_spec: Callable[[Any], str]) -> None:
+    def __init__(self, reactor: Reactor, server_spec: str, client_spec: Callable[[Any], str]) -> None:
         self.reactor = reactor
         self.server_spec = server_spec
         self.client_spec = client_spec
@@ -112,20 +113,20 @@ class EndpointPair:
     def __repr__(self) -> str:
         return f"<EndpointPair {self.server_spec!r}>"
 
-    def listen(self, factory: Any) -> Deferred[Any]:
+    def listen(self, factory: ProtocolFactory) -> Deferred[Any]:
         from ..endpoints import server
 
         d: Deferred[Any] = server(self.reactor, self.server_spec).listen(factory)
         return d
 
-    def connect(self, port: Any, factory: Any) -> Deferred[Any]:
+    def connect(self, port: ListeningPort, factory: ProtocolFactory) -> Deferred[Any]:
         from ..endpoints import client
 
         d: Deferred[Any] = client(self.reactor, self.client_spec(port)).connect(factory)
         return d
 
 
-def tcp_pair(reactor: Any) -> EndpointPair:
+def tcp_pair(reactor: Reactor) -> EndpointPair:
     """TCP over loopback, on a port the OS picks."""
     return EndpointPair(
         reactor, "tcp:0:interface=127.0.0.1", lambda port: f"tcp:127.0.0.1:{port.get_host().port}")
@@ -150,7 +151,7 @@ def _process_dev_certs() -> DevCerts:
     return _dev_certs[0]
 
 
-def tls_pair(reactor: Any, certs: DevCerts | None = None) -> EndpointPair:
+def tls_pair(reactor: Reactor, certs: DevCerts | None = None) -> EndpointPair:
     """TLS over loopback TCP, verified against ``certs`` (:func:`net.tls.make_dev_certs`; None:
     a set made once per process in a temporary directory)."""
     certs = certs or _process_dev_certs()
@@ -165,20 +166,20 @@ class MemoryPair:
     """A :class:`StreamPair` of in-memory transports (:class:`~net.testing.memory.MemoryPort`),
     pumped from ``reactor``'s loop: the kit's model of a transport, checked like the real ones."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: ReactorTime) -> None:
         self.reactor = reactor
 
     def __repr__(self) -> str:
         return "<MemoryPair>"
 
-    def listen(self, factory: Any) -> Deferred[Any]:
+    def listen(self, factory: ProtocolFactory) -> Deferred[Any]:
         return succeed(MemoryPort(self.reactor, factory))
 
-    def connect(self, port: Any, factory: Any) -> Deferred[Any]:
+    def connect(self, port: MemoryPort, factory: ProtocolFactory) -> Deferred[Any]:
         return succeed(port.connect(factory))
 
 
-def memory_pair(reactor: Any) -> MemoryPair:
+def memory_pair(reactor: ReactorTime) -> MemoryPair:
     """The in-memory transport pair of :mod:`net.testing.memory`, on ``reactor``."""
     return MemoryPair(reactor)
 
@@ -203,7 +204,7 @@ def register_pair(name: str, make_pair: PairMaker) -> None:
 
 
 async def force_close_both(
-    reactor: Any, server: Recorder | None, client: Recorder | None, port: Any = None,
+    reactor: ReactorTime, server: Recorder | None, client: Recorder | None, port: ListeningPort | None = None,
     timeout: float = 5.0,
 ) -> None:
     """End what a check leaves behind, in whatever state it stopped: abort each end that has not
@@ -239,7 +240,7 @@ class Connected:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ReactorTime,
         pair: StreamPair,
         server_make: Callable[[], Recorder] = Recorder,
         client_make: Callable[[], Recorder] = Recorder,
@@ -272,7 +273,7 @@ class Connected:
         await force_close_both(self.reactor, server, client, self.port)
 
 
-async def settle(reactor: Any, *protocols: Recorder) -> None:
+async def settle(reactor: ReactorTime, *protocols: Recorder) -> None:
     """Wait until every protocol lost its connection, then a few iterations more, and assert
     what every end must show: ``connection_lost`` once, nothing after it, ``is_closing()`` true
     from inside it."""
@@ -300,7 +301,7 @@ def _hashing() -> Recorder:
 # The checks
 
 
-async def _echo(reactor: Any, pair: StreamPair, size: int) -> None:
+async def _echo(reactor: ReactorTime, pair: StreamPair, size: int) -> None:
     async with Connected(reactor, pair, Echo, _hashing) as (_, server, client):
         data = _pattern(size)
         client.transport.write(data)
@@ -312,17 +313,17 @@ async def _echo(reactor: Any, pair: StreamPair, size: int) -> None:
         assert isinstance(server.reason, ConnectionDone), server.reason
 
 
-async def check_echo_one_byte(reactor: Any, pair: StreamPair) -> None:
+async def check_echo_one_byte(reactor: ReactorTime, pair: StreamPair) -> None:
     """One byte goes there and back; both ends then see one clean connection_lost."""
     await _echo(reactor, pair, 1)
 
 
-async def check_echo_16_mib(reactor: Any, pair: StreamPair) -> None:
+async def check_echo_16_mib(reactor: ReactorTime, pair: StreamPair) -> None:
     """16 MiB written at once comes back intact (same SHA-256), in order."""
     await _echo(reactor, pair, 16 * 1024 * 1024)
 
 
-async def check_lose_connection_flushes(reactor: Any, pair: StreamPair) -> None:
+async def check_lose_connection_flushes(reactor: ReactorTime, pair: StreamPair) -> None:
     """write(1 MiB); lose_connection() at once: the peer gets every byte, then ConnectionDone."""
     async with Connected(reactor, pair, Recorder, _hashing) as (_, server, client):
         data = _pattern(_MIB, seed=7)
@@ -336,7 +337,7 @@ async def check_lose_connection_flushes(reactor: Any, pair: StreamPair) -> None:
         assert client.events[-1] == "lost" and "data" in client.events
 
 
-async def check_abort_drops(reactor: Any, pair: StreamPair) -> None:
+async def check_abort_drops(reactor: ReactorTime, pair: StreamPair) -> None:
     """abort_connection() closes now: both ends see ConnectionLost (not every byte need arrive)."""
     async with Connected(reactor, pair, Recorder, _hashing) as (_, server, client):
         server.transport.write(_pattern(_MIB, seed=7))
@@ -347,7 +348,7 @@ async def check_abort_drops(reactor: Any, pair: StreamPair) -> None:
         assert isinstance(client.reason, ConnectionLost), client.reason
 
 
-async def check_abort_reason(reactor: Any, pair: StreamPair) -> None:
+async def check_abort_reason(reactor: ReactorTime, pair: StreamPair) -> None:
     """The reason given to abort_connection/lose_connection is what connection_lost gets."""
     async with Connected(reactor, pair) as (_, server, client):
         client.transport.abort_connection(KeyError("mine"))
@@ -357,7 +358,7 @@ async def check_abort_reason(reactor: Any, pair: StreamPair) -> None:
         assert isinstance(server.reason, (ValueError, ConnectionLost))
 
 
-async def check_write_after_close_ignored(reactor: Any, pair: StreamPair) -> None:
+async def check_write_after_close_ignored(reactor: ReactorTime, pair: StreamPair) -> None:
     """Writes after lose_connection are ignored, not errors; only what came before arrives."""
     async with Connected(reactor, pair) as (_, server, client):
         client.transport.write(b"before")
@@ -369,7 +370,7 @@ async def check_write_after_close_ignored(reactor: Any, pair: StreamPair) -> Non
         assert bytes(server.received) == b"before"
 
 
-async def check_is_closing(reactor: Any, pair: StreamPair) -> None:
+async def check_is_closing(reactor: ReactorTime, pair: StreamPair) -> None:
     """is_closing() is False while open, True at once after lose_connection() (while flushing)
     or abort_connection(), and True at both ends from their connection_lost on."""
     async with Connected(reactor, pair, Recorder, _hashing) as (_, server, client):
@@ -391,7 +392,7 @@ class _Flood(Recorder):
 
     keep = False
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         for _ in range(64):
             transport.write(_pattern(16 * 1024))
         super().connection_made(transport)
@@ -417,7 +418,7 @@ def _closes_on_first_data(close: str) -> Callable[[], Recorder]:
     return ClosesOnFirstData
 
 
-async def check_nothing_after_close(reactor: Any, pair: StreamPair) -> None:
+async def check_nothing_after_close(reactor: ReactorTime, pair: StreamPair) -> None:
     """Once connection_lost has run, a protocol hears nothing more: no data_received, no
     eof_received, no second connection_lost; even when its peer keeps writing and it closes
     from inside data_received, by lose_connection() or by abort_connection()."""
@@ -448,7 +449,7 @@ class _HalfClosesToo(_AnswersAtEof):
     half_close_too = True
 
 
-async def check_half_close(reactor: Any, pair: StreamPair) -> None:
+async def check_half_close(reactor: ReactorTime, pair: StreamPair) -> None:
     """write_eof() ends one direction only: the peer reads everything, then eof_received()
     (returning True keeps it open for writing), and its answer still arrives; write() after
     write_eof() raises RuntimeError; write_eof() is idempotent and leaves is_closing() False.
@@ -481,7 +482,7 @@ async def check_half_close(reactor: Any, pair: StreamPair) -> None:
             assert isinstance(server.reason, ConnectionDone), server.reason
 
 
-async def check_pause_resume_reading(reactor: Any, pair: StreamPair) -> None:
+async def check_pause_resume_reading(reactor: ReactorTime, pair: StreamPair) -> None:
     """Nothing is delivered while reading is paused; everything is, in order, after resuming."""
     async with Connected(reactor, pair) as (_, server, client):
         client.transport.pause_reading()
@@ -496,7 +497,7 @@ async def check_pause_resume_reading(reactor: Any, pair: StreamPair) -> None:
         await settle(reactor, client, server)
 
 
-async def check_addresses(reactor: Any, pair: StreamPair) -> None:
+async def check_addresses(reactor: ReactorTime, pair: StreamPair) -> None:
     """Each end's get_host() is the other's get_peer(); the server's host is the port's address."""
     async with Connected(reactor, pair) as (port, server, client):
         assert client.transport.get_peer() == server.transport.get_host()
@@ -515,7 +516,7 @@ class ChunkProducer:
 
     def __init__(
         self,
-        transport: Any,
+        transport: Transport,
         streaming: bool,
         chunk: int = 64 * 1024,
         limit: int | None = None,
@@ -591,7 +592,7 @@ class ChunkProducer:
             self._produce()
 
 
-async def check_streaming_producer(reactor: Any, pair: StreamPair) -> None:
+async def check_streaming_producer(reactor: ReactorTime, pair: StreamPair) -> None:
     """A push producer against a reader that stopped reading is paused at the high-water mark.
 
     The write buffer never exceeds high-water + one chunk; after the reader resumes, the producer
@@ -613,7 +614,7 @@ async def check_streaming_producer(reactor: Any, pair: StreamPair) -> None:
         assert isinstance(client.reason, ConnectionDone), client.reason
 
 
-async def check_pull_producer(reactor: Any, pair: StreamPair) -> None:
+async def check_pull_producer(reactor: ReactorTime, pair: StreamPair) -> None:
     """A pull producer is asked for one chunk each time the buffer drains, never more is queued."""
     async with Connected(reactor, pair, Recorder, _hashing) as (_, server, client):
         producer = ChunkProducer(server.transport, streaming=False, limit=4 * 1024 * 1024)
@@ -630,7 +631,7 @@ async def check_pull_producer(reactor: Any, pair: StreamPair) -> None:
 class _PauseSpy:
     """Registered as the server protocol's producer: forwards to its transport, records pauses."""
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self.pauses = 0
         self.waiters: list[Deferred[Any]] = []
@@ -654,7 +655,7 @@ class _BackPressureEcho(Echo):
 
     keep = False
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         self.spy = _PauseSpy(transport)
         self.max_buffer = 0
         transport.register_producer(self.spy, True)
@@ -669,7 +670,7 @@ class _BackPressureEcho(Echo):
         return super().eof_received()
 
 
-async def check_protocol_as_consumer(reactor: Any, pair: StreamPair) -> None:
+async def check_protocol_as_consumer(reactor: ReactorTime, pair: StreamPair) -> None:
     """A protocol registering its transport as its producer pushes back on a fast writer.
 
     The client writes without reading; the echoing server stops reading once its own write
@@ -698,7 +699,7 @@ async def check_protocol_as_consumer(reactor: Any, pair: StreamPair) -> None:
         assert client.digest.digest() == writer.digest.digest()
 
 
-CheckFunction = Callable[[Any, StreamPair], Coroutine[Any, Any, None]]
+CheckFunction = Callable[["ReactorTime", StreamPair], Coroutine[Any, Any, None]]
 
 TRANSPORT_CHECKS: tuple[CheckFunction, ...] = (
     check_echo_one_byte,
@@ -719,7 +720,7 @@ TRANSPORT_CHECKS: tuple[CheckFunction, ...] = (
 """Every conformance check, in a cheap-first order."""
 
 
-async def check_transport(reactor: Any, pair: StreamPair) -> list[str]:
+async def check_transport(reactor: ReactorTime, pair: StreamPair) -> list[str]:
     """Run every check in :data:`TRANSPORT_CHECKS` over ``pair``, one after the other; returns
     the names of those skipped as not applicable (``unittest.SkipTest``)."""
     skipped: list[str] = []

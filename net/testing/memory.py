@@ -28,7 +28,7 @@ Rules the :class:`Pump` keeps, as a socket pair would:
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zope.interface import implementer
 
@@ -37,6 +37,9 @@ from ..address import Address, IPv4Address
 from ..defer import Deferred, Failure, succeed
 from ..error import ConnectError, ConnectionDone, ConnectionLost, ConnectionRefusedError
 from ..interfaces import IListeningPort, ITCPTransport
+
+if TYPE_CHECKING:
+    from ..contracts import ProtocolFactory, PullProducer, PushProducer, ReactorTime, StreamProtocol
 
 __all__ = ["MemoryTransport", "Pump", "LoopPump", "MemoryPort", "connect_protocols"]
 
@@ -56,6 +59,7 @@ class MemoryTransport:
     def __init__(self, host: Address | None = None, peer: Address | None = None) -> None:
         self.host = host or IPv4Address("TCP", "127.0.0.1", 8000)
         self.peer = peer or IPv4Address("TCP", "127.0.0.1", 40000)
+        # The StreamProtocol once joined (None before). Any: the pump's paths need no None checks.
         self.protocol: Any = None
         self.written = bytearray()
         self._buffer = WriteBuffer()
@@ -92,7 +96,7 @@ class MemoryTransport:
 
     # The producer state and water marks, as attributes (the buffer holds them).
     @property
-    def producer(self) -> Any:
+    def producer(self) -> PushProducer | PullProducer | None:
         return self._buffer.producer
 
     @property
@@ -120,7 +124,7 @@ class MemoryTransport:
     def write(self, data: bytes) -> None:
         if isinstance(data, str):
             raise TypeError("write() takes bytes, not str")
-        if self.disconnecting or self.disconnected or not data:
+        if self.disconnecting or self.disconnected or self.aborted or not data:
             return
         if self.write_closed:
             raise RuntimeError(
@@ -147,7 +151,7 @@ class MemoryTransport:
 
     def write_eof(self) -> None:
         """Give the peer EOF after what was written; reading goes on. Writes after it raise."""
-        if self.write_closed or self.disconnecting or self.disconnected:
+        if self.write_closed or self.disconnecting or self.disconnected or self.aborted:
             return
         self.write_closed = True
         if self.eof_received:  # the peer is done too: nothing is left open
@@ -157,13 +161,13 @@ class MemoryTransport:
     # -- closing ---------------------------------------------------------------------------------
 
     def lose_connection(self, reason: BaseException | None = None) -> None:
-        if not (self.disconnecting or self.disconnected):
+        if not (self.disconnecting or self.disconnected or self.aborted):  # an abort's reason stands
             self.disconnecting = True
             self.close_reason = reason
             self._activity()
 
     def abort_connection(self, reason: BaseException | None = None) -> None:
-        if not self.disconnected:
+        if not (self.disconnected or self.aborted):  # the first abort's reason stands
             self.aborted = True
             self.close_reason = reason or ConnectionLost("Connection was aborted.")
             self._activity()
@@ -190,7 +194,8 @@ class MemoryTransport:
         """The peer's EOF arrives: tell the protocol; close unless it keeps writing."""
         self.eof_received = True
         if not self.protocol.eof_received() or self.write_closed:
-            self.lose_connection()
+            # As a socket transport says it: the peer ended the connection.
+            self.lose_connection(ConnectionDone("The peer closed the connection.", by_peer=True))
 
     # -- addresses, reading, options -------------------------------------------------------------
 
@@ -221,7 +226,7 @@ class MemoryTransport:
 
     # -- producers -------------------------------------------------------------------------------
 
-    def register_producer(self, producer: Any, streaming: bool) -> None:
+    def register_producer(self, producer: PushProducer | PullProducer, streaming: bool) -> None:
         if self._buffer.producer is None and self.disconnected:
             producer.stop_producing()
             return
@@ -247,8 +252,8 @@ class Pump:
 
     def __init__(
         self,
-        server: Any,
-        client: Any,
+        server: StreamProtocol,
+        client: StreamProtocol,
         server_transport: MemoryTransport,
         client_transport: MemoryTransport,
         chunk_size: int | None = None,
@@ -315,9 +320,9 @@ class LoopPump(Pump):
 
     def __init__(
         self,
-        reactor: Any,
-        server: Any,
-        client: Any,
+        reactor: ReactorTime,
+        server: StreamProtocol,
+        client: StreamProtocol,
         server_transport: MemoryTransport,
         client_transport: MemoryTransport,
         chunk_size: int | None = None,
@@ -340,7 +345,7 @@ class LoopPump(Pump):
             self.wake()
 
 
-def _join(server: Any, client: Any, server_address: Address, client_address: Address,
+def _join(server: StreamProtocol, client: StreamProtocol, server_address: Address, client_address: Address,
           ) -> tuple[MemoryTransport, MemoryTransport]:
     """Two transports for ``server`` and ``client``; ``connection_made`` runs now, server first."""
     st = MemoryTransport(host=server_address, peer=client_address)
@@ -352,8 +357,8 @@ def _join(server: Any, client: Any, server_address: Address, client_address: Add
 
 
 def connect_protocols(
-    server: Any,
-    client: Any,
+    server: StreamProtocol,
+    client: StreamProtocol,
     *,
     server_address: Address | None = None,
     client_address: Address | None = None,
@@ -375,7 +380,7 @@ class MemoryPort:
     :meth:`stop_listening`, as for a real port.
     """
 
-    def __init__(self, reactor: Any, factory: Any, chunk_size: int | None = None) -> None:
+    def __init__(self, reactor: ReactorTime, factory: ProtocolFactory, chunk_size: int | None = None) -> None:
         self.reactor = reactor
         self.factory = factory
         self.chunk_size = chunk_size
@@ -395,7 +400,7 @@ class MemoryPort:
             self.factory.do_stop()
         return succeed(None)
 
-    def connect(self, factory: Any) -> Any:
+    def connect(self, factory: ProtocolFactory) -> StreamProtocol:
         """Join a protocol of ``factory`` to one of the port's factory; returns the client's.
 
         ``connection_made`` runs now on both (server first); a :class:`LoopPump` on the port's

@@ -10,10 +10,14 @@ the i-th; :func:`iterations` waits a few loop iterations (for what must *not* ha
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..defer import Deferred, Failure, succeed
 from ..protocol import Factory, Protocol
+
+if TYPE_CHECKING:
+    from ..address import Address
+    from ..contracts import ReactorTime, Transport
 
 __all__ = ["Recorder", "Echo", "CollectingFactory", "iterations"]
 
@@ -38,7 +42,7 @@ class Recorder(Protocol):
         self.closing_at_lost: list[bool] = []
         self._waiters: list[tuple[Callable[[], bool], Deferred[Any]]] = []
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         self.events.append("made")
         self._fire()
 
@@ -119,7 +123,7 @@ class CollectingFactory(Factory):
         self.protocols: list[Recorder] = []
         self._waiters: dict[int, list[Deferred[Any]]] = {}
 
-    def build_protocol(self, addr: Any) -> Recorder:
+    def build_protocol(self, addr: Address) -> Recorder:
         protocol = self.make()
         protocol.factory = self
         index = len(self.protocols)
@@ -137,7 +141,7 @@ class CollectingFactory(Factory):
         return d
 
 
-def iterations(reactor: Any, count: int = 3) -> Deferred[None]:
+def iterations(reactor: ReactorTime, count: int = 3) -> Deferred[None]:
     """Fires after ``count`` more loop iterations: lets in-flight events land, without sleeping."""
     d: Deferred[None] = Deferred()
 

@@ -11,7 +11,7 @@ verification off.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
 from zope.interface import implementer
@@ -35,6 +35,9 @@ from .transport import (
     wrap_client_factory,
 )
 
+if TYPE_CHECKING:
+    from ..contracts import ClientProtocolFactory, ListeningPort, ProtocolFactory, Reactor
+
 __all__ = ["TLSServerEndpoint", "TLSClientEndpoint"]
 
 
@@ -44,7 +47,7 @@ class TLSServerEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         port: int,
         context: SSL.Context,
         backlog: int | None = None,
@@ -66,17 +69,18 @@ class TLSServerEndpoint:
     def __repr__(self) -> str:
         return f"<TLSServerEndpoint {self.interface or '*'}:{self.port}>"
 
-    def listen(self, factory: Any) -> Deferred[Any]:
+    def listen(self, factory: ProtocolFactory) -> Deferred[ListeningPort]:
         try:
             port = listen_tls(self.reactor, self.port, factory, self.context, self.backlog,
                               self.interface, handshake_timeout=self.handshake_timeout)
         except Exception as exc:  # CannotListenError, mostly
             return fail(Failure(exc))
-        # As for tcp: the caps go on the TCP port, before it accepts anything.
+        # As for tcp: the caps go on the TCP port, before it accepts anything (attributes our
+        # net.tcp.Port reads; not part of the ListeningPort contract).
         if self.max_connections is not None:
-            port.max_connections = self.max_connections
+            port.max_connections = self.max_connections  # type: ignore[attr-defined]
         if self.max_connections_per_host is not None:
-            port.max_connections_per_host = self.max_connections_per_host
+            port.max_connections_per_host = self.max_connections_per_host  # type: ignore[attr-defined]
         return succeed(port)
 
 
@@ -87,7 +91,7 @@ class TLSClientEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         host: str,
         port: int,
         context: SSL.Context,
@@ -108,14 +112,14 @@ class TLSClientEndpoint:
     def __repr__(self) -> str:
         return f"<TLSClientEndpoint {self.host}:{self.port}>"
 
-    def connect(self, factory: Any) -> Deferred[Any]:
+    def connect(self, factory: ProtocolFactory) -> Deferred[Any]:
         wrapper = _HandshakeAwareWrapper(factory)
         wrapper.connector = connect_tls(
             self.reactor, self.host, self.port, wrapper, self.context, self.timeout,
             self.bind_address, hostname=self.hostname, handshake_timeout=self.handshake_timeout)
         return wrapper.deferred
 
-    def wrap(self, factory: Any) -> TLSClientFactory:
+    def wrap(self, factory: ClientProtocolFactory) -> TLSClientFactory:
         """The client factory running TLS to ``hostname`` (default: host) over a stream already
         connected there: a tunnel (:mod:`net.tunnels`) calls it for its inner endpoint, so the
         handshake, SNI and certificate check are end to end with the final host."""
@@ -135,7 +139,7 @@ class _HandshakeAwareWrapper(WrappingClientFactory):
 
 
 def _tls_server(
-    reactor: Any,
+    reactor: Reactor,
     port: str,
     cert: str,
     key: str,
@@ -159,7 +163,7 @@ def _tls_server(
 
 
 def _tls_client(
-    reactor: Any,
+    reactor: Reactor,
     host: str,
     port: str,
     *,

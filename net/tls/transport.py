@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
@@ -41,6 +42,20 @@ from .contexts import CertificateError, TLSError, describe_ssl_error, is_certifi
 
 if TYPE_CHECKING:
     from cryptography import x509
+
+    from ..address import Address
+    from ..contracts import (
+        ClientProtocolFactory,
+        Connector,
+        DelayedCall,
+        ListeningPort,
+        ProtocolFactory,
+        PullProducer,
+        PushProducer,
+        Reactor,
+        ReactorTime,
+        Transport,
+    )
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
@@ -65,7 +80,7 @@ _BIO_SLACK = 16 * 1024  # room for record overhead when draining after a send
 _ALERT_PROTOCOL_VERSION = bytes([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46])
 
 
-def _where(address: Any) -> str:
+def _where(address: object) -> str:
     host, port = getattr(address, "host", None), getattr(address, "port", None)
     if host is None:
         return str(getattr(address, "name", address))
@@ -81,6 +96,8 @@ class TLSProtocol(Protocol):
     the transport below does (``set_tcp_nodelay``/``set_tcp_keepalive`` pass through).
     """
 
+    # The application's protocol once the handshake has completed (a contracts.StreamProtocol),
+    # None before. Any: the paths that run only after the handshake need no None checks.
     wrapped: Any = None
     verify_error: str | None = None
     """Why our verify callback refused the peer's certificate (read by :mod:`.contexts`)."""
@@ -88,13 +105,13 @@ class TLSProtocol(Protocol):
     def __init__(
         self,
         factory: _TLSFactory,
-        addr: Any,
+        addr: Address,
         context: SSL.Context,
         *,
         server_side: bool,
         hostname: str | None = None,
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
-        reactor: Any = None,
+        reactor: ReactorTime | None = None,
     ) -> None:
         self.factory = None  # a Protocol attribute; ours is _tls_factory (not a net Factory)
         self._tls_factory = factory
@@ -121,8 +138,8 @@ class TLSProtocol(Protocol):
         self._aborted = False  # abort_connection() called: its reason stands
         self._lost = False
         self._read_paused = False
-        self._timer: Any = None
-        self._resume_call: Any = None
+        self._timer: DelayedCall | None = None
+        self._resume_call: DelayedCall | None = None
 
     def __repr__(self) -> str:
         state = ("closed" if self._lost else "closing" if self._closing
@@ -132,7 +149,7 @@ class TLSProtocol(Protocol):
 
     # -- IProtocol, for the transport below ---------------------------------------------------
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         if ITCPTransport.providedBy(transport):
             alsoProvides(self, ITCPTransport)
         if self._reactor is None:
@@ -267,6 +284,8 @@ class TLSProtocol(Protocol):
             self._on_close_notify()
 
     def _on_close_notify(self) -> None:
+        if self._close_notify_received:  # OpenSSL repeats it at every later read: report it once
+            return
         self._close_notify_received = True
         if self._closing:
             return
@@ -362,7 +381,7 @@ class TLSProtocol(Protocol):
         except SSL.Error as exc:
             self._fail(exc)
 
-    def writelines(self, seq: Any) -> None:
+    def writelines(self, seq: Iterable[bytes]) -> None:
         self.write(b"".join(seq))
 
     def lose_connection(self, reason: BaseException | None = None) -> None:
@@ -403,10 +422,10 @@ class TLSProtocol(Protocol):
         below = self.transport
         return self._closing or self._lost or (below is not None and bool(below.is_closing()))
 
-    def get_peer(self) -> Any:
+    def get_peer(self) -> object:
         return self.transport.get_peer()
 
-    def get_host(self) -> Any:
+    def get_host(self) -> object:
         return self.transport.get_host()
 
     def get_peer_certificate(self) -> x509.Certificate | None:
@@ -445,7 +464,7 @@ class TLSProtocol(Protocol):
     def stop_producing(self) -> None:
         self.abort_connection()
 
-    def register_producer(self, producer: Any, streaming: bool) -> None:
+    def register_producer(self, producer: PushProducer | PullProducer, streaming: bool) -> None:
         self.transport.register_producer(producer, streaming)
 
     def unregister_producer(self) -> None:
@@ -491,12 +510,12 @@ class _TLSFactory:
 
     def __init__(
         self,
-        wrapped: Any,
+        wrapped: ProtocolFactory,
         context: SSL.Context,
         *,
         hostname: str | None = None,
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
-        reactor: Any = None,
+        reactor: ReactorTime | None = None,
     ) -> None:
         self.wrapped = wrapped
         self.context = context
@@ -513,12 +532,12 @@ class _TLSFactory:
     def do_stop(self) -> None:
         self.wrapped.do_stop()
 
-    def build_protocol(self, addr: Any) -> TLSProtocol:
+    def build_protocol(self, addr: Address) -> TLSProtocol:
         return TLSProtocol(self, addr, self.context, server_side=self.server_side,
                            hostname=self.hostname, handshake_timeout=self.handshake_timeout,
                            reactor=self.reactor)
 
-    def _handshake_failed(self, protocol: TLSProtocol, addr: Any, failure: Failure) -> None:
+    def _handshake_failed(self, protocol: TLSProtocol, addr: Address, failure: Failure) -> None:
         """The connection ended before the application had one."""
 
     def _connection_ended(self, protocol: TLSProtocol, failure: Failure) -> None:
@@ -530,7 +549,7 @@ class TLSServerFactory(_TLSFactory):
 
     server_side = True
 
-    def _handshake_failed(self, protocol: TLSProtocol, addr: Any, failure: Failure) -> None:
+    def _handshake_failed(self, protocol: TLSProtocol, addr: Address, failure: Failure) -> None:
         error = failure.value
         level = logging.WARNING if isinstance(error, CertificateError) else logging.INFO
         log.log(level, "%s", error)
@@ -550,8 +569,9 @@ class TLSClientFactory(_TLSFactory):
     """
 
     server_side = False
+    wrapped: ClientProtocolFactory
 
-    def __init__(self, wrapped: Any, context: SSL.Context, **kwargs: Any) -> None:
+    def __init__(self, wrapped: ClientProtocolFactory, context: SSL.Context, **kwargs: Any) -> None:
         if not hasattr(wrapped, "client_connection_failed"):
             raise TypeError(
                 f"connect_tls needs a ClientFactory, got {wrapped!r}; for a plain Factory use "
@@ -561,13 +581,13 @@ class TLSClientFactory(_TLSFactory):
         # hook, so the outcome is handed over through this slot.
         self._outcome: tuple[bool, Failure] | None = None
 
-    def start_connecting(self, connector: Any) -> None:
+    def start_connecting(self, connector: Connector) -> None:
         self.wrapped.start_connecting(connector)
 
-    def client_connection_failed(self, connector: Any, reason: Failure) -> None:
+    def client_connection_failed(self, connector: Connector, reason: Failure) -> None:
         self.wrapped.client_connection_failed(connector, reason)
 
-    def client_connection_lost(self, connector: Any, reason: Failure) -> None:
+    def client_connection_lost(self, connector: Connector, reason: Failure) -> None:
         established, failure = self._outcome or (True, reason)
         self._outcome = None
         if established:
@@ -575,7 +595,7 @@ class TLSClientFactory(_TLSFactory):
         else:
             self.wrapped.client_connection_failed(connector, failure)
 
-    def _handshake_failed(self, protocol: TLSProtocol, addr: Any, failure: Failure) -> None:
+    def _handshake_failed(self, protocol: TLSProtocol, addr: Address, failure: Failure) -> None:
         log.debug("%s", failure.value)
         self._outcome = (False, failure)
 
@@ -584,11 +604,11 @@ class TLSClientFactory(_TLSFactory):
 
 
 def wrap_server_factory(
-    factory: Any,
+    factory: ProtocolFactory,
     context: SSL.Context,
     *,
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
-    reactor: Any = None,
+    reactor: ReactorTime | None = None,
 ) -> TLSServerFactory:
     """A factory serving ``factory``'s protocols over TLS, for any listening stream transport.
 
@@ -598,12 +618,12 @@ def wrap_server_factory(
 
 
 def wrap_client_factory(
-    factory: Any,
+    factory: ClientProtocolFactory,
     context: SSL.Context,
     hostname: str | None,
     *,
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
-    reactor: Any = None,
+    reactor: ReactorTime | None = None,
 ) -> TLSClientFactory:
     """A client factory running ``factory``'s protocols over TLS to ``hostname``.
 
@@ -615,15 +635,15 @@ def wrap_client_factory(
 
 
 def listen_tls(
-    reactor: Any,
+    reactor: Reactor,
     port: int,
-    factory: Any,
+    factory: ProtocolFactory,
     context: SSL.Context,
     backlog: int | None = None,
     interface: str = "",
     *,
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
-) -> Any:
+) -> ListeningPort:
     """Listen for TLS connections on ``interface:port``; returns the TCP IListeningPort.
 
     ``backlog`` None is the OS maximum, as for TCP."""
@@ -632,17 +652,17 @@ def listen_tls(
 
 
 def connect_tls(
-    reactor: Any,
+    reactor: Reactor,
     host: str,
     port: int,
-    factory: Any,
+    factory: ClientProtocolFactory,
     context: SSL.Context,
     timeout: float | None = 30,
     bind_address: tuple[str, int] | None = None,
     *,
     hostname: str | None = None,
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
-) -> Any:
+) -> Connector:
     """Connect to ``host:port`` over TLS with a ClientFactory; returns the TCP IConnector.
 
     The server's certificate must name ``hostname`` (default: ``host``). A failed handshake is

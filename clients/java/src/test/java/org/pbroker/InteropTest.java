@@ -6,10 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.pbroker.InteropFixtures.assertConcurrentCallersAllAnswered;
+import static org.pbroker.InteropFixtures.get;
 
 import java.math.BigInteger;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -23,6 +24,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.pbroker.InteropFixtures.Listener;
+import org.pbroker.InteropFixtures.Point;
 
 /**
  * The Java client against the real Python broker: src/test/resources/fixture_server.py, started
@@ -35,32 +38,6 @@ class InteropTest {
     private static int port;
     private static int loginPort;
     private PBClient client;
-
-    record Point(long x, double y) {}
-
-    static final class Listener implements Referenceable {
-        @Remote
-        public String shout(String s) {
-            return s.toUpperCase(java.util.Locale.ROOT) + "!";
-        }
-
-        @Remote
-        public long sum(List<Long> values) {
-            return values.stream().mapToLong(Long::longValue).sum();
-        }
-
-        final CompletableFuture<String> recorded = new CompletableFuture<>();
-
-        @Remote
-        public void record(String s) {
-            recorded.complete(s);
-        }
-
-        @Remote
-        public void explode() {
-            throw new UnsupportedOperationException("no way");
-        }
-    }
 
     @BeforeAll
     static void startServer() throws Exception {
@@ -88,10 +65,6 @@ class InteropTest {
 
     private RemoteReference root() throws Exception {
         return client.getRootObject().get(10, TimeUnit.SECONDS);
-    }
-
-    private static <T> T get(CompletableFuture<T> f) throws Exception {
-        return f.get(10, TimeUnit.SECONDS);
     }
 
     private static Throwable failure(CompletableFuture<?> f) {
@@ -236,35 +209,6 @@ class InteropTest {
 
     @Test
     void manyConcurrentCallers() throws Exception {
-        RemoteReference root = root();
-        List<CompletableFuture<Object>> calls = new ArrayList<>();
-        List<Thread> threads = new ArrayList<>();
-        for (int t = 0; t < 8; t++) {
-            int base = t * 1000;
-            Thread thread = new Thread(() -> {
-                for (int i = 0; i < 100; i++) {
-                    CompletableFuture<Object> f = root.callRemote("add", base, i);
-                    synchronized (calls) {
-                        calls.add(f);
-                    }
-                }
-            });
-            thread.start();
-            threads.add(thread);
-        }
-        for (Thread t : threads) {
-            t.join();
-        }
-        long total = 0;
-        for (CompletableFuture<Object> f : calls) {
-            total += (Long) get(f);
-        }
-        long expected = 0;
-        for (int t = 0; t < 8; t++) {
-            for (int i = 0; i < 100; i++) {
-                expected += t * 1000 + i;
-            }
-        }
-        assertEquals(expected, total);
+        assertConcurrentCallersAllAnswered(root());
     }
 }

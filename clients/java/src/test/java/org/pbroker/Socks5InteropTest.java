@@ -3,19 +3,19 @@ package org.pbroker;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.pbroker.InteropFixtures.get;
 
 import java.net.Authenticator;
 import java.net.ConnectException;
 import java.net.PasswordAuthentication;
 import java.nio.file.Path;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.TimeUnit;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLHandshakeException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.pbroker.InteropFixtures.Listener;
 
 /**
  * The Java client through a real SOCKS5 proxy ({@code microsocks}, started on a free loopback
@@ -30,13 +30,6 @@ class Socks5InteropTest {
     private static PythonFixture server;
     private static PythonFixture portal;
     private static Path ca;
-
-    static final class Listener implements Referenceable {
-        @Remote
-        public String shout(String s) {
-            return s.toUpperCase(java.util.Locale.ROOT) + "!";
-        }
-    }
 
     @BeforeAll
     static void start() throws Exception {
@@ -55,10 +48,6 @@ class Socks5InteropTest {
                 c.close();
             }
         }
-    }
-
-    private static <T> T get(CompletableFuture<T> f) throws Exception {
-        return f.get(10, TimeUnit.SECONDS);
     }
 
     private static void assertCallsWork(PBClient client) throws Exception {

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.pbroker.InteropFixtures.assertConcurrentCallersAllAnswered;
+import static org.pbroker.InteropFixtures.get;
 
 import java.io.IOException;
 import java.net.ConnectException;
@@ -12,8 +14,6 @@ import java.net.InetSocketAddress;
 import java.net.Proxy;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
@@ -23,6 +23,8 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.pbroker.InteropFixtures.Listener;
+import org.pbroker.InteropFixtures.Point;
 import org.pbroker.net.OpenUnixSockets;
 
 /**
@@ -37,15 +39,6 @@ class UnixSocketInteropTest {
     private static Path socket;
     private static PythonFixture server;
 
-    record Point(long x, double y) {}
-
-    static final class Listener implements Referenceable {
-        @Remote
-        public String shout(String s) {
-            return s.toUpperCase(java.util.Locale.ROOT) + "!";
-        }
-    }
-
     @BeforeAll
     static void startServer() throws Exception {
         socket = dir.resolve("pb:fixture.sock");
@@ -58,10 +51,6 @@ class UnixSocketInteropTest {
         if (server != null) {
             server.close();
         }
-    }
-
-    private static <T> T get(CompletableFuture<T> f) throws Exception {
-        return f.get(10, TimeUnit.SECONDS);
     }
 
     private static String unixEndpoint() {
@@ -102,30 +91,7 @@ class UnixSocketInteropTest {
     @Test
     void manyConcurrentCallers() throws Exception {
         try (PBClient client = PBClient.connectUnix(socket)) {
-            RemoteReference root = get(client.getRootObject());
-            List<CompletableFuture<Object>> calls = new ArrayList<>();
-            List<Thread> threads = new ArrayList<>();
-            for (int t = 0; t < 8; t++) {
-                int base = t * 1000;
-                Thread thread = new Thread(() -> {
-                    for (int i = 0; i < 100; i++) {
-                        CompletableFuture<Object> f = root.callRemote("add", base, i);
-                        synchronized (calls) {
-                            calls.add(f);
-                        }
-                    }
-                });
-                thread.start();
-                threads.add(thread);
-            }
-            for (Thread t : threads) {
-                t.join();
-            }
-            long total = 0;
-            for (CompletableFuture<Object> f : calls) {
-                total += (Long) get(f);
-            }
-            assertEquals(8 * 100 * 99 / 2 + 100 * 1000 * (0 + 1 + 2 + 3 + 4 + 5 + 6 + 7), total);
+            assertConcurrentCallersAllAnswered(get(client.getRootObject()));
         }
     }
 
