@@ -226,6 +226,8 @@ def write_markdown(path: Path, summary: dict[str, Any], systems: list[System], s
         "Ratios are how many times better pbroker is (>1 = pbroker ahead; for latency and memory, lower is better).",
         "",
         ]
+    if table:
+        md += _goals_md(summary)
     for title, h, r in (_pbroker_tables(summary, systems, scenarios) if table else []):
         md += [f"### {title}", ""]
         md += [_md_table(h, r), ""] if h else ["No figures for pbroker from this backend in this run.", ""]
@@ -436,6 +438,45 @@ def _floor_tables(summary: dict[str, Any], systems: list[System], scenarios: str
             rows.append(row)
         out.append((fname, header, rows))
     return out
+
+
+#: Issue 13's goals: (label, system, scenario, metric, reference system or None, target, higher is better).
+#: A reference of None compares the figure itself with the target (KiB per idle connection).
+GOALS: list[tuple[str, str, str, str, str | None, float, bool]] = [
+    ("A, Deferred callbacks", "pbroker-epoll", "A", "calls_s", "floor_asyncio", 0.95, True),
+    ("A, `await` in ensure_deferred", "pbroker-epoll-await", "A", "calls_s", "floor_asyncio", 1.0, True),
+    ("A, broker.aio", "pbroker-epoll-aio", "A", "calls_s", "floor_asyncio", 0.95, True),
+    ("A, broker.blocking ÷ socket floor", "pbroker-epoll-blocking", "A", "calls_s", "floor_socket", 0.7, True),
+    ("A, broker.blocking ÷ Pyro5", "pbroker-epoll-blocking", "A", "calls_s", "pyro5", 1.0, True),
+    ("B, Deferred callbacks", "pbroker-epoll", "B", "calls_s", "floor_asyncio", 1.0, True),
+    ("B, broker.aio", "pbroker-epoll-aio", "B", "calls_s", "floor_asyncio", 1.0, True),
+    ("C, 1 MiB echo ÷ socket floor", "pbroker-epoll", "C", "mb_s", "floor_socket", 0.95, True),
+    ("D, Deferred callbacks", "pbroker-epoll", "D", "calls_s", "floor_asyncio", 1.0, True),
+    ("D, broker.aio", "pbroker-epoll-aio", "D", "calls_s", "floor_asyncio", 1.0, True),
+    ("D, broker.blocking", "pbroker-epoll-blocking", "D", "calls_s", "floor_asyncio", 1.0, True),
+    ("E, calls/s", "pbroker-epoll", "E", "calls_s", "floor_asyncio", 0.9, True),
+    ("E, KiB per idle connection", "pbroker-epoll", "E", "kib_per_conn", None, 4.0, False),
+]
+
+
+def _goals_md(summary: dict[str, Any]) -> list[str]:
+    """Each goal of issue 13 against this run: the ratio (or figure), the target, met or not."""
+    rows = []
+    for label, key, sc, metric, ref, target, higher in GOALS:
+        mine = summary.get(key, {}).get(sc, {}).get("m", {}).get(metric)
+        base = summary.get(ref, {}).get(sc, {}).get("m", {}).get(metric) if ref else 1.0
+        if mine is None or not base:
+            rows.append([label, "—", f"{target:g}", "not measured"])
+            continue
+        value = mine / base
+        met = value >= target if higher else value <= target
+        shown = f"{value:.2f}×" if ref else f"{value:.1f}"
+        rows.append([label, shown, (f"≥ {target:g}×" if higher else f"≤ {target:g}") if ref else f"≤ {target:g}",
+                     "met" if met else "not met"])
+    return ["## Issue 13's goals in this run", "",
+            "Ratios of this run's medians; where a goal is not met, bench/README.md (\"Where each goal "
+            "stands\") gives the remaining distance and the profile that explains it.", "",
+            _md_table(["goal", "this run", "target", ""], rows), ""]
 
 
 def _size(n: int) -> str:

@@ -20,6 +20,7 @@ from .errors import (
     NoSuchMethodError,
     OverloadedError,
     RemoteCancelledError,
+    DeadlineExceeded,
     RemoteError,
     UnimplementedError,
     UnregisteredCopyError,
@@ -36,6 +37,9 @@ from .flavors import (
     register_copyable,
 )
 from .session import Limits, RemoteReference, Session
+from .pipelining import Promise
+from .call_options import CallContext, CallIdFilter, CallOptions, current_call
+from .cache import Cacheable, CacheObserver, RemoteCache, register_remote_cache
 from .login import AlreadyLoggedIn, Avatar, CertificateLogin, IPerspective, LoginSequenceError, login, serve
 
 __all__ = [
@@ -57,7 +61,12 @@ __all__ = [
     "copyable",
     "register_copyable",
     "default_registry",
+    "Cacheable",
+    "CacheObserver",
+    "RemoteCache",
+    "register_remote_cache",
     "RemoteReference",
+    "Promise",
     "Session",
     "Limits",
     "BrokerError",
@@ -67,6 +76,11 @@ __all__ = [
     "NoSuchMethodError",
     "InvalidReferenceError",
     "RemoteCancelledError",
+    "DeadlineExceeded",
+    "CallOptions",
+    "CallContext",
+    "CallIdFilter",
+    "current_call",
     "ConnectionLost",
     "UnregisteredCopyError",
     "LimitExceeded",

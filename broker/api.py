@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -11,7 +12,7 @@ from net.endpoints import client, server
 
 from .flavors import Referenceable
 from .protocol import BrokerClientFactory, BrokerFactory, BrokerProtocol
-from .session import RemoteReference
+from .session import Limits, RemoteReference
 
 __all__ = ["serve", "connect"]
 
@@ -71,8 +72,12 @@ def connect(reactor: Any, endpoint: str, *, root: Referenceable | None = None, *
 
     ``root`` is an optional object of ours the server can reach as our bootstrap object.
     The connection attempt and the handshake each time out (endpoint ``timeout=``,
-    ``handshake_timeout``), so this never hangs.
+    ``handshake_timeout``), so this never hangs. ``call_timeout`` (seconds) is the default
+    deadline of every call (``Limits.call_timeout``; with "call-options" it travels, §18).
     """
+    call_timeout = options.pop("call_timeout", None)
+    if call_timeout is not None:
+        options["limits"] = dataclasses.replace(options.get("limits") or Limits(), call_timeout=call_timeout)
     factory = BrokerClientFactory(reactor, root, **options)
 
     def connected(proto: BrokerProtocol) -> Deferred[RemoteReference]:

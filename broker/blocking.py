@@ -598,16 +598,6 @@ class _SocketChannel:
 _Channel = _SocketChannel | _ReactorChannel
 
 
-def _unwrap(value: Any) -> Any:
-    if isinstance(value, BlockingReference):
-        return value.remote
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items()}
-    return value
-
-
 def _wrap(value: Any, channel: _Channel, timeout: float | None) -> Any:
     if isinstance(value, RemoteReference):
         return BlockingReference(value, channel, timeout)
@@ -629,23 +619,22 @@ class BlockingReference:
         self._channel = channel
         self.timeout = timeout
 
+    @property
+    def __remote_reference__(self) -> RemoteReference:
+        """What the encoder sends for this object, at any depth of the arguments (no walk here)."""
+        return self.remote
+
     def call_remote(self, _name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``remote_<_name>`` on the peer's object; wait (at most ``timeout``) for the result."""
-        for a in args:
-            if type(a) not in _SIMPLE:
-                args = tuple(_unwrap(a) for a in args)
-                break
-        if kwargs:
-            kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
+        session = self.remote.session
+        seen = session.refs_received
         result = self._channel.call(self.remote, _name, args, kwargs, self.timeout)
-        if type(result) in _SIMPLE:
-            return result
+        if type(result) in _SIMPLE or session.refs_received == seen:
+            return result  # no reference arrived since the call went out: nothing to wrap
         return _wrap(result, self._channel, self.timeout)
 
     def call_remote_no_answer(self, _name: str, /, *args: Any, **kwargs: Any) -> None:
         """A one-way call (no answer; the server logs its errors)."""
-        args = tuple(_unwrap(a) for a in args)
-        kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
         self._channel.call_no_answer(self.remote, _name, args, kwargs)
 
     def notify_on_disconnect(self, callback: Callable[[RemoteReference], object]) -> None:

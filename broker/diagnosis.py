@@ -60,13 +60,28 @@ def why_lost(reason: BaseException | None, *, side: str, handshaking: bool, firs
     return "local", f"closed on this side after an error: {type(reason).__name__}: {reason}", None
 
 
-def not_pbroker(reason: BaseException | None, *, side: str, first_bytes: bytes) -> str:
-    """Why a handshake failed, from the first bytes the peer sent."""
-    if looks_like_tls(first_bytes):
+def _tls_hint(side: str, peer: object) -> str:
+    """What to write instead, in the transport's own endpoint syntax (TLS over a Unix socket is
+    the ``unix:`` endpoint with TLS options, not ``tls:``). Told apart by shape, since this module
+    imports nothing of net's but its errors: a Unix address has a ``name`` and no ``host``."""
+    if hasattr(peer, "name") and not hasattr(peer, "host"):
         if side == "server":
-            return ("the client seems to speak TLS to this plain endpoint: serve a tls: endpoint, "
-                    "or have the client connect with tcp:")
-        return "the peer seems to expect TLS: use a tls: endpoint (e.g. 'tls:HOST:PORT:ca=ca.pem')"
+            return ("the client seems to speak TLS to this plain endpoint: give the unix: endpoint "
+                    "cert= and key=, or have the client connect without TLS options")
+        path = getattr(peer, "name", None) or "PATH"
+        return (f"the peer seems to expect TLS: give the unix: endpoint TLS options "
+                f"(e.g. 'unix:{path}:hostname=NAME:ca=ca.pem')")
+    if side == "server":
+        return ("the client seems to speak TLS to this plain endpoint: serve a tls: endpoint, "
+                "or have the client connect with tcp:")
+    return "the peer seems to expect TLS: use a tls: endpoint (e.g. 'tls:HOST:PORT:ca=ca.pem')"
+
+
+def not_pbroker(reason: BaseException | None, *, side: str, first_bytes: bytes, peer: object = None) -> str:
+    """Why a handshake failed, from the first bytes the peer sent; ``peer`` (the transport's
+    ``get_peer()``, if known) picks the endpoint syntax of the hint."""
+    if looks_like_tls(first_bytes):
+        return _tls_hint(side, peer)
     if isinstance(reason, wire.HandshakeError) and not isinstance(reason, HandshakeError):
         return str(reason)
     detail = f" ({reason})" if reason is not None else ""

@@ -9,6 +9,7 @@ A caller learns from the class how to react::
     │   │   └── NoSuchMethodError  ... or no such remote method (wire type broker.NoSuchMethod)
     │   ├── InvalidReferenceError kind "invalid": the call named an object the caller was never given
     │   └── RemoteCancelledError kind "cancelled": the callee cancelled the call
+    │       └── DeadlineExceeded kind "deadline": the call's deadline passed (also a TimeoutError)
     ├── ConnectionLost           kind "disconnected": the connection closed before the answer;
     │                            also a net.error.ConnectionLost (so a builtin ConnectionError);
     │                            ``cause`` says how it closed
@@ -39,6 +40,7 @@ __all__ = [
     "NoSuchMethodError",
     "InvalidReferenceError",
     "RemoteCancelledError",
+    "DeadlineExceeded",
     "ConnectionLost",
     "UnregisteredCopyError",
     "LimitExceeded",
@@ -133,6 +135,18 @@ class RemoteCancelledError(RemoteError):
     kind = "cancelled"
 
 
+class DeadlineExceeded(RemoteCancelledError, TimeoutError):
+    """The call's deadline passed (``ref.options(timeout=...)``, ``Limits.call_timeout``) before
+    its answer came: the callee was told to stop (PROTOCOL.md §18). Raised here when our own
+    timer fires first, else from the callee's failure of kind "deadline"."""
+
+    kind = "deadline"
+
+    def __init__(self, remote_type: str = "broker.DeadlineExceeded", message: str = "the call's deadline passed",
+                 remote_traceback: str | None = None) -> None:
+        super().__init__(remote_type, message, remote_traceback)
+
+
 #: Values of :attr:`ConnectionLost.cause`: how the connection ended.
 CAUSES = {
     "goodbye": "the peer said goodbye (``goodbye_kind`` says why: normal, shutdown, invalid, ...)",
@@ -189,7 +203,8 @@ class HandshakeError(BrokerError, wire.HandshakeError):
 
 _KINDS: dict[str, type[RemoteError]] = {
     cls.kind: cls
-    for cls in (RemoteError, OverloadedError, UnimplementedError, InvalidReferenceError, RemoteCancelledError)
+    for cls in (RemoteError, OverloadedError, UnimplementedError, InvalidReferenceError, RemoteCancelledError,
+                DeadlineExceeded)
 }
 
 

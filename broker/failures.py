@@ -15,7 +15,7 @@ from typing import Final
 
 from net.defer import CancelledError
 
-from .errors import NoSuchMethodError, RemoteError, UnregisteredCopyError, error_class_for_kind
+from .errors import DeadlineExceeded, NoSuchMethodError, RemoteError, UnregisteredCopyError, error_class_for_kind
 from .flavors import CopyRegistry
 from .messages import FailureInfo
 
@@ -28,6 +28,8 @@ FAILURES: Final[tuple[tuple[type[BaseException], str, str, str | None], ...]] = 
     (CancelledError, "cancelled", "net.defer.CancelledError", "call was cancelled"),
     (UnregisteredCopyError, "invalid", "broker.UnregisteredCopyError", None),
     (NoSuchMethodError, "unimplemented", "broker.NoSuchMethod", None),
+    # A deadline's failure to a peer without "call-options" (§18): kind "cancelled", this type name.
+    (DeadlineExceeded, "cancelled", "broker.DeadlineExceeded", None),
 )
 
 _OUT: Final = tuple((cls, kind, name, text) for cls, kind, name, text in FAILURES

@@ -39,6 +39,9 @@ __all__ = [
     "DEFAULT_MAX_EXT_VALUES_PER_FRAME",
     "FEATURE_HEARTBEAT",
     "FEATURE_DECREFS",
+    "FEATURE_PIPELINING",
+    "FEATURE_CALL_OPTIONS",
+    "FEATURE_CACHE",
     "HEARTBEAT_DEAD_AFTER",
     "HEARTBEAT_IDLE_FRACTION",
     "MessageType",
@@ -51,6 +54,7 @@ __all__ = [
     "DISCONNECTED",
     "UNIMPLEMENTED",
     "CANCELLED",
+    "DEADLINE",
     "INVALID",
     "FAILURE_KINDS",
     "NORMAL",
@@ -65,11 +69,15 @@ __all__ = [
     "Decrefs",
     "Ping",
     "Pong",
+    "Finish",
+    "CacheUpdate",
+    "CacheRelease",
     "Message",
     "ExportedRef",
     "ReturnedRef",
     "CopyState",
     "FailureInfo",
+    "CacheRef",
     "WireValue",
 ]
 
@@ -95,6 +103,12 @@ DEFAULT_MAX_EXT_VALUES_PER_FRAME: Final = 16 * 1024
 #: Feature names (hello ``features``) of the optional messages of version 1 (PROTOCOL.md §3).
 FEATURE_HEARTBEAT: Final = "heartbeat"  # ping (10) and pong (11)
 FEATURE_DECREFS: Final = "decrefs"  # decrefs (12)
+#: Level 2 (PROTOCOL.md §15): finish (9), call flag bit 1 (the target is a question id).
+FEATURE_PIPELINING: Final = "pipelining"
+#: Level 2 (PROTOCOL.md §18): call field 8 ``options`` (deadline, metadata), failure kind "deadline".
+FEATURE_CALL_OPTIONS: Final = "call-options"
+#: Cacheable / RemoteCache (PROTOCOL.md §16): cache_update (17), cache_release (18), ext 6.
+FEATURE_CACHE: Final = "cache"
 #: Heartbeat timing recommended by PROTOCOL.md §3.10: a peer silent this long (seconds) is dead…
 HEARTBEAT_DEAD_AFTER: Final = 30.0
 #: …and one is pinged after this fraction of it in silence (10 s of the default 30 s).
@@ -162,10 +176,11 @@ DISCONNECTED: Final = "disconnected"  # the connection went away (only ever prod
 UNIMPLEMENTED: Final = "unimplemented"  # unknown method, message type or ext code
 CANCELLED: Final = "cancelled"  # the caller cancelled the call
 INVALID: Final = "invalid"  # unknown object id, or a malformed request
-FAILURE_KINDS: Final = frozenset({FAILED, OVERLOADED, DISCONNECTED, UNIMPLEMENTED, CANCELLED, INVALID})
+DEADLINE: Final = "deadline"  # the call's deadline passed ("call-options", §18; never a goodbye kind)
+FAILURE_KINDS: Final = frozenset({FAILED, OVERLOADED, DISCONNECTED, UNIMPLEMENTED, CANCELLED, INVALID, DEADLINE})
 #: Goodbye kind of an orderly close; the other goodbye kinds are failure kinds.
 NORMAL: Final = "normal"
-GOODBYE_KINDS: Final = FAILURE_KINDS | {NORMAL}
+GOODBYE_KINDS: Final = (FAILURE_KINDS - {DEADLINE}) | {NORMAL}
 
 
 def _check_id(name: str, value: object) -> None:
@@ -264,7 +279,8 @@ class Call:
 
     ``request_id`` is a question id chosen by the caller. With the ``CALL_NO_ANSWER`` flag the
     callee sends nothing back and the id enters no table (send 0). ``args`` may be given as a
-    tuple; it is stored (and always decoded) as a list.
+    tuple; it is stored (and always decoded) as a list. ``options`` (field 8, feature
+    ``"call-options"``, §18) is None when absent, else the map as sent: the session checks it.
     """
 
     TYPE: ClassVar[MessageType] = MessageType.CALL
@@ -275,6 +291,7 @@ class Call:
     args: list[Any]
     kwargs: dict[str, Any]
     flags: int
+    options: dict[Any, Any] | None
 
     def __init__(
         self,
@@ -284,6 +301,7 @@ class Call:
         args: list[Any] | tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
         flags: int = 0,
+        options: dict[Any, Any] | None = None,
     ) -> None:
         if type(args) is not list:
             if type(args) is not tuple:
@@ -312,6 +330,8 @@ class Call:
             _check_u32("flags", flags)
         if kwargs and not _STR_ONLY.issuperset(map(type, kwargs)):
             raise TypeError("kwargs keys must be str")
+        if options is not None and type(options) is not dict:
+            raise TypeError(f"options must be a dict or None, not {type(options).__name__}")
         self.__dict__.update(
             request_id=request_id,
             target=target,
@@ -319,6 +339,7 @@ class Call:
             args=args,
             kwargs=kwargs,
             flags=flags,
+            options=options,
         )
 
     @property
@@ -466,7 +487,84 @@ class Pong:
         self.__dict__["nonce"] = nonce
 
 
-Message = Union[Hello, Goodbye, Call, Answer, Error, Cancel, Decref, Decrefs, Ping, Pong]
+@dataclass(frozen=True, init=False)
+class CacheUpdate:
+    """The owner of cache ``cache_id`` tells a holder to run ``observe_<method>`` on its copy
+    ("cache" feature, PROTOCOL.md §16); nothing is answered."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CACHE_UPDATED
+
+    cache_id: int
+    method: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+    def __init__(
+        self, cache_id: int, method: str, args: list[Any] | tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> None:
+        _check_id("cache_id", cache_id)
+        if cache_id == 0:
+            raise ValueError("cache_id 0 is never a cache")
+        _check_str("method", method)
+        if not method:
+            raise ValueError("method must not be empty")
+        if type(args) is tuple:
+            args = list(args)
+        if type(args) is not list:
+            raise TypeError(f"args must be a list, not {type(args).__name__}")
+        if kwargs is None:
+            kwargs = {}
+        if type(kwargs) is not dict:
+            raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+        if kwargs and not _STR_ONLY.issuperset(map(type, kwargs)):
+            raise TypeError("kwargs keys must be str")
+        self.__dict__.update(cache_id=cache_id, method=method, args=args, kwargs=kwargs)
+
+
+@dataclass(frozen=True, init=False)
+class CacheRelease:
+    """A holder releases ``count`` of the cache refs to ``cache_id`` it received (§16)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CACHE_RELEASED
+
+    cache_id: int
+    count: int
+
+    def __init__(self, cache_id: int, count: int = 1) -> None:
+        _check_id("cache_id", cache_id)
+        _check_id("count", count)
+        if cache_id == 0:
+            raise ValueError("cache_id 0 is never a cache")
+        if count == 0:
+            raise ValueError("count must be at least 1")
+        self.__dict__.update(cache_id=cache_id, count=count)
+
+
+@dataclass(frozen=True, init=False)
+class Finish:
+    """The caller is done with the answers of ``question_ids`` ("pipelining", PROTOCOL.md §15):
+    the callee may forget the outcomes it kept for pipelined calls on them. Distinct, never 0."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FINISH
+
+    question_ids: tuple[int, ...]
+
+    def __init__(self, question_ids: tuple[int, ...] | list[int]) -> None:
+        if type(question_ids) not in (tuple, list):
+            raise TypeError(f"question_ids must be a list of ints, not {type(question_ids).__name__}")
+        ids = tuple(question_ids)
+        if not ids:
+            raise ValueError("question_ids must not be empty")
+        if not _INT_ONLY.issuperset(map(type, ids)):
+            raise TypeError("question ids must be ints")
+        if min(ids) < 1 or max(ids) > MAX_ID:
+            raise ValueError("question ids must be in 1..2**63-1")
+        if len(set(ids)) != len(ids):
+            raise ValueError("a question id appears twice")
+        self.__dict__["question_ids"] = ids
+
+
+Message = Union[Hello, Goodbye, Call, Answer, Error, Cancel, Decref, Decrefs, Ping, Pong, CacheUpdate, CacheRelease, Finish]
 
 # ---------------------------------------------------------------------------------------------
 # Wire values (msgpack ext types)
@@ -545,4 +643,36 @@ class FailureInfo:
         self.__dict__.update(kind=kind, type_name=type_name, message=message, traceback=traceback)
 
 
-WireValue = Union[ExportedRef, ReturnedRef, CopyState, FailureInfo]
+@dataclass(frozen=True, init=False)
+class CacheRef:
+    """A reference to a Cacheable of the sender (ext ``CACHE_REF``, "cache" feature, §16).
+
+    ``type_name`` and ``state`` come with the first ref to a cache on a connection and are None
+    after (payload ``[cache_id]``); each ref adds one to both sides' counts, like a sender ref.
+    """
+
+    CODE: ClassVar[ExtCode] = ExtCode.CACHE_REF
+
+    cache_id: int
+    type_name: str | None
+    state: Any
+
+    def __init__(self, cache_id: int, type_name: str | None = None, state: Any = None) -> None:
+        _check_id("cache_id", cache_id)
+        if cache_id == 0:
+            raise ValueError("cache_id 0 is never a cache")
+        if type_name is not None:
+            _check_str("type_name", type_name)
+            if not type_name:
+                raise ValueError("type_name must not be empty")
+        elif state is not None:
+            raise ValueError("a cache ref without a type_name carries no state")
+        self.__dict__.update(cache_id=cache_id, type_name=type_name, state=state)
+
+    @property
+    def first(self) -> bool:
+        """Whether this ref carries the state (the first to this cache on the connection)."""
+        return self.type_name is not None
+
+
+WireValue = Union[ExportedRef, ReturnedRef, CopyState, FailureInfo, CacheRef]

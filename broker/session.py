@@ -30,13 +30,14 @@ import logging
 import sys
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from net.defer import CancelledError, Deferred, Failure, ensure_deferred, fail
 
-from . import wire
+from . import pipelining, wire
+from .cache import Cacheable, CacheTables, handle_release, handle_update
 from .diagnosis import SNIFF_BYTES, Ending, not_pbroker, why_lost
 from .errors import (
     BrokerError,
@@ -50,17 +51,24 @@ from .errors import (
     UnregisteredCopyError,
 )
 from .failures import from_failure, to_failure
+from . import call_options
 from .flavors import CopyRegistry, Referenceable, Root, default_registry, state_of
 from .lifecycle import ACTIVE, Event, State, advance
 from .messages import (
     CALL_NO_ANSWER,
+    CALL_TARGET_IS_QUESTION,
     DEFAULT_MAX_CONTAINER_LENGTH,
+    FEATURE_CACHE,
     FEATURE_DECREFS,
     FEATURE_HEARTBEAT,
+    FEATURE_PIPELINING,
     HEARTBEAT_DEAD_AFTER,
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FRAME_SIZE,
     Answer,
+    CacheRef,
+    CacheRelease,
+    CacheUpdate,
     Call,
     Cancel,
     CopyState,
@@ -69,6 +77,7 @@ from .messages import (
     Error,
     ExportedRef,
     FailureInfo,
+    Finish,
     Goodbye,
     Hello,
     Message,
@@ -101,6 +110,7 @@ class Limits:
     max_container_length: int = DEFAULT_MAX_CONTAINER_LENGTH
     #: Seconds a call may wait for its answer before it is cancelled (on the peer too) and fails
     #: with TimeoutError; None waits as long as the connection lives. Needs a clock (the reactor).
+    #: With "call-options" negotiated it also travels, so the peer stops the call (PROTOCOL.md §18).
     call_timeout: float | None = None
     # What the I/O adapter (broker/protocol.py) enforces; docs/SECURITY.md says why each.
     #: Unsent bytes above which we stop reading from the peer (it is not taking our answers);
@@ -131,7 +141,7 @@ class AnonymousPerspective:
 #: Every session's perspective until it logs in (it has no state: one for all).
 _ANONYMOUS: Final = AnonymousPerspective()
 #: The optional features every session implements and announces (one tuple for all).
-_FEATURES: Final = (FEATURE_HEARTBEAT, FEATURE_DECREFS)
+_FEATURES: Final = (FEATURE_HEARTBEAT, FEATURE_DECREFS, call_options.FEATURE_CALL_OPTIONS, FEATURE_PIPELINING, FEATURE_CACHE)
 #: The peers' hellos, interned: nearly every peer sends the same one, and each kept its own copy
 #: (its strings and ints included) for as long as it stayed connected. Bounded.
 _HELLOS: Final[dict[Hello, Hello]] = {}
@@ -151,9 +161,18 @@ class RemoteReference:
         self._session = session
         self.object_id = object_id
 
-    def call_remote(self, _name: str, /, *args: Any, **kwargs: Any) -> Deferred[Any]:
-        """Call ``remote_<_name>(*args, **kwargs)`` on the peer's object."""
-        return self._session.call(self.object_id, _name, args, kwargs)
+    def call_remote(self, _name: str, /, *args: Any, **kwargs: Any) -> pipelining.Promise:
+        """Call ``remote_<_name>(*args, **kwargs)`` on the peer's object.
+
+        The Deferred is a :class:`~broker.pipelining.Promise`: ``call_remote`` on it calls the
+        object the answer will be, without waiting for it (PROTOCOL.md §15)."""
+        d = self._session.call(self.object_id, _name, args, kwargs)
+        return d if isinstance(d, pipelining.Promise) else pipelining._as_promise(self._session, d)
+
+    def options(self, timeout: float | None = None, metadata: Mapping[str, str] | None = None) -> call_options.OptionsView:
+        """This reference with call options (PROTOCOL.md §18): ``ref.options(timeout=5,
+        metadata={...}).call_remote("name", ...)``; never the remote method's own kwargs."""
+        return call_options.OptionsView(self, call_options.CallOptions(timeout, metadata or {}))
 
     def call_remote_no_answer(self, _name: str, /, *args: Any, **kwargs: Any) -> None:
         """A one-way call: no answer is sent, errors are logged by the peer.
@@ -229,7 +248,7 @@ class Session:
         "frames_received", "_quiet", "_quiet_calls", "_first_bytes", "_lent", "exports",
         "_imports", "questions", "answers", "_one_way_running", "_last_request_id",
         "_dead_proxies", "_release_scheduled", "_disconnect_callbacks", "_decoder", "_last_ping",
-        "_encoder", "_bootstrap_ref", "__weakref__",
+        "_encoder", "_bootstrap_ref", "_pipeline", "_caches", "refs_received", "__weakref__",
     )
 
     def __init__(
@@ -292,6 +311,8 @@ class Session:
         self._dead_proxies: deque[int] | None = None
         self._release_scheduled = False
         self._disconnect_callbacks: list[tuple[RemoteReference, Callable[[RemoteReference], object]]] | None = None
+        self._pipeline: pipelining.Pipeline | None = None  # "pipelining" state, made on first use
+        self._caches: CacheTables | None = None  # "cache" tables (broker/cache.py), made on first use
         self._decoder = wire.WireDecoder(
             max_frame_size=limits.max_frame_size,
             max_depth=limits.max_depth,
@@ -302,6 +323,8 @@ class Session:
         self._last_ping = 0  # the nonce of the last ping sent
         self._encoder = wire.WireEncoder(default=self._to_wire)
         self._bootstrap_ref: RemoteReference | None = RemoteReference(self, 0)  # None once closed
+        #: Sender refs decoded so far: a blocking caller whose answer came with none wraps nothing.
+        self.refs_received = 0
         hello = self._encoder.encode(self._decoder.hello())  # first out; the adapter takes it
         self._outbox = [hello]
         self._outbox_bytes = len(hello)
@@ -405,6 +428,8 @@ class Session:
                 self.frames_received += 1
             return False
         finally:
+            if self._pipeline is not None and self._pipeline.finishing:
+                pipelining.flush_finish(self)  # one finish for the answers of this round (§15.3)
             self._processing = False
 
     # -- bytes out -------------------------------------------------------------------------------
@@ -499,7 +524,7 @@ class Session:
         """The peer broke the protocol: say why in a goodbye, log it, close this connection only."""
         handshake_failure = None
         if self.state is State.HANDSHAKE:
-            handshake_failure = HandshakeError(not_pbroker(exc, side=self.side, first_bytes=self._first_bytes))
+            handshake_failure = HandshakeError(not_pbroker(exc, side=self.side, first_bytes=self._first_bytes, peer=self.peer))
             handshake_failure.__cause__ = exc
             log.warning("%r: closing, peer sent bad data in the handshake: %s", self, handshake_failure)
         elif self.state is State.OPEN:
@@ -595,6 +620,10 @@ class Session:
         one_way, self._one_way_running = self._one_way_running, None
         for d in [*answers.values(), *(one_way or ())]:
             d.cancel()
+        pipelining.drop(self)
+        caches, self._caches = self._caches, None
+        if caches is not None:
+            caches.connection_ended()  # every observer stops, once (§16)
         questions, self.questions = self.questions, EMPTY_MAP
         for d, target, name in questions.values():
             each = ConnectionLost(str(lost), lost.cause, lost.goodbye_kind)  # one each: notes name the call
@@ -605,7 +634,7 @@ class Session:
         if isinstance(reason, wire.HandshakeError):
             failure: BaseException = HandshakeError(str(reason))
         elif self._first_bytes:  # something arrived, but never a hello
-            failure = HandshakeError(not_pbroker(reason, side=self.side, first_bytes=self._first_bytes))
+            failure = HandshakeError(not_pbroker(reason, side=self.side, first_bytes=self._first_bytes, peer=self.peer))
         else:
             return lost
         failure.__cause__ = reason
@@ -624,7 +653,8 @@ class Session:
         """The peer's bootstrap object (its root, or its login object)."""
         return self._bootstrap_ref or RemoteReference(self, 0)
 
-    def call(self, target: int, name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> Deferred[Any]:
+    def call(self, target: int, name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any],
+             flags: int = 0, options: call_options.CallOptions | None = None) -> Deferred[Any]:
         """Call ``name`` on the peer's object ``target``; the Deferred fires with the answer."""
         if self.state is not State.OPEN:
             return fail(self._noted(self._cannot_call(name), target, name))
@@ -632,27 +662,34 @@ class Session:
             limit = self.limits.max_outstanding_calls
             return fail(self._noted(LimitExceeded(f"{len(self.questions)} calls outstanding; the limit is {limit}"), target, name))
         request_id = self._last_request_id = self._last_request_id + 1
+        plan = call_options.plan_call(self, name, options)  # None: a plain call (§18)
         try:
-            frame = self._encode(Call(request_id, target, name, list(args), kwargs, 0))
+            frame = self._encode(Call(request_id, target, name, list(args), kwargs, flags, None if plan is None else plan.wire))
         except Exception as exc:
             return fail(self._noted(exc, target, name))
-        d: Deferred[Any] = Deferred(lambda d: self._cancel_question(request_id))
+        d: Deferred[Any] = pipelining.Promise(self, request_id, lambda d: self._cancel_question(request_id))
         if self.questions is EMPTY_MAP:
             self.questions = {}
         self.questions[request_id] = (d, target, name)
         self._queue(frame)
-        timeout = self.limits.call_timeout
+        if plan is not None:
+            plan.started(d)  # its span ends with the answer
+        timeout = self.limits.call_timeout if plan is None else plan.timeout
         if timeout is not None and self._clock is not None:
             d.add_timeout(timeout, self._clock)
+            if plan is not None:
+                d.add_errback(plan.deadline_passed, name, timeout)
             d.add_errback(self._note_failure, target, name)  # the TimeoutError is made by add_timeout
         return d
 
-    def call_no_answer(self, target: int, name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> None:
+    def call_no_answer(self, target: int, name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any],
+                       flags: int = 0, options: call_options.CallOptions | None = None) -> None:
         """A one-way call; raises at once if it cannot be sent (nothing would report it later)."""
         if self.state is not State.OPEN:
             raise self._noted(self._cannot_call(name), target, name)
+        plan = call_options.plan_call(self, name, options, one_way=True)
         try:
-            frame = self._encode(Call(0, target, name, list(args), kwargs, CALL_NO_ANSWER))
+            frame = self._encode(Call(0, target, name, list(args), kwargs, CALL_NO_ANSWER | flags, None if plan is None else plan.wire))
         except Exception as exc:
             raise self._noted(exc, target, name)
         self._queue(frame)
@@ -719,11 +756,15 @@ class Session:
         self.ready.callback(self.root())
 
     def _handle_answer(self, answer: Answer) -> None:
+        if type(answer.value) is RemoteReference and FEATURE_PIPELINING in self._decoder.negotiated:
+            pipelining.to_finish(self, answer.request_id)  # the callee keeps it for pipelined calls
         question = self.questions.pop(answer.request_id, None)
         if question is not None:
             question[0].callback(answer.value)
 
     def _handle_error(self, error: Error) -> None:
+        if FEATURE_PIPELINING in self._decoder.negotiated:
+            pipelining.to_finish(self, error.request_id)  # the callee keeps it for pipelined calls
         question = self.questions.pop(error.request_id, None)
         if question is not None:
             d, target, name = question
@@ -778,12 +819,17 @@ class Session:
             return None, InvalidReferenceError("broker.NoSuchObject", f"object {call.target} does not exist or was never given to you")
         if refusal is not None:
             return target, refusal
+        if call.options is not None and (bad := call_options.options_refusal(call.options)) is not None:
+            return target, bad  # §18.2: over the metadata limits, a bad timeout
         running = len(self.answers) + len(self._one_way_running or ())
         if running >= self.limits.max_running_calls:
             return target, OverloadedError("broker.Overloaded", f"{running} calls running; the limit is {self.limits.max_running_calls}")
         return target, None
 
     def _handle_call(self, call: Call, refusal: BaseException | None = None) -> None:
+        if call.flags & CALL_TARGET_IS_QUESTION and FEATURE_PIPELINING in self._decoder.negotiated:
+            pipelining.handle_pipelined_call(self, call, refusal)  # §15: target is a question
+            return
         no_answer = call.flags & CALL_NO_ANSWER
         target, error = self._refusal(call, refusal)
         if error is not None:
@@ -795,7 +841,8 @@ class Session:
                 self._send_error(call.request_id, error)
             return
         try:
-            result = target.remote_message_received(self, call.method, call.args, call.kwargs)
+            ctx = call_options.enter_call(self, call)  # broker.current_call() while it runs (§18)
+            result = call_options.invoke(ctx, target, self, call)
         except Exception as exc:
             self._report_failure(call, target, exc, None)
             if not no_answer:
@@ -809,12 +856,14 @@ class Session:
                 if running is None:
                     running = self._one_way_running = set()
                 running.add(result)
+                call_options.watch(self, ctx, result, None)
                 result.add_both(self._one_way_done, call, target, result)
                 return
             request_id = call.request_id
             if self.answers is EMPTY_MAP:
                 self.answers = {}
             self.answers[request_id] = result
+            call_options.watch(self, ctx, result, request_id)
             result.add_callbacks(self._answer_later, self._error_later, (request_id,), None, (request_id, call, target))
         elif not no_answer:
             self._send_answer(call.request_id, result)
@@ -855,7 +904,11 @@ class Session:
         said = exc.message if isinstance(exc, RemoteError) else str(exc)
         text = (f"remote call {call.method!r}{one_way} on {type(target).__name__} from {where} "
                 f"(perspective {self.perspective!r}) raised {type(exc).__name__}: {said}")
-        extra = {"peer": where, "perspective": self.perspective, "method": call.method, "target": target}
+        call_id = call_options.call_id_for(call)  # ties the line to the caller (§18.4)
+        if call_id is not None:
+            text += f" [call {call_id}]"
+        extra = {"peer": where, "perspective": self.perspective, "method": call.method, "target": target,
+                 "call_id": call_id or "-"}
         if expected:
             calls_log.log(level, "%s", text, extra=extra)
         elif failure is not None:
@@ -864,6 +917,8 @@ class Session:
             calls_log.log(level, "%s", text, exc_info=exc, extra=extra)
 
     def _send_answer(self, request_id: int, value: Any) -> None:
+        if FEATURE_PIPELINING in self._decoder.negotiated:
+            pipelining.answered(self, request_id, value)  # calls pipelined on it run first (§15)
         try:
             frame = self._encode(Answer(request_id, value))
         except LimitExceeded as exc:
@@ -878,17 +933,22 @@ class Session:
         tb = None
         if self.debug:
             tb = failure.get_traceback() if failure is not None else "".join(traceback.format_exception(exc))
-        self._queue_message(Error(request_id, to_failure(exc, self.registry, tb)))
+        info = to_failure(exc, self.registry, tb)
+        if request_id and FEATURE_PIPELINING in self._decoder.negotiated:
+            pipelining.failed(self, request_id, info)  # calls pipelined on it fail first (§15)
+        self._queue_message(Error(request_id, call_options.for_peer(info, self._decoder.negotiated)))
 
     # -- values to and from the wire -------------------------------------------------------------
 
-    def _encode(self, message: Call | Answer) -> bytes | bytearray:
+    def _encode(self, message: Message) -> bytes | bytearray:
         """Encode a message that may carry references; nothing is counted if encoding fails."""
         exports = self.exports
         try:
             frame = self._encoder.encode_frame(message)  # big frames reuse one buffer: no page faults
         except Exception as exc:
             exports.undo_sends()
+            if self._caches is not None:
+                self._caches.undo_sends()
             if isinstance(exc, wire.MessageTooLarge):
                 raise LimitExceeded(str(exc)) from exc
             cause = exc.__cause__ if isinstance(exc, wire.UnencodableValue) else None
@@ -898,10 +958,17 @@ class Session:
                 raise TypeError(str(exc)) from exc
             raise
         exports.confirm_sends()
+        if self._caches is not None:
+            self._caches.confirm_sends()
         return frame
 
     def _to_wire(self, obj: Any) -> Any:
         """Encoder hook: what a non-native object becomes on the wire."""
+        if isinstance(obj, Cacheable):  # §16: its state once per connection, then its id
+            caches = self._caches
+            if caches is None:
+                caches = self._caches = CacheTables(self)
+            return caches.to_wire(obj)
         if isinstance(obj, RemoteReference):
             if obj._session is not self:
                 raise BrokerError("a reference from another connection cannot be passed on (no third-party hand-off)")
@@ -915,12 +982,16 @@ class Session:
             return CopyState(type_name, state_of(obj))
         if isinstance(obj, (tuple, set, frozenset)):
             return list(obj)
+        remote = getattr(obj, "__remote_reference__", None)  # a view of one, e.g. BlockingReference
+        if isinstance(remote, RemoteReference):
+            return self._to_wire(remote)
         raise TypeError(f"cannot send {type(obj).__qualname__}: register it as copyable or make it Referenceable")
 
     def _resolve(self, value: Any) -> Any:
         """Decoder hook: what a wire ext value becomes here (``wire.Refused`` if we refuse it)."""
         kind = type(value)
         if kind is ExportedRef:
+            self.refs_received += 1
             if value.object_id == 0:  # the peer's bootstrap object is never counted (§6.6)
                 return self.root()
             return self.imports.received(value.object_id, self._make_proxy)
@@ -938,6 +1009,11 @@ class Session:
                 raise wire.Refused(InvalidReferenceError("broker.BadCopy", f"cannot build {value.type_name!r}: {exc}")) from None
         if kind is FailureInfo:
             return from_failure(value, self.registry)
+        if kind is CacheRef:  # §16 (the decoder accepts ext 6 only when "cache" is negotiated)
+            caches = self._caches
+            if caches is None:
+                caches = self._caches = CacheTables(self)
+            return caches.received(value)
         return value
 
     def _make_proxy(self, object_id: int) -> RemoteReference:
@@ -969,6 +1045,8 @@ class Session:
             died.append(dead.popleft())
         if self.state is not State.OPEN:
             return
+        if self._caches is not None:
+            self._caches.flush_releases()  # RemoteCaches that died (§16)
         releases = self.imports.collect_releases(died)
         if len(releases) > 1 and FEATURE_DECREFS in self._decoder.negotiated:
             # One message per batch, split to fit the peer's container limit (2 ints a release).
@@ -998,4 +1076,7 @@ _HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     Decrefs: Session._handle_decrefs,
     Ping: Session._handle_ping,
     Pong: Session._handle_pong,
+    Finish: pipelining.finish,
+    CacheUpdate: handle_update,
+    CacheRelease: handle_release,
 }

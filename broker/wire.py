@@ -72,12 +72,18 @@ from .messages import (
     DEFAULT_MAX_EXT_VALUES_PER_FRAME,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_ITEMS_PER_FRAME,
+    FEATURE_CACHE,
+    FEATURE_CALL_OPTIONS,
     FEATURE_DECREFS,
     FEATURE_HEARTBEAT,
+    FEATURE_PIPELINING,
     MAX_ID,
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
     Answer,
+    CacheRef,
+    CacheRelease,
+    CacheUpdate,
     Call,
     Cancel,
     CopyState,
@@ -87,6 +93,7 @@ from .messages import (
     ExportedRef,
     ExtCode,
     FailureInfo,
+    Finish,
     Goodbye,
     Hello,
     Message,
@@ -277,6 +284,8 @@ def _body(message: Message) -> list[Any]:
     t = type(message)
     if t is Call:
         m: Any = message
+        if m.options is not None:  # field 8, only when "call-options" is negotiated (§18)
+            return [3, m.request_id, m.target, m.method, m.args, m.kwargs, m.flags, m.options]
         return [3, m.request_id, m.target, m.method, m.args, m.kwargs, m.flags]
     if t is Answer:
         m = message
@@ -297,6 +306,8 @@ def _body(message: Message) -> list[Any]:
         return [10, message.nonce]  # type: ignore[union-attr]
     if t is Pong:
         return [11, message.nonce]  # type: ignore[union-attr]
+    if t is Finish:
+        return [9, list(message.question_ids)]  # type: ignore[union-attr]
     if t is Hello:
         m = message
         return [
@@ -311,10 +322,16 @@ def _body(message: Message) -> list[Any]:
     if t is Goodbye:
         m = message
         return [2, m.kind, m.message]
+    if t is CacheUpdate:  # "cache" feature (PROTOCOL.md §16)
+        m = message
+        return [17, m.cache_id, m.method, m.args, m.kwargs]
+    if t is CacheRelease:
+        m = message
+        return [18, m.cache_id, m.count]
     raise UnencodableValue(f"not a broker message: {message!r}")
 
 
-_WIRE_VALUE_TYPES: Final = frozenset({ExportedRef, ReturnedRef, CopyState, FailureInfo})
+_WIRE_VALUE_TYPES: Final = frozenset({ExportedRef, ReturnedRef, CopyState, FailureInfo, CacheRef})
 #: Frame bodies from this size on are encoded by encode_frame() into a reused buffer.
 _REUSE_FROM: Final = 64 * 1024
 #: CPython's reference count tells encode_frame() when its buffer is free again (elsewhere: never).
@@ -453,6 +470,9 @@ class WireEncoder:
         if t is FailureInfo:
             payload = [obj.kind, obj.type_name, obj.message, obj.traceback]
             return ExtType(ExtCode.FAILURE, self._payload(payload))
+        if t is CacheRef:  # "cache" feature (§16): the state travels only with the first ref
+            first = [obj.cache_id, obj.type_name, obj.state] if obj.first else [obj.cache_id]
+            return ExtType(ExtCode.CACHE_REF, self._payload(first))
         if self._user_default is not None:
             value = self._user_default(obj)
             if type(value) in _WIRE_VALUE_TYPES:
@@ -557,7 +577,7 @@ class WireDecoder:
         "negotiated", "_decoders", "_count_above", "_items", "_containers", "_ext_values",
         "_payload_bytes", "max_frame_size", "max_depth", "max_container_length", "_resolve",
         "_expect_hello", "_refusal", "_buf", "_start", "_end", "_lent", "_shared", "_read_size",
-        "_eof", "_stored_error", "_error_is_fatal", "_unpack_options", "_counting_cache",
+        "_eof", "_stored_error", "_error_is_fatal", "_unpack_options", "_counting_cache", "_counted",
         "_strict_options", "_strict_counting_cache", "_options", "_keys_ok", "_plain_state",
         "_body", "_src", "_scan", "__dict__",
     )
@@ -598,6 +618,7 @@ class WireDecoder:
         # Bodies longer than this might break a per-frame limit (a value takes at least one byte
         # of the body, an ext value three): only they are decoded with the counting hooks.
         self._count_above = min(max_items_per_frame, max_containers_per_frame, 3 * max_ext_values_per_frame)
+        self._counted = False  # whether the frame being decoded is counted by the hooks
         self._items = 0  # counts of the frame being decoded
         self._containers = 0
         self._ext_values = 0
@@ -981,10 +1002,12 @@ class WireDecoder:
             self._body = self._src = self._scan = None
 
     def _decode_body(self, body: bytes | bytearray | memoryview) -> Message:
-        if len(body) > self._count_above:
+        if len(body) > self._count_above and self._may_break_frame_limits(body):
+            self._counted = True
             self._options = self._counting_options
             strict = self._strict_counting_options
         else:
+            self._counted = False
             self._options = self._unpack_options
             strict = self._strict_options
         try:
@@ -1077,6 +1100,14 @@ class WireDecoder:
         return message
 
     def _call(self, f: list[Any]) -> Call:
+        options = None
+        if len(f) == 8 and FEATURE_CALL_OPTIONS in self.negotiated:  # §18: field 8, a map
+            options = f.pop()
+            if type(options) is not dict or not all(
+                type(k) is str and type(v) in _SCALARS or (type(v) is dict and _SCALARS.issuperset(map(type, v.values())))
+                for k, v in options.items()
+            ):  # no refs or copies in there: nothing to count or resolve; the session checks the rest
+                raise MalformedMessage("call options must be a map of scalars and maps of scalars")
         if len(f) != 7:
             raise MalformedMessage(f"call has {len(f) - 1} fields; expected 6")
         _, request_id, target, method, args, kwargs, flags = f
@@ -1095,7 +1126,7 @@ class WireDecoder:
                 if kwargs:
                     self._convert(kwargs, 2)
         try:
-            return Call(request_id, target, method, args, kwargs, flags)
+            return Call(request_id, target, method, args, kwargs, flags, options)
         except (TypeError, ValueError) as exc:
             raise MalformedMessage(f"bad call: {exc}") from exc
 
@@ -1133,6 +1164,42 @@ class WireDecoder:
         message: Decrefs = self._build(Decrefs.from_flat, f[1])
         return message
 
+    def _cache_ref(self, payload: Any, level: int) -> CacheRef:
+        """Ext 6 (§16): ``[cache_id]``, or ``[cache_id, type_name, state]`` the first time."""
+        if type(payload) is not list or len(payload) not in (1, 3):
+            raise MalformedMessage("a cache ref's payload must be [cache_id] or [cache_id, type_name, state]")
+        if len(payload) == 1:
+            ref: CacheRef = self._build(CacheRef, payload[0])
+            return ref
+        cache_id, type_name, state = payload
+        if type(type_name) is not str:
+            raise MalformedMessage("a cache ref's type_name must be a str")
+        if type(state) not in _SCALARS:
+            state = self._convert(state, level + 1)
+        ref = self._build(CacheRef, cache_id, type_name, state)
+        return ref
+
+    def _cache_update(self, f: list[Any]) -> CacheUpdate:
+        if len(f) != 5:
+            raise MalformedMessage(f"cache_update has {len(f) - 1} fields; expected 4")
+        _, cache_id, method, args, kwargs = f
+        if type(args) is not list:
+            raise MalformedMessage("cache_update args must be an array")
+        if type(kwargs) is not dict:
+            raise MalformedMessage("cache_update kwargs must be a map")
+        if not self._plain():
+            if args and not _SCALARS.issuperset(map(type, args)):
+                self._convert(args, 2)
+            if kwargs:
+                self._convert(kwargs, 2)
+        message: CacheUpdate = self._build(CacheUpdate, cache_id, method, args, kwargs)
+        return message
+
+    def _cache_release(self, f: list[Any]) -> CacheRelease:
+        _arity(f, 3, "cache_release")
+        message: CacheRelease = self._build(CacheRelease, f[1], f[2])
+        return message
+
     def _ping(self, f: list[Any]) -> Ping:
         _arity(f, 2, "ping")
         message: Ping = self._build(Ping, f[1])
@@ -1143,6 +1210,13 @@ class WireDecoder:
         message: Pong = self._build(Pong, f[1])
         return message
 
+    def _finish(self, f: list[Any]) -> Finish:
+        _arity(f, 2, "finish")
+        if type(f[1]) is not list:
+            raise MalformedMessage(f"finish question ids must be an array, not {type(f[1]).__name__}")
+        message: Finish = self._build(Finish, f[1])
+        return message
+
     # -- per-frame counts (msgpack hooks; only for bodies long enough to break a limit) -------
 
     def _count_array(self, obj: list[Any]) -> list[Any]:
@@ -1151,6 +1225,17 @@ class WireDecoder:
         if self._items > self.max_items_per_frame or self._containers > self.max_containers_per_frame:
             raise self._too_complex()
         return obj
+
+    def _may_break_frame_limits(self, body: bytes | bytearray | memoryview) -> bool:
+        """Whether ``body`` could break a per-frame limit, by an upper bound from its bytes alone:
+        every value takes a byte, and every container or ext value starts with one of the header
+        bytes msgpack gives them (string and binary contents may look like headers too, which
+        only makes the bound higher). Two C passes instead of one Python call per container."""
+        if len(body) > self.max_items_per_frame:
+            return True
+        classes = (body if type(body) is not memoryview else bytes(body)).translate(_HEADER_CLASSES)
+        return (classes.count(b"c") > self.max_containers_per_frame
+                or classes.count(b"e") > self.max_ext_values_per_frame)
 
     def _count_map(self, obj: dict[Any, Any]) -> dict[Any, Any]:
         self._items += 2 * len(obj)
@@ -1239,7 +1324,7 @@ class WireDecoder:
         for i in unwalked:
             if type(fields[i]) not in _SCALARS:
                 return None  # an ext value or container in a field never walked: a bad field
-        counted = n > self._count_above
+        counted = self._counted
         if counted and (self._containers + self._ext_values) * _C_PASS_BYTES_PER_VISIT < n:
             return None  # the walk's visits cost less than two more C parses of the body
         exts = scan.exts
@@ -1461,16 +1546,20 @@ class WireDecoder:
             data = body if type(body) is not memoryview else bytes(body)
             src = (data, 0, len(data))
         buf, lo, hi = src
-        if lo == 0 and hi == len(buf):
-            return (b"\xff" in buf) and (
-                b"\xd6\xff" in buf or b"\xd7\xff" in buf or b"\x04\xff" in buf
-                or b"\x08\xff" in buf or b"\x0c\xff" in buf
-            )
         find = buf.find
-        return find(b"\xff", lo, hi) >= 0 and (
-            find(b"\xd6\xff", lo, hi) >= 0 or find(b"\xd7\xff", lo, hi) >= 0
-            or find(b"\x04\xff", lo, hi) >= 0 or find(b"\x08\xff", lo, hi) >= 0
-            or find(b"\x0c\xff", lo, hi) >= 0
+        # Most bodies hold few ff bytes: look at the byte before each (one pass in all) ...
+        at = find(b"\xff", lo, hi)
+        for _ in range(32):
+            if at < 0:
+                return False
+            if at > lo and buf[at - 1] in _TIMESTAMP_LEADS:
+                return True
+            at = find(b"\xff", at + 1, hi)
+        # ... but binary data may hold many: then five searches for the pairs cost less.
+        return at >= 0 and (
+            find(b"\xd6\xff", at - 1, hi) >= 0 or find(b"\xd7\xff", at - 1, hi) >= 0
+            or find(b"\x04\xff", at - 1, hi) >= 0 or find(b"\x08\xff", at - 1, hi) >= 0
+            or find(b"\x0c\xff", at - 1, hi) >= 0
         )
 
     def _depth_ok(self) -> bool:
@@ -1488,7 +1577,7 @@ class WireDecoder:
         n = len(body)
         if n <= self.max_depth:
             return True  # every container takes a byte at least
-        counted = n > self._count_above
+        counted = self._counted
         if counted and self._containers <= self.max_depth:
             return True  # no deeper than there are containers
         if counted and self._containers * 16384 < n:
@@ -1534,7 +1623,7 @@ class WireDecoder:
         if level > self.max_depth:
             raise NestingTooDeep(f"nesting deeper than {self.max_depth}")
         code, data = ext
-        if not 1 <= code <= 4:
+        if not 1 <= code <= 4 and not (code == 6 and FEATURE_CACHE in self.negotiated):
             raise UnknownExtCode(f"ext code {code} is not implemented")
         self._payload_bytes += len(data)
         if self._payload_bytes > self.max_frame_size:
@@ -1559,6 +1648,8 @@ class WireDecoder:
             if type(payload) is not list or len(payload) != 4:
                 raise MalformedMessage("a failure's payload must be [kind, type_name, message, traceback]")
             value = self._build(FailureInfo, *payload)
+        elif code == 6:
+            value = self._cache_ref(self._unpack(data), level)
         resolve = self._resolve
         if resolve is None:
             return value
@@ -1728,6 +1819,20 @@ _ALONE: Final = _alone_refcount()
 _PAYLOAD_BUDGETS: Final = (8, 32)
 
 
+#: The bytes before ff in every encoding of a msgpack timestamp (ext -1): fixext 4 and 8 (d6, d7),
+#: and ext 8/16/32 whose length ends in 04, 08 or 0c.
+_TIMESTAMP_LEADS: Final = b"\xd6\xd7\x04\x08\x0c"
+
+#: Each byte value's class as a msgpack header: "c" container (fixmap, fixarray, array/map 16/32),
+#: "e" ext (fixext 1-16, ext 8/16/32), "." anything else (see WireDecoder._may_break_frame_limits).
+_HEADER_CLASSES: Final = bytes(
+    ord("c") if 0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF
+    else ord("e") if 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8
+    else ord(".")
+    for b in range(256)
+)
+
+
 def _nests_within(data: bytes | bytearray | memoryview, budget: int, keep: int = 2) -> bool:
     """Whether no array or map in the encoded value ``data`` (itself level 1) is deeper than
     ``budget``: one C parse that builds nothing, by a depth checker from the shared pool
@@ -1770,6 +1875,9 @@ _DECODERS: Final[dict[int, _Decoder]] = {
 FEATURE_MESSAGES: Final[dict[str, dict[int, _Decoder]]] = {
     FEATURE_HEARTBEAT: {MessageType.PING: WireDecoder._ping, MessageType.PONG: WireDecoder._pong},
     FEATURE_DECREFS: {MessageType.DECREFS: WireDecoder._decrefs},
+    FEATURE_PIPELINING: {MessageType.FINISH: WireDecoder._finish},
+    FEATURE_CACHE: {MessageType.CACHE_UPDATED: WireDecoder._cache_update,
+                    MessageType.CACHE_RELEASED: WireDecoder._cache_release},
 }
 
 

@@ -1,8 +1,19 @@
 """The echo server from the classic Twisted talk, on net: the whole server is ``Echo`` below.
 
-    .venv/bin/python examples/echo.py server [ENDPOINT]             # default tcp:8000:interface=127.0.0.1
-    .venv/bin/python examples/echo.py client [ENDPOINT] MESSAGE...  # default tcp:127.0.0.1:8000
-    .venv/bin/python examples/echo.py demo                          # both in one process, over loopback
+    .venv/bin/python examples/echo.py server [--listen ENDPOINT]              # default tcp:8000:interface=127.0.0.1
+    .venv/bin/python examples/echo.py client [--connect ENDPOINT] MESSAGE...  # default tcp:127.0.0.1:8000
+    .venv/bin/python examples/echo.py demo [--listen ENDPOINT] [--connect ENDPOINT] [MESSAGE...]
+
+Any endpoint string works, so the same echo runs over a Unix socket or through a proxy:
+
+    .venv/bin/python examples/echo.py server --listen unix:/tmp/echo.sock
+    .venv/bin/python examples/echo.py client --connect unix:/tmp/echo.sock hello
+    .venv/bin/python examples/echo.py client --connect socks5:127.0.0.1:1080:tcp:127.0.0.1:8000 hello
+
+``demo`` runs both in one process, by default on an ephemeral loopback TCP port; its client
+connects to where the server listens, or to ``--connect``, in which ``{server}`` stands for that
+address (``--connect socks5:127.0.0.1:1080:{server}`` goes through a SOCKS5 proxy). The endpoint
+may also be given alone, without ``--listen``/``--connect``, as before.
 
 Each mode is a coroutine run by ``net.react``: a fresh reactor from ``make_reactor()`` (so
 ``PBROKER_REACTOR=asyncio``, say, picks the backend), exit status 0 when it is done, 1 with the
@@ -15,6 +26,7 @@ import logging
 import sys
 from typing import Any
 
+from net.address import Address, UNIXAddress
 from net.basic import LineReceiver
 from net.defer import Deferred, Failure
 from net.endpoints import client, server
@@ -23,7 +35,7 @@ from net.protocol import ClientFactory, Factory, Protocol
 from net.react import react
 
 __all__ = ["Echo", "EchoFactory", "LoggingEcho", "EchoClient"]
-__all__ += ["serve", "serve_forever", "talk", "demo", "echo_main", "main"]
+__all__ += ["serve", "serve_forever", "talk", "demo", "client_endpoint", "echo_main", "main"]
 
 SERVER_ENDPOINT = "tcp:8000:interface=127.0.0.1"  # loopback only; "tcp:8000" would listen everywhere
 CLIENT_ENDPOINT = "tcp:127.0.0.1:8000"
@@ -70,11 +82,25 @@ class EchoClient(LineReceiver):
         self.closed.callback(None)
 
 
+def client_endpoint(address: Address) -> str:
+    """The client endpoint string that reaches a listening port's ``address``."""
+    if isinstance(address, UNIXAddress):
+        name = address.name or ""
+        return "unix:" + name.replace("\\", "\\\\").replace(":", "\\:")
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"tcp:{host}:{address.port}"
+
+
+def _where(address: Address) -> str:
+    if isinstance(address, UNIXAddress):
+        return address.name or "?"
+    return f"{address.host}:{address.port}"
+
+
 async def serve(reactor: Any, endpoint: str = SERVER_ENDPOINT) -> Any:
     """Listen on ``endpoint``; say where on stdout (a parent process may be waiting for it)."""
     port = await server(reactor, endpoint).listen(EchoFactory.for_protocol(LoggingEcho))
-    address = port.get_host()
-    print(f"listening on {address.host}:{address.port}", flush=True)
+    print(f"listening on {_where(port.get_host())}", flush=True)
     return port
 
 
@@ -93,17 +119,43 @@ async def talk(reactor: Any, endpoint: str, messages: list[str]) -> None:
     await protocol.closed
 
 
-async def demo(reactor: Any, messages: list[str] | None = None) -> None:
-    """Server and client in this process, on an ephemeral loopback port."""
-    port = await serve(reactor, "tcp:0:interface=127.0.0.1")
+async def demo(reactor: Any, messages: list[str] | None = None, *,
+               listen: str = "tcp:0:interface=127.0.0.1", connect: str = "{server}") -> None:
+    """Server and client in this process; ``{server}`` in ``connect`` is where the server listens."""
+    port = await serve(reactor, listen)
     try:
-        await talk(reactor, f"tcp:127.0.0.1:{port.get_host().port}", messages or ["hello", "world"])
+        endpoint = connect.replace("{server}", client_endpoint(port.get_host()))
+        await talk(reactor, endpoint, messages or ["hello", "world"])
     finally:
         await port.stop_listening()
 
 
+def _options(args: list[str], allowed: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """Take ``--listen ENDPOINT``/``--connect ENDPOINT`` (or ``--listen=ENDPOINT``) out of ``args``."""
+    options: dict[str, str] = {}
+    rest: list[str] = []
+    items = iter(args)
+    for arg in items:
+        name, equals, value = arg.partition("=")
+        if name in allowed:
+            if not equals:
+                value = next(items, "")
+                if not value:
+                    raise ValueError(f"{name} needs an endpoint, e.g. {name} unix:/tmp/echo.sock")
+            options[name[2:]] = value
+        elif arg.startswith("--"):
+            raise ValueError(f"unknown option {arg!r}; this mode takes {' or '.join(allowed)}")
+        else:
+            rest.append(arg)
+    return options, rest
+
+
 def _client_args(args: list[str]) -> tuple[str, list[str]]:
-    """``[ENDPOINT] MESSAGE...``: the first argument is the endpoint if it parses as one."""
+    """``[--connect ENDPOINT | ENDPOINT] MESSAGE...``: a first argument alone is the endpoint if
+    it parses as one."""
+    options, args = _options(args, ("--connect",))
+    if "connect" in options:
+        return options["connect"], args
     if args:
         try:
             client(None, args[0])
@@ -118,12 +170,14 @@ async def echo_main(reactor: Any, mode: str = "demo", *args: str) -> None:
     """``echo.py MODE ARGS...`` as one coroutine, for ``net.react``."""
     try:
         if mode == "server":
-            await serve_forever(reactor, *args[:1])
+            options, rest = _options(list(args), ("--listen",))
+            await serve_forever(reactor, options.get("listen", rest[0] if rest else SERVER_ENDPOINT))
         elif mode == "client":
             endpoint, messages = _client_args(list(args))
             await talk(reactor, endpoint, messages or ["hello"])
         elif mode == "demo":
-            await demo(reactor, list(args) or None)
+            options, messages = _options(list(args), ("--listen", "--connect"))
+            await demo(reactor, messages or None, **options)
         else:
             sys.exit(__doc__)
     except (NetError, ValueError) as exc:  # refused, cannot listen, bad endpoint: no traceback

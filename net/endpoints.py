@@ -22,7 +22,7 @@ from zope.interface import implementer
 from .defer import CancelledError, Deferred, Failure, fail, succeed
 from .error import ConnectError
 from .interfaces import IStreamClientEndpoint, IStreamServerEndpoint
-from .protocol import ClientFactory, Protocol
+from .protocol import ClientFactory, Protocol, WrappingFactory
 
 if TYPE_CHECKING:
     from .address import Address
@@ -414,7 +414,7 @@ register_endpoint_type("tcp", _tcp_server, _tcp_client)
 # -- adapting a plain factory to a connector -----------------------------------------------------
 
 
-class WrappingClientFactory(ClientFactory):
+class WrappingClientFactory(WrappingFactory, ClientFactory):
     """Lets a connector serve any factory and turns the outcome into :attr:`deferred`.
 
     :attr:`deferred` fires with the wrapped factory's protocol once its ``connection_made`` ran, or
@@ -430,12 +430,6 @@ class WrappingClientFactory(ClientFactory):
         self._cancelled = False
         self.deferred: Deferred[Any] = Deferred(canceller=self._cancel)
 
-    def do_start(self) -> None:
-        self.wrapped.do_start()
-
-    def do_stop(self) -> None:
-        self.wrapped.do_stop()
-
     def build_protocol(self, addr: Address) -> Protocol | None:
         protocol = self.wrapped.build_protocol(addr)
         return None if protocol is None else _WrappingProtocol(self.deferred, protocol)
@@ -446,14 +440,20 @@ class WrappingClientFactory(ClientFactory):
 
     def _cancel(self, deferred: Deferred[Any]) -> None:
         self._cancelled = True
-        if self.connector is not None and self.connector.state == "connecting":
-            self.connector.stop_connecting()
+        connector = self.connector
+        if connector is not None and connector.state == "connecting":
+            connector.stop_connecting()
+        elif connector is not None and connector.state == "connected" and connector.transport is not None:
+            # Connected but the Deferred has not fired: a TLS or proxy handshake is under way on
+            # the socket, so cancelling drops the connection.
+            connector.transport.abort_connection()
         if not deferred.called:
             deferred.errback(Failure(CancelledError(f"connecting to {self.connector!r} was cancelled")))
 
 
 class _WrappingProtocol(Protocol):
-    """Forwards everything to the wrapped protocol; fires the Deferred after connection_made."""
+    """Forwards everything to the wrapped protocol (``get_buffer``/``buffer_updated`` and
+    ``fds_received`` too, when it has them); fires the Deferred after connection_made."""
 
     def __init__(self, deferred: Deferred[Any], wrapped: StreamProtocol) -> None:
         self._deferred = deferred
@@ -463,6 +463,9 @@ class _WrappingProtocol(Protocol):
             # transport sees get_buffer only when the wrapped protocol has it).
             self.get_buffer = wrapped.get_buffer
             self.buffer_updated = wrapped.buffer_updated
+        if hasattr(wrapped, "fds_received"):
+            # Likewise: a Unix transport receives descriptors only for a protocol that takes them.
+            self.fds_received = wrapped.fds_received
 
     def make_connection(self, transport: Transport) -> None:
         self.transport = transport

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Union
 
 from zope.interface import implementer
 
+from ._producing import ProducesWhatItReads
 from ._writebuffer import WriteBuffer, as_bytes_like
 from .defer import Deferred, Failure, fail
 from .error import ConnectionDone, ConnectionLost, NetError, ProcessDone, ProcessTerminated
@@ -528,7 +529,7 @@ def _signal_number(sig: str | int) -> int:
 
 
 @implementer(IProcessTransport)
-class ProcessTransport:
+class ProcessTransport(ProducesWhatItReads):
     """A running child: its pid, its pipes, and a way to signal it.
 
     Built by :func:`spawn_process`. Writing goes to the child's stdin (fd 0); other ``"w"`` fds
@@ -795,15 +796,6 @@ class ProcessTransport:
     def resume_reading(self) -> None:
         for reader in list(self._readers.values()):
             reader.resume()
-
-    def pause_producing(self) -> None:
-        self.pause_reading()
-
-    def resume_producing(self) -> None:
-        self.resume_reading()
-
-    def stop_producing(self) -> None:
-        self.abort_connection()
 
     def get_host(self) -> ProcessAddress:
         return ProcessAddress(self.pid)

@@ -17,12 +17,21 @@ from .interfaces import IProtocol, IProtocolFactory
 
 if TYPE_CHECKING:
     from .address import Address
-    from .contracts import Connector, DatagramTransport, DelayedCall, ProcessTransport, Transport
+    from .contracts import (
+        ClientProtocolFactory,
+        Connector,
+        DatagramTransport,
+        DelayedCall,
+        ProcessTransport,
+        ProtocolFactory,
+        Transport,
+    )
     from .defer import Failure
 
 __all__ = [
     "Protocol", "Factory", "ServerFactory", "ClientFactory", "ReconnectingClientFactory",
-    "ProcessProtocol", "DatagramProtocol",
+    "ProcessProtocol", "DatagramProtocol", "WrappingFactory",
+    "LayerClientFactory",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,6 +105,51 @@ class Factory:
         proto = self.protocol()
         proto.factory = self
         return proto
+
+
+class WrappingFactory:
+    """Base of a factory that stands in front of another (the TLS, tunnel and endpoint wrappers):
+    the ports and connectors using it start and stop :attr:`wrapped`, which keeps its own count."""
+
+    wrapped: ProtocolFactory
+
+    def do_start(self) -> None:
+        self.wrapped.do_start()
+
+    def do_stop(self) -> None:
+        self.wrapped.do_stop()
+
+
+class LayerClientFactory(WrappingFactory):
+    """Base of the client factory of a layer that opens over the connected stream before the
+    application's protocol runs (TLS's handshake, a proxy's tunnel).
+
+    The connector's hooks go on to :attr:`wrapped`, except that a connection that ends before the
+    layer opened is the application's ``client_connection_failed``, with the layer's error: the
+    layer's protocol says which, through :attr:`_outcome` (``(established, failure)``), from its
+    ``connection_lost``, which runs just before the connector's ``client_connection_lost``.
+    """
+
+    wrapped: ClientProtocolFactory
+    _outcome: tuple[bool, Failure] | None = None
+
+    def start_connecting(self, connector: Connector) -> None:
+        self.wrapped.start_connecting(connector)
+
+    def client_connection_failed(self, connector: Connector, reason: Failure) -> None:
+        self.wrapped.client_connection_failed(connector, self._connect_failure(reason))
+
+    def _connect_failure(self, reason: Failure) -> Failure:
+        """What the application hears when connecting the stream itself failed (as it is, here)."""
+        return reason
+
+    def client_connection_lost(self, connector: Connector, reason: Failure) -> None:
+        established, failure = self._outcome or (True, reason)
+        self._outcome = None
+        if established:
+            self.wrapped.client_connection_lost(connector, failure)
+        else:
+            self.wrapped.client_connection_failed(connector, failure)
 
 
 class ServerFactory(Factory):

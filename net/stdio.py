@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
+from ._producing import ProducesWhatItReads
 from .defer import Failure
 from .error import ConnectionDone, ConnectionLost
 from .interfaces import ITransport
@@ -54,7 +55,7 @@ class PipeAddress:
 
 
 @implementer(ITransport)
-class StandardIO:
+class StandardIO(ProducesWhatItReads):
     """The program's stdin (``stdin``, default fd 0) and stdout (``stdout``, fd 1) as one transport.
 
     ``protocol.make_connection(self)`` runs from the constructor, then reading starts. ``reactor``
@@ -182,15 +183,6 @@ class StandardIO:
     def resume_reading(self) -> None:
         if self._reader is not None:
             self._reader.resume()
-
-    def pause_producing(self) -> None:
-        self.pause_reading()
-
-    def resume_producing(self) -> None:
-        self.resume_reading()
-
-    def stop_producing(self) -> None:
-        self.abort_connection()
 
     def get_host(self) -> PipeAddress:
         return PipeAddress(self._stdin)

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from zope.interface import implementer
 
+from ._producing import ProducesWhatItReads
+from ._shutdown import StopAtShutdown
 from ._writebuffer import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, WriteBuffer, as_bytes_like
 from .address import Address, address_from_sockaddr
 from .defer import Failure, succeed
@@ -94,7 +96,7 @@ def _lost_from(exc: OSError) -> ConnectionLost:
 
 
 @implementer(ITransport)
-class Connection:
+class Connection(ProducesWhatItReads):
     """A connected stream socket driven by the reactor: the transport a protocol writes to.
 
     Create it with a connected socket and a protocol, then call :meth:`start`. ``kind`` is the
@@ -324,17 +326,6 @@ class Connection:
         self._read_paused = False
         if not (self._eof or self.disconnecting or self.disconnected):
             self._start_reading()
-
-    # -- IPushProducer: the transport produces what it reads -----------------------------------
-
-    def pause_producing(self) -> None:
-        self.pause_reading()
-
-    def resume_producing(self) -> None:
-        self.resume_reading()
-
-    def stop_producing(self) -> None:
-        self.abort_connection()
 
     # -- IConsumer -----------------------------------------------------------------------------
 
@@ -678,6 +669,11 @@ class Port:
     ports of several processes share one address, and the kernel spreads connections over them
     (Linux). Every socket on the address must set it, and run as the same user."""
 
+    #: Whether the reactor's shutdown stops this port (net._shutdown). A Unix port does, so that
+    #: its files go; a TCP port does not, since a reactor may be run again after stop() and code
+    #: (the test suite's ``run`` above all) listens in one run and connects in the next.
+    stop_at_shutdown: bool = False
+
     def __init__(
         self,
         reactor: ReactorIO,
@@ -703,6 +699,7 @@ class Port:
         self._retry_call: DelayedCall | None = None
         self._retry_delay: float | None = None  # the next pause; None: resource_retry_delay
         self._reserve = -1  # the reserve descriptor, -1 while not held
+        self._at_shutdown: StopAtShutdown | None = None  # stops us if the reactor stops first
         self.connection_count = 0
         """Open connections accepted by this port."""
         self._per_host: dict[str, int] = {}
@@ -755,15 +752,23 @@ class Port:
             self.kind, sock.family, sock.getsockname())  # type: ignore[arg-type]
         self.listening = True
         self.reactor.add_reader(self._fd, self._on_readable)
+        if self.stop_at_shutdown:
+            self._at_shutdown = StopAtShutdown(self.reactor, self.stop_listening)
 
     def get_host(self) -> Address:
         assert self._host is not None, "get_host() before start_listening()"
         return self._host
 
     def stop_listening(self) -> Deferred[None]:
-        """Stop accepting and close the socket; the Deferred has fired by the time this returns."""
+        """Stop accepting and close the socket; the Deferred has fired by the time this returns.
+
+        With :attr:`stop_at_shutdown`, the reactor's shutdown calls this for a port still listening.
+        """
         if self.listening:
             self.listening = False
+            if self._at_shutdown is not None:
+                self._at_shutdown.cancel()
+                self._at_shutdown = None
             if self._retry_call is not None and self._retry_call.active():
                 self._retry_call.cancel()
             self._retry_call = None

@@ -38,20 +38,20 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol, cas
 
 from zope.interface import implementer
 
+from .connector import build_client_protocol
 from .address import IPv4Address, IPv6Address
 from .defer import Deferred, Failure
 from .endpoints import WrappingClientFactory, _port, _timeout, client, parse, register_wrapping_endpoint_type
 from .error import ConnectError, ProxyError
 from .httpconnect import ConnectHandshake
 from .interfaces import IStreamClientEndpoint
-from .protocol import Protocol
+from .protocol import LayerClientFactory, Protocol
 from .socks import Socks4Handshake, Socks5Handshake
 
 if TYPE_CHECKING:
     from .address import Address
     from .contracts import (
         ClientProtocolFactory,
-        Connector,
         DelayedCall,
         ProtocolFactory,
         Reactor,
@@ -240,15 +240,9 @@ class TunnelProtocol(Protocol):
         self._cancel_timer()
         factory = self._tunnel_factory
         try:
-            protocol = factory.wrapped.build_protocol(factory.target_address)
-        except Exception as exc:
-            log.exception("%r: build_protocol failed", factory.wrapped)
-            error = ConnectError(f"build_protocol failed: {exc}")
-            error.__cause__ = exc
+            protocol = build_client_protocol(factory.wrapped, factory.target_address, log)
+        except ConnectError as error:
             self._fail(error)
-            return
-        if protocol is None:
-            self._fail(ConnectError(f"{factory.wrapped!r} refused to build a protocol"))
             return
         self.inner = protocol
         if hasattr(protocol, "get_buffer") and hasattr(protocol, "buffer_updated"):
@@ -286,13 +280,15 @@ class TunnelProtocol(Protocol):
         self._timer = None
 
 
-class TunnelClientFactory:
+class TunnelClientFactory(LayerClientFactory):
     """The client factory of a tunnel: a :class:`TunnelProtocol` per connection to the proxy.
 
     ``wrapped`` is the inner endpoint's factory (from its ``wrap``); the connector's hooks are
     passed on to it, except that a connection that ends before the tunnel opened is reported as
     ``client_connection_failed`` with the tunnel's error.
     """
+
+    wrapped: ClientProtocolFactory
 
     def __init__(
         self,
@@ -313,37 +309,15 @@ class TunnelClientFactory:
         self.proxy = proxy
         self.timeout = timeout
         self.reactor = reactor
-        # The protocol's connection_lost runs just before the connector's client_connection_lost:
-        # it leaves (established, failure) here.
-        self._outcome: tuple[bool, Failure] | None = None
+        self._outcome = None  # (established, failure), from TunnelProtocol.connection_lost
 
     def __repr__(self) -> str:
         return f"<TunnelClientFactory {self.kind} via {self.proxy} wrapping {self.wrapped!r}>"
 
-    def do_start(self) -> None:
-        self.wrapped.do_start()
-
-    def do_stop(self) -> None:
-        self.wrapped.do_stop()
-
     def build_protocol(self, addr: Address) -> TunnelProtocol:
         return TunnelProtocol(self, self.make_handshake())
 
-    def start_connecting(self, connector: Connector) -> None:
-        self.wrapped.start_connecting(connector)
-
-    def client_connection_failed(self, connector: Connector, reason: Failure) -> None:
-        self.wrapped.client_connection_failed(connector, self._about_the_proxy(reason))
-
-    def client_connection_lost(self, connector: Connector, reason: Failure) -> None:
-        established, failure = self._outcome or (True, reason)
-        self._outcome = None
-        if established:
-            self.wrapped.client_connection_lost(connector, failure)
-        else:
-            self.wrapped.client_connection_failed(connector, failure)
-
-    def _about_the_proxy(self, reason: Failure) -> Failure:
+    def _connect_failure(self, reason: Failure) -> Failure:
         """The TCP connect to the proxy failed: the same error, its message naming the proxy."""
         exc = reason.value
         if not isinstance(exc, ConnectError) or isinstance(exc, ProxyError):
@@ -355,17 +329,6 @@ class TunnelClientFactory:
         renamed.errno = exc.errno
         renamed.__cause__ = exc
         return Failure(renamed)
-
-
-class _TunnelWrappingClientFactory(WrappingClientFactory):
-    """Cancelling during a handshake (TCP already "connected") must drop the connection too."""
-
-    def _cancel(self, deferred: Deferred[Any]) -> None:
-        connector = self.connector
-        if connector is not None and connector.state == "connected" and connector.transport is not None:
-            self._cancelled = True
-            connector.transport.abort_connection()
-        super()._cancel(deferred)
 
 
 # -- the endpoint ----------------------------------------------------------------------------------
@@ -419,7 +382,7 @@ class TunnelClientEndpoint:
 
     def connect(self, factory: ProtocolFactory) -> Deferred[Any]:
         """Fires with ``factory``'s protocol once the tunnel and the inner layers are up."""
-        wrapper = _TunnelWrappingClientFactory(factory)
+        wrapper = WrappingClientFactory(factory)
         wrapper.connector = self.reactor.connect_tcp(self.host, self.port, self.wrap(wrapper), self.timeout)
         return wrapper.deferred
 

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from zope.interface import implementer
 
+from ._shutdown import StopAtShutdown
 from .address import Address, IPv4Address, IPv6Address, UNIXAddress, unix_address
 from .defer import Deferred, succeed
 from .error import CannotListenError, ConnectError, ConnectionRefusedError, NetError
@@ -173,6 +174,11 @@ class DatagramTransport:
     retry_max_delay: float = 0.1
     """Longest wait after a writable event on which the kernel took nothing (see the module doc)."""
 
+    #: Whether the reactor's shutdown closes this port ("before": it waits for the send queue to
+    #: drain). A Unix datagram port does, so that its file goes; a UDP port does not (see
+    #: net.tcp.Port.stop_at_shutdown).
+    stop_at_shutdown: bool = False
+
     def __init__(self, reactor: ReactorIO, sock: socket.socket, protocol: DatagramHandler,
                  max_packet_size: int = DEFAULT_MAX_PACKET_SIZE) -> None:
         self.reactor = reactor
@@ -195,6 +201,8 @@ class DatagramTransport:
         self._retry_call: DelayedCall | None = None
         self._retry_delay = 0.0
         self._drain_call: DelayedCall | None = None
+        # Closes us if the reactor stops first; "before": shutdown waits for the queue to drain.
+        self._at_shutdown: StopAtShutdown | None = None
 
     def __repr__(self) -> str:
         peer = f" -> {self._peer_addr}" if self._peer is not None else ""
@@ -234,6 +242,8 @@ class DatagramTransport:
             self._stopped = True
             self._release_socket()
             raise
+        if self.stop_at_shutdown and self._state == "open":  # start_protocol may have closed us
+            self._at_shutdown = StopAtShutdown(self.reactor, self.stop_listening, "before")
 
     # -- addresses -----------------------------------------------------------------------------
 
@@ -478,6 +488,9 @@ class DatagramTransport:
         self.reactor.call_soon(self._stop_protocol)
 
     def _release_socket(self) -> None:
+        if self._at_shutdown is not None:
+            self._at_shutdown.cancel()
+            self._at_shutdown = None
         self._stop_reading()
         self._stop_writing()
         for name in ("_retry_call", "_drain_call"):
@@ -781,6 +794,8 @@ class UnixDatagramPort(DatagramTransport):
     Addresses are paths, ``"@name"`` for Linux's abstract namespace, or None in
     ``datagram_received`` for a sender that is not bound (it cannot be answered).
     """
+
+    stop_at_shutdown = True  # so that the socket file we bound is removed
 
     def __init__(self, reactor: ReactorIO, sock: socket.socket, protocol: DatagramHandler,
                  max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, *, owned_file: tuple[str, int, int] | None = None

@@ -47,8 +47,9 @@ from zope.interface import Interface, implementer
 from .address import Address, UNIXAddress, unix_address
 from .defer import Deferred, Failure, fail, succeed
 from .endpoints import WrappingClientFactory, _int, _limit, _timeout, register_endpoint_type
-from .error import CannotListenError, ConnectError, ConnectionLost, ConnectionRefusedError, ConnectTimeoutError
+from .error import CannotListenError, ConnectError, ConnectionLost, ConnectionRefusedError
 from .interfaces import IConnector, IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint, ITransport
+from .connector import StreamConnector
 from .tcp import Connection, Port
 
 if TYPE_CHECKING:
@@ -58,14 +59,12 @@ if TYPE_CHECKING:
 
     from .contracts import (
         ClientProtocolFactory,
-        DelayedCall,
         ListeningPort,
         ProtocolFactory,
         Reactor,
         ReactorIO,
         StreamProtocol,
     )
-    from .protocol import Protocol
 
 __all__ = [
     "MAX_FDS_PER_MESSAGE",
@@ -373,6 +372,7 @@ class UnixPort(Port):
 
     transport_class = UnixConnection
     kind = "UNIX"
+    stop_at_shutdown = True  # so that the socket and lock files go when the reactor stops
 
     def __init__(
         self,
@@ -551,39 +551,32 @@ def _read_pid(fd: int) -> int | None:
 
 
 @implementer(IConnector)
-class UnixConnector:
+class UnixConnector(StreamConnector):
     """One outgoing Unix connection for a :class:`~net.protocol.ClientFactory`, restartable.
 
-    The factory hears of the outcome as from :class:`net.tcp.Connector`: ``start_connecting``,
-    then ``client_connection_failed`` (a ConnectError: ConnectionRefusedError when nobody
-    listens or the path does not exist, ConnectTimeoutError) or, once the connection ends,
+    The factory hears of the outcome as from :class:`net.tcp.Connector` (the same
+    :class:`~net.connector.StreamConnector`): ``start_connecting``, then
+    ``client_connection_failed`` (a ConnectError: ConnectionRefusedError when nobody listens or
+    the path does not exist, ConnectTimeoutError) or, once the connection ends,
     ``client_connection_lost``; the attempt starts from the next loop iteration. A listener
     whose queue is full makes ``connect()`` fail with EAGAIN at once; the attempt is then
     repeated (counted in :attr:`busy_retries`) until it succeeds or the timeout passes.
     """
 
     transport_class: type[UnixConnection] = UnixConnection
+    transport: UnixConnection | None
 
     def __init__(self, reactor: ReactorIO, path: str, factory: ClientProtocolFactory,
                  timeout: float | None = 30) -> None:
-        if not hasattr(factory, "client_connection_failed"):
-            raise TypeError(
-                f"connect_unix needs a ClientFactory, got {factory!r}; for a plain Factory use "
-                "net.endpoints.client(reactor, 'unix:/path/to.sock').connect(factory)")
+        super().__init__(reactor, factory, timeout, "connect_unix", "unix:/path/to.sock")
         self.path = _check_path(path)
-        self.reactor = reactor
-        self.factory = factory
-        self.timeout = timeout
-        self.state = "disconnected"  # or "connecting", "connected"
-        self.transport: UnixConnection | None = None
         self.busy_retries = 0
         """Attempts repeated because the listener's queue was full (EAGAIN), over all attempts."""
-        self._factory_started = False
-        self._call: DelayedCall | None = None  # the next step of the attempt
-        self._timeout_call: DelayedCall | None = None
         self._retry_delay = _BUSY_RETRY_FIRST
         self._queue_full = False  # this attempt met a full listen queue
-        self._sock: socket.socket | None = None
+
+    def _where(self) -> str:
+        return _describe(self.path)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} to {self.path} {self.state}>"
@@ -591,34 +584,12 @@ class UnixConnector:
     def get_destination(self) -> Address:
         return UNIXAddress(self.path)
 
-    def connect(self) -> None:
-        if self.state != "disconnected":
-            raise RuntimeError(f"Cannot connect {self!r}: already {self.state}.")
-        self.state = "connecting"
-        if not self._factory_started:
-            self.factory.do_start()
-            self._factory_started = True
-        self.factory.start_connecting(self)
-        if self.state != "connecting":  # start_connecting called stop_connecting()
-            return
+    # -- the attempt ---------------------------------------------------------------------------
+
+    def _begin(self) -> None:
         self._retry_delay = _BUSY_RETRY_FIRST
         self._queue_full = False
-        self._call = self.reactor.call_later(0, self._try)
-        if self.timeout is not None:
-            self._timeout_call = self.reactor.call_later(self.timeout, self._on_timeout)
-
-    def stop_connecting(self) -> None:
-        if self.state != "connecting":
-            raise RuntimeError(f"Cannot stop connecting {self!r}: not connecting.")
-        self._fail(ConnectError(f"Connection attempt to {_describe(self.path)} was abandoned."))
-
-    def disconnect(self) -> None:
-        if self.state == "connecting":
-            self.stop_connecting()
-        elif self.state == "connected" and self.transport is not None:
-            self.transport.lose_connection()
-
-    # -- the attempt ---------------------------------------------------------------------------
+        self._try()
 
     def _try(self) -> None:
         self._call = None
@@ -634,7 +605,7 @@ class UnixConnector:
             self._fail(error)
             return
         if err == 0:
-            self._connected(sock)
+            self._socket_connected(sock)
         elif err in _CONNECT_PENDING:  # not Linux's way, but allowed
             self._sock = sock
             self.reactor.add_writer(sock.fileno(), self._on_connect_ready)
@@ -657,7 +628,16 @@ class UnixConnector:
             sock.close()
             self._fail(self._translate(OSError(err, os.strerror(err))))
             return
-        self._connected(sock)
+        self._socket_connected(sock)
+
+    def _socket_connected(self, sock: socket.socket) -> None:
+        try:
+            peer = unix_address(sock.getpeername())
+        except OSError as exc:
+            sock.close()
+            self._fail(self._translate(exc))
+            return
+        self._connected(sock, peer)
 
     def _translate(self, exc: OSError) -> ConnectError:
         where = _describe(self.path)
@@ -678,78 +658,8 @@ class UnixConnector:
         error.__cause__ = exc
         return error
 
-    def _on_timeout(self) -> None:
-        self._timeout_call = None
-        why = " (its listen queue stayed full: the server is not accepting)" if self._queue_full else ""
-        self._fail(ConnectTimeoutError(f"Connection to {_describe(self.path)} timed out after {self.timeout}s{why}"))
-
-    def _connected(self, sock: socket.socket) -> None:
-        self._end_attempt()
-        try:
-            peer = unix_address(sock.getpeername())
-        except OSError as exc:
-            sock.close()
-            self._fail(self._translate(exc))
-            return
-        try:
-            protocol = self.factory.build_protocol(peer)
-        except Exception as exc:
-            log.exception("%r: build_protocol failed", self.factory)
-            sock.close()
-            error = ConnectError(f"build_protocol failed: {exc}")
-            error.__cause__ = exc
-            self._fail(error)
-            return
-        if protocol is None:
-            sock.close()
-            self._fail(ConnectError(f"{self.factory!r} refused to build a protocol."))
-            return
-        try:
-            transport = self.transport_class(sock, protocol, self.reactor, peer=peer, on_lost=self._connection_lost)
-        except OSError as exc:  # the peer went away already
-            sock.close()
-            self._fail(self._translate(exc))
-            return
-        self.state = "connected"
-        self.transport = transport
-        transport.start()
-
-    def _end_attempt(self) -> None:
-        for name in ("_call", "_timeout_call"):
-            call = getattr(self, name)
-            if call is not None and call.active():
-                call.cancel()
-            setattr(self, name, None)
-        if self._sock is not None:
-            self.reactor.remove_writer(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
-
-    def _fail(self, error: ConnectError) -> None:
-        self._end_attempt()
-        self.state = "disconnected"
-        try:
-            self.factory.client_connection_failed(self, Failure(error))
-        except Exception:
-            log.exception("%r: client_connection_failed failed", self.factory)
-        self._maybe_stop_factory()
-
-    def _connection_lost(self, reason: Failure) -> None:
-        self.state = "disconnected"
-        self.transport = None
-        try:
-            self.factory.client_connection_lost(self, reason)
-        except Exception:
-            log.exception("%r: client_connection_lost failed", self.factory)
-        self._maybe_stop_factory()
-
-    def _maybe_stop_factory(self) -> None:
-        if self.state == "disconnected" and self._factory_started:
-            self._factory_started = False
-            try:
-                self.factory.do_stop()
-            except Exception:
-                log.exception("%r: do_stop failed", self.factory)
+    def _timeout_detail(self) -> str:
+        return " (its listen queue stayed full: the server is not accepting)" if self._queue_full else ""
 
 
 def listen_unix(
@@ -857,7 +767,7 @@ class UNIXClientEndpoint:
         return f"<UNIXClientEndpoint {self.path}{' tls' if self.tls_context is not None else ''}>"
 
     def connect(self, factory: ProtocolFactory) -> Deferred[Any]:
-        wrapper = _UnixWrappingClientFactory(factory)
+        wrapper = WrappingClientFactory(factory)
         target: ClientProtocolFactory = wrapper
         if self.tls_context is not None:
             from .tls import wrap_client_factory
@@ -869,26 +779,6 @@ class UNIXClientEndpoint:
         except (TypeError, ValueError) as exc:
             return fail(Failure(exc))
         return wrapper.deferred
-
-
-class _UnixWrappingClientFactory(WrappingClientFactory):
-    """The endpoint wrapper, plus: ``fds_received`` reaches the wrapped protocol, and cancelling
-    during a TLS handshake (the socket already connected) drops the connection."""
-
-    def build_protocol(self, addr: Address) -> Protocol | None:
-        protocol = super().build_protocol(addr)
-        hook = getattr(getattr(protocol, "wrapped", None), "fds_received", None)
-        if protocol is not None and hook is not None:
-            # An instance attribute: the transport looks for it per read.
-            protocol.fds_received = hook  # type: ignore[attr-defined]
-        return protocol
-
-    def _cancel(self, deferred: Deferred[Any]) -> None:
-        connector = self.connector
-        if connector is not None and connector.state == "connected" and connector.transport is not None:
-            self._cancelled = True
-            connector.transport.abort_connection()
-        super()._cancel(deferred)
 
 
 def _mode(value: str) -> int:
@@ -907,14 +797,9 @@ def _tls_server_context(cert: str, key: str, ca: str) -> SSL.Context | None:
         return None
     if not (cert and key):
         raise ValueError("TLS over a unix socket needs both cert= and key= (ca= to require client certificates)")
-    from OpenSSL import SSL
+    from .tls.endpoints import server_context_from_options
 
-    from .tls import server_context
-
-    try:
-        return server_context(cert, key, ca or None)
-    except (OSError, SSL.Error) as exc:
-        raise ValueError(f"cannot load cert={cert!r} key={key!r} ca={ca!r}: {exc}") from exc
+    return server_context_from_options(cert, key, ca)
 
 
 def _unix_server(
@@ -952,16 +837,9 @@ def _unix_client(
     if ca or cert or key or hostname:
         if not hostname:
             raise ValueError("TLS over a unix socket needs hostname=NAME: the name the server's certificate must carry")
-        if bool(cert) != bool(key):
-            raise ValueError("a client certificate needs both cert= and key=")
-        from OpenSSL import SSL
+        from .tls.endpoints import client_context_from_options
 
-        from .tls import client_context
-
-        try:
-            context = client_context(ca or None, cert or None, key or None)
-        except (OSError, SSL.Error) as exc:
-            raise ValueError(f"cannot load ca={ca!r} cert={cert!r} key={key!r}: {exc}") from exc
+        context = client_context_from_options(ca, cert, key)
     return UNIXClientEndpoint(reactor, path, seconds, tls_context=context, hostname=hostname or None,
                               handshake_timeout=seconds)
 

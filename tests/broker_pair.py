@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker import wire
-from broker.messages import FEATURE_DECREFS, FEATURE_HEARTBEAT, Decref, Decrefs, Message
+from broker.messages import FEATURE_DECREFS, FEATURE_HEARTBEAT, FEATURE_PIPELINING, Decref, Decrefs, Message
 from broker.protocol import BrokerClientFactory, BrokerFactory, BrokerProtocol
 from broker.session import RemoteReference, Session
 from net.address import IPv4Address
@@ -61,7 +61,7 @@ def releases_in(messages: list[Message]) -> list[tuple[int, int]]:
 def decode_all(data: bytes | bytearray) -> list[Message]:
     """Every message in ``data`` (a whole stream, from its hello), with a codec that refuses nothing."""
     decoder = wire.WireDecoder(max_frame_size=2**32 - 1, resolve=lambda value: value,
-                               features=(FEATURE_HEARTBEAT, FEATURE_DECREFS))
+                               features=(FEATURE_HEARTBEAT, FEATURE_DECREFS, FEATURE_PIPELINING))
     decoder.receive_data(data)
     messages: list[Message] = []
     while True:

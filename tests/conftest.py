@@ -9,6 +9,7 @@ broken test fails instead of hanging. The same reactor may be run again afterwar
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 import textwrap
@@ -98,6 +99,36 @@ def _unwrap(result: Any) -> Any:
     if isinstance(result, Failure):
         result.raise_exception()
     return result
+
+
+def _children_of(pid: int) -> list[str]:
+    """``"PID (NAME) STATE"`` for each live or zombie process whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:  # it exited meanwhile
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ')'.
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        if int(ppid) == pid:
+            found.append(f"{entry} ({name}) {state}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_children_left() -> Iterator[None]:
+    """After the whole run, no child of pytest is left, alive or a zombie: every test that starts
+    a process kills and reaps it. (Torn down last, after the module-scoped proxy fixtures.)"""
+    yield
+    left = _children_of(os.getpid())
+    if left:
+        print("\nchild processes left by the test run:\n  " + "\n  ".join(left), file=sys.stderr)
+    assert not left, f"the test run left child processes behind (zombie state Z, or still running): {left}"
 
 
 @pytest.fixture(params=BACKENDS)

@@ -178,6 +178,24 @@ def test_the_tcp_client_does_its_io_in_the_calling_thread(server: Server) -> Non
             root.call_remote("no_such")
 
 
+def test_references_nested_in_arguments_and_results_cross_both_ways(server: Server) -> None:
+    with broker.blocking.connect(server.endpoint, timeout=SAFETY) as root:
+        counter = root.call_remote("counter")
+        # A BlockingReference deep in the arguments is sent as the reference it stands for, and
+        # comes back (an echo) as a BlockingReference again, at the same depth.
+        echoed = root.call_remote("echo", {"deep": [[{"ref": counter}], 7]})
+        inner = echoed["deep"][0][0]["ref"]
+        assert isinstance(inner, blocking.BlockingReference) and inner.remote is counter.remote
+        assert inner.call_remote("get") == 1
+        # A result with no reference in it is returned as decoded (no wrapping walk).
+        plain = [{"n": i} for i in range(100)]
+        assert root.call_remote("echo", plain) == plain
+        echoed = root.call_remote("echo", [counter])  # an existing proxy, not a new one
+        assert isinstance(echoed[0], blocking.BlockingReference)
+        root.call_remote_no_answer("echo", {"r": counter})  # one-way calls take views too
+        assert root.call_remote("add", 1, 1) == 2
+
+
 def test_sixteen_threads_a_thousand_calls_each_on_one_connection(server: Server) -> None:
     with broker.blocking.connect(server.endpoint, timeout=SAFETY) as root:
         def calls(i: int) -> None:

@@ -325,6 +325,24 @@ def test_plain_tcp_to_a_tls_port_says_use_tls(reactor: Any, run: Any, tmp_path: 
     assert "the peer does not seem to speak TLS: is it a plain tcp: endpoint?" in str(tls_to_plain)
 
 
+def test_the_expects_tls_hint_is_in_the_transport_s_syntax() -> None:
+    """TLS over a Unix socket is unix: with TLS options: the hint must not say tls:HOST:PORT."""
+    from broker.diagnosis import not_pbroker
+    from net.address import IPv4Address, UNIXAddress
+
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01"  # a TLS ClientHello's first bytes
+    over_unix = not_pbroker(None, side="client", first_bytes=hello, peer=UNIXAddress("/run/pb.sock"))
+    assert over_unix == ("the peer seems to expect TLS: give the unix: endpoint TLS options "
+                         "(e.g. 'unix:/run/pb.sock:hostname=NAME:ca=ca.pem')")
+    assert "tls:" not in over_unix
+    served = not_pbroker(None, side="server", first_bytes=hello, peer=UNIXAddress(None))
+    assert "give the unix: endpoint cert= and key=" in served and "tls:" not in served
+    for peer in (IPv4Address("TCP", "127.0.0.1", 8801), None):  # TCP, or not known: as before
+        assert not_pbroker(None, side="client", first_bytes=hello, peer=peer) == (
+            "the peer seems to expect TLS: use a tls: endpoint (e.g. 'tls:HOST:PORT:ca=ca.pem')")
+        assert "serve a tls: endpoint" in not_pbroker(None, side="server", first_bytes=hello, peer=peer)
+
+
 def test_one_handshake_error_for_a_version_mismatch_and_a_stranger(reactor: Any, run: Any) -> None:
     body = msgpack.packb([1, "pbroker", 99, 1 << 24, 32, 1 << 20, []])
     other_version = struct.pack(">I", len(body)) + body

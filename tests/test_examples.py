@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from proxies import Proxy, microsocks  # noqa: F401  (a fixture, used by name)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -72,6 +73,56 @@ def test_echo_server_and_client() -> None:
         stdout, _ = server.communicate(timeout=30)
     assert server.returncode == 0
     assert "server <- 'hi'" in stdout.splitlines()
+
+
+def test_echo_over_a_unix_socket(tmp_path: Path) -> None:
+    """``--listen``/``--connect`` take any endpoint: server and client over ``unix:``; the server
+    removes its socket file when SIGTERM stops it."""
+    path = tmp_path / "echo.sock"
+    server = subprocess.Popen([sys.executable, str(EXAMPLES / "echo.py"), "server", "--listen", f"unix:{path}"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == f"listening on {path}\n"
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / "echo.py"), "client", "--connect", f"unix:{path}", "over unix"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == ["client -> 'over unix'", "client <- 'over unix'"]
+    finally:
+        server.terminate()
+        stdout, _ = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert "server <- 'over unix'" in stdout.splitlines()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_echo_demo_over_unix_and_through_a_socks5_proxy(tmp_path: Path, microsocks: Proxy) -> None:  # noqa: F811
+    """``demo --listen unix:...`` connects where it listens; ``--connect`` with ``{server}`` goes
+    through a real SOCKS5 proxy (microsocks), whose log shows it connected to the echo server."""
+    over_unix = subprocess.run(
+        [sys.executable, str(EXAMPLES / "echo.py"), "demo", "--listen", f"unix:{tmp_path / 'demo.sock'}", "u"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert over_unix.returncode == 0, over_unix.stderr
+    assert "client <- 'u'" in over_unix.stdout.splitlines()
+    proxied = subprocess.run(
+        [sys.executable, str(EXAMPLES / "echo.py"), "demo", f"--connect={microsocks.spec('{server}')}", "via socks"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proxied.returncode == 0, proxied.stderr + microsocks.log()
+    assert "client <- 'via socks'" in proxied.stdout.splitlines()
+    listening = proxied.stdout.splitlines()[0]
+    assert listening.startswith("listening on 127.0.0.1:"), proxied.stdout
+    assert f"connected to {listening.split()[-1]}" in microsocks.log()  # the proxy made the connection
+
+
+def test_echo_rejects_an_unknown_option() -> None:
+    out = subprocess.run([sys.executable, str(EXAMPLES / "echo.py"), "demo", "--listne", "unix:/tmp/x"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "unknown option '--listne'; this mode takes --listen or --connect" in out.stderr
 
 
 def test_servers_report_a_port_in_use_and_exit_1() -> None:

@@ -20,7 +20,7 @@ import pytest
 import broker
 from broker import wire
 from broker.lifecycle import State
-from broker.messages import FEATURE_DECREFS, FEATURE_HEARTBEAT
+from broker.messages import FEATURE_DECREFS, FEATURE_HEARTBEAT, FEATURE_PIPELINING
 from net.defer import CancelledError, Deferred, Failure
 
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
@@ -71,9 +71,9 @@ class Calc(broker.Referenceable):
         return Deferred()
 
 
-ALL_FEATURES = (FEATURE_HEARTBEAT, FEATURE_DECREFS)
+ALL_FEATURES = (FEATURE_HEARTBEAT, FEATURE_DECREFS, FEATURE_PIPELINING)
 #: What this implementation announces; vectors requiring others would be skipped.
-OFFERED = {FEATURE_HEARTBEAT, FEATURE_DECREFS}
+OFFERED = {FEATURE_HEARTBEAT, FEATURE_DECREFS, FEATURE_PIPELINING}
 
 ROOTS: dict[str, Callable[[], broker.Referenceable | None]] = {"calc": Calc, "none": lambda: None}
 

@@ -112,6 +112,26 @@ def test_stop_listening_refuses_new_keeps_old(reactor: Any, run: Any) -> None:
     run(reactor, scenario())
 
 
+def test_stopping_the_reactor_leaves_tcp_ports_listening(reactor: Any, run: Any) -> None:
+    """A reactor runs again after stop(), and a TCP port listened on in one run serves the next
+    (unlike a Unix port, which the shutdown stops so that its files go: test_unix.py)."""
+    port = reactor.listen_tcp(0, Factory(), interface="127.0.0.1")
+
+    async def nothing() -> None:
+        pass
+
+    run(reactor, nothing())
+    try:
+        assert port.listening
+        probe = socket.socket()
+        try:
+            assert probe.connect_ex(("127.0.0.1", port.get_host().port)) == 0  # the kernel still accepts
+        finally:
+            probe.close()
+    finally:
+        port.stop_listening()
+
+
 def test_build_protocol_none_refuses(reactor: Any, run: Any) -> None:
     class Refusing(Factory):
         def build_protocol(self, addr: Any) -> None:

@@ -345,6 +345,27 @@ def test_send_errors_reach_error_received(reactor: Any, run: Any) -> None:
     assert receiver.datagrams == [(b"to all", _addr(sport))]
 
 
+def test_stopping_the_reactor_closes_unix_datagram_ports_only(reactor: Any, run: Any, tmp_path: Path) -> None:
+    """The reactor's shutdown closes a Unix datagram port still open (removing its file) and tells
+    its protocol; one closed before is left alone; a UDP port stays open for the next run."""
+    unix_protocol = Recorder()
+    unix_port = reactor.listen_unix_datagram(str(tmp_path / "d.sock"), unix_protocol)
+    early = reactor.listen_unix_datagram(str(tmp_path / "early.sock"), DatagramProtocol())
+    early.stop_listening()
+    inet = reactor.listen_udp(0, DatagramProtocol(), interface="127.0.0.1")
+
+    async def nothing() -> None:
+        pass
+
+    try:
+        run(reactor, nothing())
+        assert unix_port.socket.fileno() == -1 and unix_protocol.stopped == 1
+        assert os.listdir(tmp_path) == []
+        assert inet.socket.fileno() >= 0
+    finally:
+        inet.stop_listening()
+
+
 def test_error_received_logs_by_default(reactor: Any, run: Any, caplog: pytest.LogCaptureFixture) -> None:
     sport = reactor.listen_udp(0, DatagramProtocol(), interface="127.0.0.1")
 

@@ -304,6 +304,25 @@ def test_lock_file_holds_our_pid_and_both_files_go_at_stop(reactor: Any, run: An
     run(reactor, scenario())
 
 
+def test_stopping_the_reactor_stops_listening_and_removes_both_files(reactor: Any, run: Any, sock_dir: Path) -> None:
+    """A port still listening when the reactor stops is stopped by its shutdown, files and all; one
+    stopped before (its trigger removed) is left alone, and the next run starts without it."""
+    still, stopped = str(sock_dir / "still.sock"), str(sock_dir / "stopped.sock")
+    port = reactor.listen_unix(still, Factory.for_protocol(Protocol))
+    early = reactor.listen_unix(stopped, Factory.for_protocol(Protocol))
+    early.stop_listening()
+    assert sorted(os.listdir(sock_dir)) == ["still.sock", "still.sock.lock"]
+
+    async def nothing() -> None:
+        pass
+
+    run(reactor, nothing())  # runs the reactor, then stops it
+    assert not port.listening and os.listdir(sock_dir) == []
+    again = reactor.listen_unix(still, Factory.for_protocol(Protocol))  # the path is free again
+    run(reactor, nothing())
+    assert not again.listening and os.listdir(sock_dir) == []
+
+
 def test_stale_socket_file_is_replaced(reactor: Any, run: Any, sock_path: str) -> None:
     async def scenario() -> None:
         with socket.socket(socket.AF_UNIX) as dead:

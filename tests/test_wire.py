@@ -517,8 +517,14 @@ def test_short_bodies_are_decoded_without_the_counting_hooks() -> None:
     decoder = WireDecoder(expect_hello=False, max_items_per_frame=200, max_ext_values_per_frame=50)
     decoder.decode_body(encode(Answer(1, [1] * 140))[4:])  # 146 bytes: cannot hold 51 ext values
     assert decoder._options is decoder._unpack_options
+    # Longer, but its bytes show it cannot break a limit either: no hooks.
     decoder.decode_body(encode(Answer(1, [1] * 160))[4:])
-    assert decoder._options is decoder._counting_options and decoder._items == 163
+    assert decoder._options is decoder._unpack_options
+    # Bytes that look like ext headers (here inside a bin value) might be ext values: counted.
+    decoder.decode_body(encode(Answer(1, b"\xd4" * 160))[4:])
+    assert decoder._options is decoder._counting_options and decoder._items == 3
+    decoder.decode_body(encode(Answer(1, [1] * 197))[4:])  # 203 bytes: might hold 201 items
+    assert decoder._options is decoder._counting_options and decoder._items == 200
 
 
 def test_per_frame_limits_are_checked() -> None:

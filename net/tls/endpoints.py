@@ -38,7 +38,7 @@ from .transport import (
 if TYPE_CHECKING:
     from ..contracts import ClientProtocolFactory, ListeningPort, ProtocolFactory, Reactor
 
-__all__ = ["TLSServerEndpoint", "TLSClientEndpoint"]
+__all__ = ["TLSServerEndpoint", "TLSClientEndpoint", "server_context_from_options", "client_context_from_options"]
 
 
 @implementer(IStreamServerEndpoint)
@@ -113,7 +113,7 @@ class TLSClientEndpoint:
         return f"<TLSClientEndpoint {self.host}:{self.port}>"
 
     def connect(self, factory: ProtocolFactory) -> Deferred[Any]:
-        wrapper = _HandshakeAwareWrapper(factory)
+        wrapper = WrappingClientFactory(factory)
         wrapper.connector = connect_tls(
             self.reactor, self.host, self.port, wrapper, self.context, self.timeout,
             self.bind_address, hostname=self.hostname, handshake_timeout=self.handshake_timeout)
@@ -127,15 +127,24 @@ class TLSClientEndpoint:
                                    handshake_timeout=self.handshake_timeout, reactor=self.reactor)
 
 
-class _HandshakeAwareWrapper(WrappingClientFactory):
-    """Cancelling during the handshake (TCP already "connected") must drop the connection too."""
+def server_context_from_options(cert: str, key: str, ca: str = "") -> SSL.Context:
+    """The server context of an endpoint string's ``cert=``, ``key=`` and ``ca=`` (for every
+    endpoint type that serves TLS); ValueError, naming the files, if they cannot be loaded."""
+    try:
+        return server_context(cert, key, ca or None)
+    except (OSError, SSL.Error) as exc:
+        raise ValueError(f"cannot load cert={cert!r} key={key!r} ca={ca!r}: {exc}") from exc
 
-    def _cancel(self, deferred: Deferred[Any]) -> None:
-        connector = self.connector
-        if connector is not None and connector.state == "connected" and connector.transport is not None:
-            self._cancelled = True
-            connector.transport.abort_connection()
-        super()._cancel(deferred)
+
+def client_context_from_options(ca: str = "", cert: str = "", key: str = "") -> SSL.Context:
+    """The client context of an endpoint string's ``ca=`` and optional ``cert=``/``key=`` pair;
+    ValueError for half a pair or files that cannot be loaded."""
+    if bool(cert) != bool(key):
+        raise ValueError("a client certificate needs both cert= and key=")
+    try:
+        return client_context(ca or None, cert or None, key or None)
+    except (OSError, SSL.Error) as exc:
+        raise ValueError(f"cannot load ca={ca!r} cert={cert!r} key={key!r}: {exc}") from exc
 
 
 def _tls_server(
@@ -151,10 +160,7 @@ def _tls_server(
     max_connections: str = "",
     max_connections_per_host: str = "",
 ) -> TLSServerEndpoint:
-    try:
-        context = server_context(cert, key, ca or None)
-    except (OSError, SSL.Error) as exc:
-        raise ValueError(f"cannot load cert={cert!r} key={key!r} ca={ca!r}: {exc}") from exc
+    context = server_context_from_options(cert, key, ca)
     return TLSServerEndpoint(reactor, _port(port), context,
                              _int("backlog", backlog, 0, 1 << 20) if backlog.strip() else None,
                              interface, _timeout(handshake_timeout),
@@ -176,12 +182,7 @@ def _tls_client(
 ) -> TLSClientEndpoint:
     if not host:
         raise ValueError("host must not be empty")
-    if bool(cert) != bool(key):
-        raise ValueError("a client certificate needs both cert= and key=")
-    try:
-        context = client_context(ca or None, cert or None, key or None)
-    except (OSError, SSL.Error) as exc:
-        raise ValueError(f"cannot load ca={ca!r} cert={cert!r} key={key!r}: {exc}") from exc
+    context = client_context_from_options(ca, cert, key)
     seconds = _timeout(timeout)
     bind = (bind_address, 0) if bind_address else None
     return TLSClientEndpoint(reactor, host, _port(port), context, hostname or None, seconds, bind,

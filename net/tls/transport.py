@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any
 from OpenSSL import SSL
 from zope.interface import alsoProvides, implementer
 
+from .._producing import ProducesWhatItReads
+from ..connector import build_client_protocol
 from ..defer import Failure
 from ..error import ConnectError, ConnectionDone, ConnectionLost
 from ..interfaces import IProtocolFactory, ITCPTransport, ITransport
-from ..protocol import Protocol
+from ..protocol import LayerClientFactory, Protocol, WrappingFactory
 from .contexts import CertificateError, TLSError, describe_ssl_error, is_certificate_problem
 
 if TYPE_CHECKING:
@@ -88,7 +90,7 @@ def _where(address: object) -> str:
 
 
 @implementer(ITransport)
-class TLSProtocol(Protocol):
+class TLSProtocol(ProducesWhatItReads, Protocol):
     """One TLS connection: the protocol of the transport below, the transport of the one above.
 
     Made by :class:`TLSServerFactory`/:class:`TLSClientFactory`; ``wrapped`` is the application
@@ -237,15 +239,9 @@ class TLSProtocol(Protocol):
             self._timer.cancel()
         self._timer = None
         try:
-            protocol = self._tls_factory.wrapped.build_protocol(self._addr)
-        except Exception as exc:
-            log.exception("%r: build_protocol failed", self._tls_factory.wrapped)
-            error = ConnectError(f"build_protocol failed: {exc}")
-            error.__cause__ = exc
+            protocol = build_client_protocol(self._tls_factory.wrapped, self._addr, log)
+        except ConnectError as error:
             self._close_with(error)
-            return
-        if protocol is None:
-            self._close_with(ConnectError(f"{self._tls_factory.wrapped!r} refused to build a protocol"))
             return
         self.wrapped = protocol
         try:
@@ -455,15 +451,6 @@ class TLSProtocol(Protocol):
         if self._resume_call is None and self._reactor is not None:
             self._resume_call = self._reactor.call_later(0, self._resume)
 
-    def pause_producing(self) -> None:
-        self.pause_reading()
-
-    def resume_producing(self) -> None:
-        self.resume_reading()
-
-    def stop_producing(self) -> None:
-        self.abort_connection()
-
     def register_producer(self, producer: PushProducer | PullProducer, streaming: bool) -> None:
         self.transport.register_producer(producer, streaming)
 
@@ -502,7 +489,7 @@ def _is_ip_literal(host: str) -> bool:
 
 
 @implementer(IProtocolFactory)
-class _TLSFactory:
+class _TLSFactory(WrappingFactory):
     """Wraps an application factory: each connection gets a :class:`TLSProtocol`, which asks the
     application factory for its protocol once the handshake has completed."""
 
@@ -525,12 +512,6 @@ class _TLSFactory:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} wrapping {self.wrapped!r}>"
-
-    def do_start(self) -> None:
-        self.wrapped.do_start()
-
-    def do_stop(self) -> None:
-        self.wrapped.do_stop()
 
     def build_protocol(self, addr: Address) -> TLSProtocol:
         return TLSProtocol(self, addr, self.context, server_side=self.server_side,
@@ -561,7 +542,7 @@ class TLSServerFactory(_TLSFactory):
                 log.exception("%r: tls_handshake_failed failed", self.wrapped)
 
 
-class TLSClientFactory(_TLSFactory):
+class TLSClientFactory(_TLSFactory, LayerClientFactory):
     """The factory :func:`connect_tls` connects with; see :func:`wrap_client_factory`.
 
     Forwards the connector's hooks, except that a connection lost before its handshake completed
@@ -577,23 +558,7 @@ class TLSClientFactory(_TLSFactory):
                 f"connect_tls needs a ClientFactory, got {wrapped!r}; for a plain Factory use "
                 "net.endpoints.client(reactor, 'tls:HOST:PORT:ca=CA').connect(factory)")
         super().__init__(wrapped, context, **kwargs)
-        # connection_lost of the protocol runs just before the connector's client_connection_lost
-        # hook, so the outcome is handed over through this slot.
-        self._outcome: tuple[bool, Failure] | None = None
-
-    def start_connecting(self, connector: Connector) -> None:
-        self.wrapped.start_connecting(connector)
-
-    def client_connection_failed(self, connector: Connector, reason: Failure) -> None:
-        self.wrapped.client_connection_failed(connector, reason)
-
-    def client_connection_lost(self, connector: Connector, reason: Failure) -> None:
-        established, failure = self._outcome or (True, reason)
-        self._outcome = None
-        if established:
-            self.wrapped.client_connection_lost(connector, failure)
-        else:
-            self.wrapped.client_connection_failed(connector, failure)
+        self._outcome = None  # (established, failure), from the handshake hooks below
 
     def _handshake_failed(self, protocol: TLSProtocol, addr: Address, failure: Failure) -> None:
         log.debug("%s", failure.value)

@@ -20,6 +20,9 @@ import msgpack
 
 from broker.messages import (
     Answer,
+    CacheRef,
+    CacheRelease,
+    CacheUpdate,
     Call,
     Cancel,
     CopyState,
@@ -28,6 +31,7 @@ from broker.messages import (
     Error,
     ExportedRef,
     FailureInfo,
+    Finish,
     Goodbye,
     Hello,
     Message,
@@ -77,6 +81,8 @@ def value_to_json(v: Any) -> Any:
         return {"$copy": [v.type_name, value_to_json(v.state)]}
     if t is FailureInfo:
         return {"$failure": [v.kind, v.type_name, v.message, v.traceback]}
+    if t is CacheRef:  # "cache" (PROTOCOL.md §16): [id], or [id, type_name, state] the first time
+        return {"$cache_ref": [v.cache_id, v.type_name, value_to_json(v.state)] if v.first else [v.cache_id]}
     raise TypeError(f"no JSON form for {t.__name__}")
 
 
@@ -102,6 +108,8 @@ def value_from_json(j: Any) -> Any:
                     return CopyState(x[0], value_from_json(x[1]))
                 if tag == "$failure":
                     return FailureInfo(*x)
+                if tag == "$cache_ref":
+                    return CacheRef(x[0]) if len(x) == 1 else CacheRef(x[0], x[1], value_from_json(x[2]))
                 raise ValueError(f"unknown tag {tag}")
         return {k: value_from_json(x) for k, x in j.items()}
     return j
@@ -129,6 +137,7 @@ def to_json(m: Message) -> dict[str, Any]:
             "args": value_to_json(m.args),
             "kwargs": {k: value_to_json(v) for k, v in m.kwargs.items()},
             "flags": m.flags,
+            **({} if m.options is None else {"options": value_to_json(m.options)}),  # §18, call-options.json
         }
     if isinstance(m, Answer):
         return {"type": "answer", "request_id": m.request_id, "value": value_to_json(m.value)}
@@ -149,6 +158,18 @@ def to_json(m: Message) -> dict[str, Any]:
         return {"type": "ping", "nonce": m.nonce}
     if isinstance(m, Pong):
         return {"type": "pong", "nonce": m.nonce}
+    if isinstance(m, Finish):  # "pipelining" (PROTOCOL.md §15)
+        return {"type": "finish", "question_ids": list(m.question_ids)}
+    if isinstance(m, CacheUpdate):
+        return {
+            "type": "cache_update",
+            "cache_id": m.cache_id,
+            "method": m.method,
+            "args": value_to_json(m.args),
+            "kwargs": {k: value_to_json(v) for k, v in m.kwargs.items()},
+        }
+    if isinstance(m, CacheRelease):
+        return {"type": "cache_release", "cache_id": m.cache_id, "count": m.count}
     raise TypeError(f"not a message: {m!r}")
 
 
@@ -163,7 +184,8 @@ def from_json(j: dict[str, Any]) -> Message:
     if kind == "call":
         kwargs = {k: value_from_json(v) for k, v in j["kwargs"].items()}
         args = value_from_json(j["args"])
-        return Call(j["request_id"], j["target"], j["method"], args, kwargs, j["flags"])
+        options = value_from_json(j["options"]) if "options" in j else None  # §18
+        return Call(j["request_id"], j["target"], j["method"], args, kwargs, j["flags"], options)
     if kind == "answer":
         return Answer(j["request_id"], value_from_json(j["value"]))
     if kind == "error":
@@ -178,6 +200,13 @@ def from_json(j: dict[str, Any]) -> Message:
         return Ping(j["nonce"])
     if kind == "pong":
         return Pong(j["nonce"])
+    if kind == "finish":
+        return Finish(j["question_ids"])
+    if kind == "cache_update":
+        kwargs = {k: value_from_json(v) for k, v in j["kwargs"].items()}
+        return CacheUpdate(j["cache_id"], j["method"], value_from_json(j["args"]), kwargs)
+    if kind == "cache_release":
+        return CacheRelease(j["cache_id"], j["count"])
     raise ValueError(f"unknown message type {kind!r}")
 
 

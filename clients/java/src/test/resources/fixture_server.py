@@ -53,16 +53,79 @@ class Counter(broker.Referenceable):
         return self.value
 
 
+class Scoreboard(broker.Cacheable):
+    """A Cacheable (PROTOCOL.md §16) for CacheInteropTest.java: scores pushed to every copy."""
+
+    cache_type = "interop.Scoreboard"
+
+    def __init__(self) -> None:
+        self.scores: dict[str, int] = {}
+        self.observers: list[broker.CacheObserver] = []
+        self.stopped = 0
+        self.waiters: list[tuple[int, Deferred[int]]] = []
+
+    def get_state_to_cache_and_observe_for(self, perspective: Any, observer: broker.CacheObserver) -> Any:
+        self.observers.append(observer)
+        return dict(self.scores)
+
+    def stopped_observing(self, perspective: Any, observer: broker.CacheObserver) -> None:
+        self.observers.remove(observer)
+        self.stopped += 1
+        due = [d for n, d in self.waiters if n <= self.stopped]
+        self.waiters = [(n, d) for n, d in self.waiters if n > self.stopped]
+        for d in due:
+            d.callback(self.stopped)
+
+
 class Fixture(broker.Root):
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.released: list[str] = []
+        self.scoreboards: dict[str, Scoreboard] = {}
+
+    def remote_wait_forever(self, name: str) -> Deferred[None]:
+        """Waits on a Deferred nobody fires (CallOptionsInteropTest.java, PROTOCOL.md §18): only
+        the call's deadline (or a cancel) ends it; ``was_cancelled(name)`` tells which did."""
+        ctx = broker.current_call()
+        self.stopped_calls = getattr(self, "stopped_calls", {})
+
+        def cancelled(d: Deferred[None]) -> None:
+            self.stopped_calls[name] = "deadline" if ctx is not None and ctx.expired else "cancelled"
+
+        return Deferred(cancelled)
+
+    def remote_was_cancelled(self, name: str) -> str | None:
+        """How call ``name`` of wait_forever ended ("deadline", "cancelled"), None if it has not."""
+        return getattr(self, "stopped_calls", {}).get(name)
+
+    def remote_call_options(self) -> dict[str, Any]:
+        """What this call carried (§18): its budget left and its metadata."""
+        ctx = broker.current_call()
+        assert ctx is not None
+        return {"remaining": ctx.remaining(), "metadata": dict(ctx.metadata), "call_id": ctx.call_id}
 
     def remote_add(self, a: Any, b: Any) -> Any:
         return a + b
 
     def remote_echo(self, value: Any) -> Any:
         return value
+
+    def remote_counter_later(self, name: str, start: int) -> Deferred[Counter]:
+        """A Counter answered only once ``release_counter(name)`` is called (PipeliningInteropTest,
+        PROTOCOL.md §15): calls pipelined on it wait for it meanwhile, in order."""
+        d: Deferred[Counter] = Deferred()
+        self.later = getattr(self, "later", {})
+        self.later[name] = (d, start)
+        return d
+
+    def remote_release_counter(self, name: str) -> None:
+        d, start = self.later.pop(name)
+        d.callback(Counter(start))
+
+    def remote_pipeline_on(self, listener: broker.RemoteReference, method: str) -> Deferred[Any]:
+        """Call ``method`` on the Java object, then ``shout("piped")`` on its answer without waiting
+        for it (PROTOCOL.md §15): the Java client as the callee of a pipelined call."""
+        return listener.call_remote(method).call_remote("shout", "piped")
 
     def remote_greet(self, name: str, greeting: str = "hello", times: int = 1) -> str:
         return " ".join([f"{greeting} {name}"] * times)
@@ -94,6 +157,28 @@ class Fixture(broker.Root):
         d: Deferred[str] = Deferred()
         self.reactor.call_later(seconds, d.callback, "done")
         return d
+
+    def remote_scoreboard(self, name: str) -> Scoreboard:
+        return self.scoreboards.setdefault(name, Scoreboard())
+
+    def remote_set_score(self, name: str, player: str, score: int) -> None:
+        board = self.scoreboards[name]
+        board.scores[player] = score
+        for observer in board.observers:
+            observer.call_remote("set_score", player, score)
+
+    def remote_wait_stopped(self, name: str, count: int) -> Any:
+        """Answers (the number stopped) once ``count`` observers have stopped in all."""
+        board = self.scoreboards[name]
+        if board.stopped >= count:
+            return board.stopped
+        d: Deferred[int] = Deferred()
+        board.waiters.append((count, d))
+        return d
+
+    def remote_scoreboard_stats(self, name: str) -> dict[str, int]:
+        board = self.scoreboards[name]
+        return {"watching": len(board.observers), "stopped": board.stopped}
 
 
 class User(Avatar):

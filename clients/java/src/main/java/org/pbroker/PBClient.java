@@ -80,6 +80,7 @@ public final class PBClient implements AutoCloseable {
     /** Connection options; the setters return {@code this} for chaining. */
     public static final class Options {
         private Executor executor;
+        private Executor cacheExecutor;
         private Duration callTimeout;
         private int connectTimeoutMillis = 30_000;
         private int maxFrameSize = Wire.DEFAULT_MAX_FRAME_SIZE;
@@ -107,6 +108,17 @@ public final class PBClient implements AutoCloseable {
          */
         public Options executor(Executor executor) {
             this.executor = executor;
+            return this;
+        }
+
+        /**
+         * @param executor runs {@link RemoteCache} updates ({@code observe_*}), which must stay
+         *     in order: a single-thread executor (default: one thread per connection, made with
+         *     the first update)
+         * @return this
+         */
+        public Options cacheExecutor(Executor executor) {
+            this.cacheExecutor = executor;
             return this;
         }
 
@@ -315,10 +327,13 @@ public final class PBClient implements AutoCloseable {
         Session.Limits limits = new Session.Limits(options.maxFrameSize, options.maxDepth,
                 options.maxContainerLength, options.maxOutstandingCalls, options.maxRunningCalls);
         List<String> features = options.heartbeat != null
-                ? List.of(Wire.FEATURE_HEARTBEAT, Wire.FEATURE_DECREFS)
-                : List.of(Wire.FEATURE_DECREFS);
+                ? List.of(Wire.FEATURE_HEARTBEAT, Wire.FEATURE_DECREFS, Wire.FEATURE_CACHE,
+                        Wire.FEATURE_CALL_OPTIONS, Wire.FEATURE_PIPELINING)
+                : List.of(Wire.FEATURE_DECREFS, Wire.FEATURE_CACHE, Wire.FEATURE_CALL_OPTIONS,
+                        Wire.FEATURE_PIPELINING);
         this.session = new Session(Session.Role.CLIENT, limits, options.debug, options.localRoot,
                 registry, new Driver(), new Host(), features); // queues our hello
+        this.session.cacheExecutor(options.cacheExecutor);
         conn.setMaxInboundFrameSize(options.maxFrameSize);
         if (options.heartbeat != null) {
             long every = Math.max(options.heartbeat.toMillis() / 6, 50); // idle_interval / 2
@@ -726,6 +741,21 @@ public final class PBClient implements AutoCloseable {
 
     CompletableFuture<Object> call(RemoteReference target, String method, List<?> args,
             Map<String, ?> kwargs, boolean noAnswer, Duration timeout) {
+        return call(target, method, args, kwargs, noAnswer, timeout, null);
+    }
+
+    CompletableFuture<Object> callWithOptions(RemoteReference target, String method,
+            List<?> args, Map<String, ?> kwargs, boolean noAnswer, CallOptions options) {
+        Duration timeout = options.timeout() != null ? options.timeout() : options().callTimeout();
+        return call(target, method, args, kwargs, noAnswer, timeout, options);
+    }
+
+    /**
+     * A call; with {@code options} (section 18) the budget and metadata travel when negotiated,
+     * the connection's default timeout too, and the local timeout is a deadline.
+     */
+    private CompletableFuture<Object> call(RemoteReference target, String method, List<?> args,
+            Map<String, ?> kwargs, boolean noAnswer, Duration timeout, CallOptions options) {
         Objects.requireNonNull(method, "method");
         if (target.isReleased()) {
             return CompletableFuture.failedFuture(new IllegalStateException(
@@ -739,24 +769,51 @@ public final class PBClient implements AutoCloseable {
         CompletableFuture<RemoteReference> ready = session.ready();
         if (!ready.isDone()) {
             // the handshake must be done first: wait for it, then call
-            return ready.thenCompose(r -> call(target, method, args, kwargs, noAnswer, timeout));
+            return ready.thenCompose(r -> call(target, method, args, kwargs, noAnswer, timeout,
+                    options));
         }
+        // Only calls made with CallOptions send field 8 (their budget: theirs, else the default);
+        // a plain call keeps its TimeoutException contract and sends none.
+        Map<String, Object> field8 = options == null ? null
+                : options.toWire(noAnswer ? options.timeout() : timeout);
         Session.Question question = use(s -> s.ask(target.objectId(), method, args,
-                kwargs, noAnswer));
+                kwargs, noAnswer, field8));
         CompletableFuture<Object> answer = question.answer();
         if (!noAnswer && timeout != null && !timeout.isZero() && !timeout.isNegative()
                 && !answer.isDone()) {
             long id = question.requestId();
             try {
                 ScheduledFuture<?> timer = housekeeping.schedule(
-                        () -> use(s -> s.timeOut(id, timeout)),
+                        () -> use(s -> options != null ? s.deadlinePassed(id, timeout)
+                                : s.timeOut(id, timeout)),
                         timeout.toNanos(), TimeUnit.NANOSECONDS);
                 answer.whenComplete((v, e) -> timer.cancel(false));
             } catch (RejectedExecutionException e) {
                 // closed meanwhile: the question fails with the connection
             }
         }
-        return answer;
+        return new Promise(this, noAnswer ? 0 : question.requestId(), answer, false);
+    }
+
+    /**
+     * A call through {@code on} while its answer has not arrived: sent pipelined, addressed to
+     * its question (docs/PROTOCOL.md section 15), if the feature is negotiated and the session
+     * has not processed that answer yet (checked under the lock, so the finish for it cannot
+     * have gone out first). Null otherwise: the caller then waits for the answer.
+     */
+    Promise callPipelined(Promise on, String method, List<?> args, Map<String, ?> kwargs,
+            boolean noAnswer) {
+        if (lost != null || !session.ready().isDone()) {
+            return null;
+        }
+        Session.Question question = use(s -> s.negotiated().contains(Wire.FEATURE_PIPELINING)
+                && s.pending(on.questionId())
+                ? s.askPipelined(on.questionId(), method, List.copyOf(args), kwargs, noAnswer)
+                : null);
+        if (question == null) {
+            return null;
+        }
+        return new Promise(this, noAnswer ? 0 : question.requestId(), question.answer(), true);
     }
 
     // --- driving the session ---------------------------------------------------------------------
@@ -874,6 +931,13 @@ public final class PBClient implements AutoCloseable {
         public CompletableFuture<Object> call(RemoteReference target, String method,
                 List<?> args, Map<String, ?> kwargs, boolean noAnswer, Duration timeout) {
             return PBClient.this.call(target, method, args, kwargs, noAnswer, timeout);
+        }
+
+        @Override
+        public CompletableFuture<Object> callWithOptions(RemoteReference target, String method,
+                List<?> args, Map<String, ?> kwargs, boolean noAnswer, CallOptions callOptions) {
+            return PBClient.this.callWithOptions(target, method, args, kwargs, noAnswer,
+                    callOptions);
         }
 
         @Override

@@ -17,6 +17,15 @@ interface ProxyHost {
     CompletableFuture<Object> call(RemoteReference target, String method, List<?> args,
             Map<String, ?> kwargs, boolean noAnswer, Duration timeout);
 
+    /**
+     * A call with options (section 18); a host without them makes a plain call with the timeout.
+     */
+    default CompletableFuture<Object> callWithOptions(RemoteReference target, String method,
+            List<?> args, Map<String, ?> kwargs, boolean noAnswer, CallOptions options) {
+        Duration timeout = options.timeout() != null ? options.timeout() : defaultTimeout();
+        return call(target, method, args, kwargs, noAnswer, timeout);
+    }
+
     /** @return the timeout of calls made without one, or null */
     Duration defaultTimeout();
 

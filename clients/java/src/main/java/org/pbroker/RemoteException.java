@@ -46,8 +46,11 @@ public class RemoteException extends BrokerException {
                     f.traceback());
             case Wire.INVALID -> new InvalidReferenceException(f.typeName(), f.message(),
                     f.traceback());
-            case Wire.CANCELLED -> new RemoteCancelledException(f.typeName(), f.message(),
+            case Wire.DEADLINE -> new DeadlineExceededException(f.typeName(), f.message(),
                     f.traceback());
+            case Wire.CANCELLED -> DeadlineExceededException.TYPE_NAME.equals(f.typeName())
+                    ? new DeadlineExceededException(f.typeName(), f.message(), f.traceback())
+                    : new RemoteCancelledException(f.typeName(), f.message(), f.traceback());
             default -> new RemoteException(f.kind(), f.typeName(), f.message(), f.traceback());
         };
     }

@@ -55,11 +55,12 @@ public final class RemoteReference implements AutoCloseable {
      * @param args positional arguments: msgpack natives, {@link Referenceable}s (passed by
      *     reference), registered copyables, RemoteReferences of this connection
      * @return the result; fails with {@link RemoteException} (the method raised),
-     *     {@link ConnectionLostException}, {@link LimitExceededException} or a timeout
+     *     {@link ConnectionLostException}, {@link LimitExceededException} or a timeout. It is a
+     *     {@link Promise}: {@code callRemote} on it calls the answer before it has arrived
      */
-    public CompletableFuture<Object> callRemote(String method, Object... args) {
-        return host.call(this, method, Arrays.asList(args), Map.of(), false,
-                host.defaultTimeout());
+    public Promise callRemote(String method, Object... args) {
+        return Promise.of(host.call(this, method, Arrays.asList(args), Map.of(), false,
+                host.defaultTimeout()), host.client());
     }
 
     /**
@@ -102,6 +103,48 @@ public final class RemoteReference implements AutoCloseable {
     public CompletableFuture<Object> callRemoteWithTimeout(Duration timeout, String method,
             Object... args) {
         return host.call(this, method, Arrays.asList(args), Map.of(), false, timeout);
+    }
+
+    /**
+     * This reference seen through call options (docs/PROTOCOL.md section 18): a deadline and
+     * metadata for the calls made through the view, never in the method's own arguments.
+     *
+     * @param options the deadline and metadata
+     * @return a view whose calls carry them
+     */
+    public WithOptions options(CallOptions options) {
+        return new WithOptions(this, java.util.Objects.requireNonNull(options, "options"));
+    }
+
+    /**
+     * A reference with call options: {@code ref.options(o).callRemote("m", ...)}. The call fails
+     * with {@link DeadlineExceededException} when its deadline passes (the server is told).
+     *
+     * @param reference the reference called
+     * @param callOptions the options of its calls
+     */
+    public record WithOptions(RemoteReference reference, CallOptions callOptions) {
+        /**
+         * @param method the remote method name
+         * @param args positional arguments
+         * @return the result
+         */
+        public CompletableFuture<Object> callRemote(String method, Object... args) {
+            return reference.host.callWithOptions(reference, method, Arrays.asList(args),
+                    Map.of(), false, callOptions);
+        }
+
+        /**
+         * @param method the remote method name
+         * @param args positional arguments
+         * @param kwargs keyword arguments
+         * @return the result
+         */
+        public CompletableFuture<Object> callRemoteWithKeywords(String method, List<?> args,
+                Map<String, ?> kwargs) {
+            return reference.host.callWithOptions(reference, method, List.copyOf(args), kwargs,
+                    false, callOptions);
+        }
     }
 
     /**

@@ -31,6 +31,9 @@ import java.util.logging.Level;
 import java.util.logging.Logger;
 import org.pbroker.net.PendingCalls;
 import org.pbroker.wire.Answer;
+import org.pbroker.wire.CacheRef;
+import org.pbroker.wire.CacheRelease;
+import org.pbroker.wire.CacheUpdate;
 import org.pbroker.wire.Call;
 import org.pbroker.wire.Cancel;
 import org.pbroker.wire.CopyState;
@@ -39,6 +42,7 @@ import org.pbroker.wire.Decrefs;
 import org.pbroker.wire.ErrorMessage;
 import org.pbroker.wire.ExportedRef;
 import org.pbroker.wire.FailureInfo;
+import org.pbroker.wire.Finish;
 import org.pbroker.wire.FrameAssembler;
 import org.pbroker.wire.FrameTooLargeException;
 import org.pbroker.wire.Goodbye;
@@ -104,6 +108,8 @@ import org.pbroker.wire.WireValue;
  */
 public final class Session {
     private static final Logger LOG = Logger.getLogger(Session.class.getName());
+    /** Most of the peer's caches held at once (the Python broker's max_live_references). */
+    static final long MAX_LIVE_CACHES = 100_000;
 
     /** Which end of the connection this is; only the wording of messages depends on it. */
     public enum Role {
@@ -348,6 +354,8 @@ public final class Session {
     private final FrameAssembler frames;
     private final PendingCalls questions;
     private final Map<Long, CompletableFuture<?>> answers = new HashMap<>();
+    private Pipeline pipeline; // "pipelining" (section 15), made on first use
+    private long pipelinedFlag; // CALL_TARGET_IS_QUESTION while askPipelined sends
     /** Running one-way calls: no table entry on the wire, but they count as running (section 8). */
     private final Set<CompletableFuture<?>> oneWayRunning =
             Collections.newSetFromMap(new IdentityHashMap<>());
@@ -361,6 +369,10 @@ public final class Session {
     private final List<byte[]> outbox = new ArrayList<>();
     /** Problems found while decoding the current message. */
     private final List<RuntimeException> problems = new ArrayList<>();
+    /** Caches held (feature "cache", section 16), made with the first cache ref. */
+    private CacheHolder caches;
+    /** Runs RemoteCache updates in order; null: one thread of the holder's own. */
+    private java.util.concurrent.Executor cacheExecutor;
     private volatile State state = State.HANDSHAKE;
     private Hello peerHello;
     private Goodbye peerGoodbye;
@@ -438,7 +450,9 @@ public final class Session {
      */
     public static Session withFeatures(Role role, Limits limits, Referenceable root,
             Dispatcher dispatcher, List<String> features) {
-        return new Session(role, limits, false, root, null, dispatcher, null, features);
+        Session session = new Session(role, limits, false, root, null, dispatcher, null, features);
+        session.cacheExecutor(Runnable::run); // driven by hand: RemoteCache updates run at once
+        return session;
     }
 
     /** @return the features both hellos named (none before the peer's hello) */
@@ -645,6 +659,7 @@ public final class Session {
                 return;
             }
             if (body == null) {
+                flushFinishes();
                 return;
             }
             handleBody(body);
@@ -670,6 +685,7 @@ public final class Session {
         }
         received++;
         handleBody(body);
+        flushFinishes();
     }
 
     /**
@@ -746,8 +762,14 @@ public final class Session {
             return;
         }
         if (message instanceof Answer answer) {
+            if (answer.value() instanceof RemoteReference && pipelining()) {
+                pipeline().toFinish(answer.requestId()); // the callee keeps it (15.2)
+            }
             questions.complete(answer.requestId(), answer.value());
         } else if (message instanceof ErrorMessage error) {
+            if (pipelining()) {
+                pipeline().toFinish(error.requestId());
+            }
             questions.fail(error.requestId(), exceptionFrom(error.failure()));
         } else if (message instanceof Call call) {
             handleCall(call);
@@ -755,6 +777,15 @@ public final class Session {
             CompletableFuture<?> running = answers.get(cancel.requestId());
             if (running != null) {
                 running.cancel(true);
+            } else if (pipeline != null) { // a pipelined call waiting on its question (15.1)
+                Call waiting = pipeline.cancelWaiting(cancel.requestId());
+                if (waiting != null) {
+                    reply(waiting, null, new CancellationException("cancelled while waiting"));
+                }
+            }
+        } else if (message instanceof Finish finish) {
+            if (pipeline != null) {
+                pipeline.finish(finish);
             }
         } else if (message instanceof Decref decref) {
             release(decref.objectId(), decref.count());
@@ -762,6 +793,11 @@ public final class Session {
             queuePlain(new Pong(ping.nonce())); // at once, before the frames behind it (3.9)
         } else if (message instanceof Decrefs decrefs) {
             decrefs.releases().forEach(this::release);
+        } else if (message instanceof CacheUpdate update) {
+            caches().update(update); // section 16.2
+        } else if (message instanceof CacheRelease release) {
+            LOG.warning(this + ": " + role.peerName() + " released " + release.count()
+                    + " of cache " + release.cacheId() + ": this client owns no caches");
         }
         // a Pong needs nothing: receiving it (like any frame) is what the heartbeat watches
     }
@@ -885,7 +921,27 @@ public final class Session {
      */
     public Question ask(long target, String method, List<?> args, Map<String, ?> kwargs,
             boolean noAnswer) {
+        return ask(target, method, args, kwargs, noAnswer, null);
+    }
+
+    /**
+     * {@link #ask} with call options (docs/PROTOCOL.md section 18): {@code options} is field 8,
+     * sent only when both hellos named "call-options" (else the call goes without it).
+     *
+     * @param target an object id in the peer's exports
+     * @param method the method name
+     * @param args positional arguments
+     * @param kwargs keyword arguments
+     * @param noAnswer a one-way call
+     * @param options field 8 (from {@link CallOptions}), or null
+     * @return the request id and the answer's future
+     */
+    public Question ask(long target, String method, List<?> args, Map<String, ?> kwargs,
+            boolean noAnswer, Map<String, Object> options) {
         Objects.requireNonNull(method, "method");
+        if (options != null && !decoder.negotiated().contains(Wire.FEATURE_CALL_OPTIONS)) {
+            options = null; // an old peer: the local deadline still holds (section 18.5)
+        }
         if (!sending()) {
             String text = "cannot call '" + method + "': the connection is "
                     + (state == State.CLOSED ? "closed" : "closing");
@@ -904,7 +960,7 @@ public final class Session {
             @SuppressWarnings("unchecked")
             Map<String, Object> kw = (Map<String, Object>) kwargs;
             body = encodeWithRefs(new Call(requestId, target, method, a, kw,
-                    noAnswer ? Wire.CALL_NO_ANSWER : 0));
+                    (noAnswer ? Wire.CALL_NO_ANSWER : 0) | pipelinedFlag, options));
         } catch (RuntimeException e) {
             return failed(e);
         }
@@ -929,6 +985,23 @@ public final class Session {
     public boolean timeOut(long requestId, Duration after) {
         if (!questions.fail(requestId, new TimeoutException(
                 "no answer to request " + requestId + " within " + after))) {
+            return false;
+        }
+        abandoned(requestId);
+        return true;
+    }
+
+    /**
+     * Question {@code requestId}'s deadline (section 18.3) passed: it fails with a
+     * {@link DeadlineExceededException} and the peer is asked to cancel it.
+     *
+     * @param requestId the question
+     * @param after its budget (for the message)
+     * @return false if it was no longer pending
+     */
+    public boolean deadlinePassed(long requestId, Duration after) {
+        if (!questions.fail(requestId, DeadlineExceededException.local(new TimeoutException(
+                "no answer to request " + requestId + " within its deadline of " + after)))) {
             return false;
         }
         abandoned(requestId);
@@ -1027,7 +1100,33 @@ public final class Session {
             }
             return null;
         }
+        if (value instanceof CacheRef ref) {
+            return caches().received(ref, problems); // section 16.1
+        }
         return exceptionFrom((FailureInfo) value);
+    }
+
+    /**
+     * Run RemoteCache updates on {@code executor} (in the order they arrive; default: one
+     * thread per connection, made with the first update). Set it before the first cache.
+     *
+     * @param executor an executor that keeps submission order, or null for the default
+     */
+    public void cacheExecutor(java.util.concurrent.Executor executor) {
+        this.cacheExecutor = executor;
+    }
+
+    /** @return the number of the peer's caches held here (section 16) */
+    public int heldCaches() {
+        return caches == null ? 0 : caches.size();
+    }
+
+    private CacheHolder caches() {
+        if (caches == null) {
+            caches = new CacheHolder(this::queuePlain, host::releaseQueued, cacheExecutor,
+                    MAX_LIVE_CACHES, toString());
+        }
+        return caches;
     }
 
     private RuntimeException exceptionFrom(FailureInfo info) {
@@ -1051,6 +1150,15 @@ public final class Session {
     // --- calls in --------------------------------------------------------------------------------
 
     private void handleCall(Call call) {
+        if (pipelining()) {
+            if ((call.flags() & Wire.CALL_TARGET_IS_QUESTION) != 0) {
+                handlePipelinedCall(call);
+                return;
+            }
+            if (call.answerWanted()) {
+                pipeline().started(call.requestId());
+            }
+        }
         // Look the target up now, in message order: a decref that follows this call on the wire
         // must not free the object before the call runs.
         Object target = exports.get(call.target());
@@ -1064,6 +1172,9 @@ public final class Session {
         } else if (!(target instanceof Referenceable)) {
             refusal = new InvalidReferenceException("broker.NoSuchObject", "object "
                     + call.target() + " does not exist or was never given to you", null);
+        } else if (call.options() != null && CallOptions.refusal(call.options()) != null) {
+            refusal = new InvalidReferenceException("broker.BadCallOptions", // section 18.2
+                    CallOptions.refusal(call.options()), null);
         } else if (runningCalls() >= limits.maxRunningCalls()) {
             refusal = new OverloadedException("broker.Overloaded", runningCalls()
                     + " calls running; the limit is " + limits.maxRunningCalls(), null);
@@ -1071,6 +1182,106 @@ public final class Session {
         // Refusals go through the dispatcher too, so every call is answered in arrival order.
         dispatcher.dispatch(new IncomingCall(call,
                 refusal == null ? (Referenceable) target : null, refusal));
+    }
+
+    private boolean pipelining() {
+        return decoder.negotiated().contains(Wire.FEATURE_PIPELINING);
+    }
+
+    private Pipeline pipeline() {
+        if (pipeline == null) {
+            pipeline = new Pipeline();
+        }
+        return pipeline;
+    }
+
+    /** A call whose target is one of the peer's question ids (flag bit 1; section 15.1). */
+    private void handlePipelinedCall(Call call) {
+        Pipeline p = pipeline();
+        RuntimeException refusal = null;
+        Referenceable target = null;
+        if ((call.flags() & ~(Wire.CALL_NO_ANSWER | Wire.CALL_TARGET_IS_QUESTION)) != 0) {
+            refusal = new UnimplementedException("broker.UnsupportedFlags", "call flags "
+                    + call.flags() + " use bits this peer does not implement", null);
+        } else if (runningCalls() + p.waitingCount() >= limits.maxRunningCalls()) {
+            refusal = new OverloadedException("broker.Overloaded", runningCalls()
+                    + " calls running; the limit is " + limits.maxRunningCalls(), null);
+        }
+        if (call.answerWanted()) {
+            p.started(call.requestId());
+        }
+        if (refusal == null) {
+            Pipeline.Target where = p.lookUp(call, call.target());
+            if (where instanceof Pipeline.Wait) {
+                return; // runs when its question resolves, before that question's answer
+            }
+            if (where instanceof Pipeline.OnObject on) {
+                target = on.object();
+            } else {
+                refusal = ((Pipeline.Refused) where).reason();
+            }
+        }
+        dispatcher.dispatch(new IncomingCall(call, target, refusal));
+    }
+
+    /**
+     * Question {@code call} is being answered: keep it if pipelined calls may name it, and run
+     * the calls that waited on it first (section 15.1).
+     */
+    private void questionResolved(Call call, Object value, Throwable error) {
+        Object outcome = error != null ? failureInfo(error) : value;
+        for (Map.Entry<Call, Pipeline.Target> e : pipeline.resolved(call.requestId(), outcome,
+                limits.maxRunningCalls())) {
+            Pipeline.Target where = e.getValue();
+            dispatcher.dispatch(where instanceof Pipeline.OnObject on
+                    ? new IncomingCall(e.getKey(), on.object(), null)
+                    : new IncomingCall(e.getKey(), null, ((Pipeline.Refused) where).reason()));
+        }
+    }
+
+    /** One finish for the reference answers and errors of this read (section 15.2). */
+    private void flushFinishes() {
+        if (pipeline != null && sending()) {
+            long per = peerHello != null ? peerHello.maxContainerLength() : 1;
+            for (Finish f : pipeline.takeFinishes(per)) {
+                queuePlain(f);
+            }
+        }
+    }
+
+    /**
+     * A call addressed to the answer of our question {@code questionId}, still on its way
+     * (feature "pipelining", section 15.1): sent at once with call flag bit 1.
+     *
+     * @param questionId the request id of one of our questions
+     * @param method the method name
+     * @param args positional arguments
+     * @param kwargs keyword arguments
+     * @param noAnswer a one-way call
+     * @return the request id and the answer's future
+     */
+    public Question askPipelined(long questionId, String method, List<?> args,
+            Map<String, ?> kwargs, boolean noAnswer) {
+        if (!pipelining()) {
+            return failed(new IllegalStateException("cannot pipeline '" + method
+                    + "': the peer did not negotiate \"pipelining\""));
+        }
+        pipelinedFlag = Wire.CALL_TARGET_IS_QUESTION;
+        try {
+            return ask(questionId, method, args, kwargs, noAnswer);
+        } finally {
+            pipelinedFlag = 0;
+        }
+    }
+
+    /** @return whether our question {@code requestId} still waits for its answer */
+    public boolean pending(long requestId) {
+        return questions.pendingIds().contains(requestId);
+    }
+
+    /** @return outcomes kept for the peer's pipelined calls until it finishes them */
+    public int retainedAnswers() {
+        return pipeline == null ? 0 : pipeline.retainedCount();
     }
 
     /** A dispatched call returned a future: it is running until that completes (or a cancel). */
@@ -1103,6 +1314,9 @@ public final class Session {
         }
         if (!sending()) {
             return; // too late: the connection is going
+        }
+        if (pipeline != null && pipelining()) {
+            questionResolved(call, value, error);
         }
         if (error == null) {
             try {
@@ -1157,7 +1371,7 @@ public final class Session {
 
     /** @return whether released proxies wait for {@link #flushReleases} */
     public boolean releasesPending() {
-        return !deadProxies.isEmpty();
+        return !deadProxies.isEmpty() || (caches != null && caches.pending());
     }
 
     /** Queue one decref per object whose proxies were released since the last flush. */
@@ -1165,6 +1379,9 @@ public final class Session {
         List<ImportTable.Entry> died = new ArrayList<>();
         for (ImportTable.Entry e; (e = deadProxies.poll()) != null; ) {
             died.add(e);
+        }
+        if (caches != null && sending()) {
+            caches.flush(); // RemoteCaches released or collected (section 16.3)
         }
         if (died.isEmpty() || !sending()) {
             return;
@@ -1201,6 +1418,9 @@ public final class Session {
      */
     void releaseAllImports() {
         imports.releaseAll();
+        if (caches != null) {
+            caches.releaseAll(); // and every RemoteCache (section 16.3)
+        }
     }
 
     /** @return the live proxy for the peer's object {@code objectId}, if there is one */
@@ -1277,6 +1497,7 @@ public final class Session {
         lost = failure;
         outbox.clear();
         questions.failAll(failure);
+        pipeline = null; // what was kept for pipelined calls dies with the connection (15.3)
         Throwable handshakeFailure = reason instanceof HandshakeException ? reason : failure;
         dispatcher.deliver(() -> ready.completeExceptionally(handshakeFailure));
         List<CompletableFuture<?>> running = new ArrayList<>(answers.values());
@@ -1289,6 +1510,9 @@ public final class Session {
         exports.clear();
         imports.clear();
         deadProxies.clear();
+        if (caches != null) {
+            caches.clear();
+        }
         List<Consumer<Throwable>> listeners = List.copyOf(disconnectListeners);
         disconnectListeners.clear();
         for (Consumer<Throwable> listener : listeners) {

@@ -59,6 +59,22 @@ final class SessionFixtures {
     }
 
     /** What {@code child()} returns: {@code value()} → 42. */
+    /** cache_session.json's "vectors.Board": a RemoteCache keeping its state, and set(key, value). */
+    public static final class Board extends RemoteCache {
+        Map<Object, Object> state = new java.util.LinkedHashMap<>();
+
+        public Board() {}
+
+        @Override
+        protected void setCopyableState(Object state) {
+            this.state = new java.util.LinkedHashMap<>((Map<?, ?>) state);
+        }
+
+        public void observe_set(String key, Object value) {
+            state.put(key, value);
+        }
+    }
+
     static final class Child implements Referenceable {
         @Remote
         public long value() {

@@ -76,7 +76,8 @@ import org.pbroker.wire.WireVectorsTestAccess;
 class SessionVectorsTest {
     /** The optional features (docs/PROTOCOL.md section 3.1) the Java session implements. */
     static final Set<String> SUPPORTED_FEATURES =
-            Set.of(Wire.FEATURE_HEARTBEAT, Wire.FEATURE_DECREFS);
+            Set.of(Wire.FEATURE_HEARTBEAT, Wire.FEATURE_DECREFS, Wire.FEATURE_CACHE,
+                    Wire.FEATURE_PIPELINING, Wire.FEATURE_CALL_OPTIONS);
 
     static Path sharedPath() {
         String explicit = System.getProperty("pbroker.sessionVectors");
@@ -401,8 +402,8 @@ class SessionVectorsTest {
         /** A message in the JSON scheme (section 13). */
         private static Map<String, Object> messageJson(Message m) {
             Map<String, Object> out = new LinkedHashMap<>();
-            String type = m.getClass().getSimpleName().replace("Message", "")
-                    .toLowerCase(Locale.ROOT);
+            String type = snake(m.getClass().getSimpleName().replace("Message", ""))
+                    .substring(1); // CacheUpdate: cache_update
             out.put("type", type);
             for (RecordComponent c : m.getClass().getRecordComponents()) {
                 Object v;
@@ -415,6 +416,9 @@ class SessionVectorsTest {
                     List<Object> pairs = new ArrayList<>(); // [[object_id, count], ...]
                     releases.forEach((id, count) -> pairs.add(Arrays.asList(id, count)));
                     out.put("releases", pairs);
+                } else if (m instanceof org.pbroker.wire.Call && v == null
+                        && c.getName().equals("options")) {
+                    continue; // no field 8 (section 18): the member is absent
                 } else if (v instanceof FailureInfo f) {
                     out.put("failure", Arrays.asList(f.kind(), f.typeName(), f.message(),
                             f.traceback()));
@@ -429,6 +433,9 @@ class SessionVectorsTest {
         private static Object valueJson(Object v) {
             if (v instanceof RemoteReference ref) {
                 return Map.of("$proxy", ref.objectId());
+            }
+            if (v instanceof SessionFixtures.Board board) { // cache_session.json's holder fixture
+                return Map.of("$cache", Arrays.asList(board.cacheId, valueJson(board.state)));
             }
             if (v instanceof ExportedRef r) {
                 return Map.of("$ref_sender", r.objectId());

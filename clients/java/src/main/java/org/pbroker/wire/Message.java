@@ -6,7 +6,7 @@ package org.pbroker.wire;
  * {@link MalformedMessageException}).
  */
 public sealed interface Message permits Hello, Goodbye, Call, Answer, ErrorMessage, Cancel, Decref,
-        Decrefs, Ping, Pong {
+        Decrefs, Ping, Pong, CacheUpdate, CacheRelease, Finish {
     /** @return the message type number (first element of the body array) */
     int type();
 }

@@ -52,11 +52,23 @@ public final class Wire {
     public static final int PONG = 11;
     /** Message type: decrefs (feature "decrefs"). */
     public static final int DECREFS = 12;
+    /** Message type: finish (feature "pipelining", section 15.2). */
+    public static final int FINISH = 9;
+    /** Message type: cache_update (feature "cache", section 16.2). */
+    public static final int CACHE_UPDATE = 17;
+    /** Message type: cache_release (feature "cache", section 16.3). */
+    public static final int CACHE_RELEASE = 18;
 
     /** Feature: ping and pong, the heartbeat (section 5.2). */
     public static final String FEATURE_HEARTBEAT = "heartbeat";
     /** Feature: the decrefs message. */
     public static final String FEATURE_DECREFS = "decrefs";
+    /** Feature: promise pipelining (finish, call flag bit 1; section 15). */
+    public static final String FEATURE_PIPELINING = "pipelining";
+    /** Feature: Cacheable / RemoteCache (ext 6, cache_update, cache_release; section 16). */
+    public static final String FEATURE_CACHE = "cache";
+    /** Feature: call options, field 8 of a call (deadline, metadata; section 18). */
+    public static final String FEATURE_CALL_OPTIONS = "call-options";
     /** Default time after which a silent peer is declared dead (section 5.2). */
     public static final java.time.Duration DEFAULT_HEARTBEAT_DEAD_AFTER =
             java.time.Duration.ofSeconds(30);
@@ -69,9 +81,13 @@ public final class Wire {
     public static final byte EXT_COPY = 3;
     /** Ext code: a failure (kind, type name, message, traceback). */
     public static final byte EXT_FAILURE = 4;
+    /** Ext code: a cache ref (feature "cache", section 16.1). */
+    public static final byte EXT_CACHE_REF = 6;
 
     /** Call flag bit 0: the caller wants no answer. */
     public static final long CALL_NO_ANSWER = 1;
+    /** Call flag bit 1 (feature "pipelining"): the target is one of the caller's question ids. */
+    public static final long CALL_TARGET_IS_QUESTION = 2;
 
     /** Failure kind: the method raised. */
     public static final String FAILED = "failed";
@@ -85,12 +101,14 @@ public final class Wire {
     public static final String CANCELLED = "cancelled";
     /** Failure kind: unknown object id, or a malformed request. */
     public static final String INVALID = "invalid";
+    /** Failure kind (feature "call-options", section 18): the call's deadline passed. */
+    public static final String DEADLINE = "deadline";
     /** Goodbye kind of an orderly close. */
     public static final String NORMAL = "normal";
 
     /** Every failure kind. */
     public static final Set<String> FAILURE_KINDS =
-            Set.of(FAILED, OVERLOADED, DISCONNECTED, UNIMPLEMENTED, CANCELLED, INVALID);
+            Set.of(FAILED, OVERLOADED, DISCONNECTED, UNIMPLEMENTED, CANCELLED, INVALID, DEADLINE);
     /** Every goodbye kind: "normal" and the failure kinds. */
     public static final Set<String> GOODBYE_KINDS =
             Set.of(NORMAL, FAILED, OVERLOADED, DISCONNECTED, UNIMPLEMENTED, CANCELLED, INVALID);

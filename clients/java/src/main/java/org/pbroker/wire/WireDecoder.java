@@ -297,6 +297,18 @@ public final class WireDecoder {
                 }
                 throw new UnknownMessageTypeException("message type " + mtype
                         + " needs the feature \"decrefs\" in both hellos");
+            case Wire.FINISH:
+                if (negotiated.contains(Wire.FEATURE_PIPELINING)) {
+                    return finish(f);
+                }
+                throw new UnknownMessageTypeException("message type " + mtype
+                        + " needs the feature \"pipelining\" in both hellos");
+            case Wire.CACHE_UPDATE, Wire.CACHE_RELEASE:
+                if (negotiated.contains(Wire.FEATURE_CACHE)) {
+                    return mtype == Wire.CACHE_UPDATE ? cacheUpdate(f) : cacheRelease(f);
+                }
+                throw new UnknownMessageTypeException("message type " + mtype
+                        + " needs the feature \"cache\" in both hellos");
             case Wire.HELLO:
                 throw new HandshakeException("hello received after the handshake");
             default:
@@ -338,6 +350,10 @@ public final class WireDecoder {
     }
 
     private Call call(List<Object> f) throws WireException {
+        Map<String, Object> options = null;
+        if (f.size() == 8 && negotiated.contains(Wire.FEATURE_CALL_OPTIONS)) {
+            options = callOptions(f.remove(7)); // section 18.1
+        }
         arity(f, 7, "call");
         if (!(f.get(4) instanceof List<?>)) {
             throw new MalformedMessageException("call args must be an array");
@@ -364,10 +380,38 @@ public final class WireDecoder {
             @SuppressWarnings("unchecked")
             Map<String, Object> kw = (Map<String, Object>) (Map<?, ?>) kwargs;
             return new Call(id(f.get(1), "request_id"), id(f.get(2), "target"),
-                    str(f.get(3), "method"), args, kw, u32(f.get(6), "flags"));
+                    str(f.get(3), "method"), args, kw, u32(f.get(6), "flags"), options);
         } catch (IllegalArgumentException e) {
             throw malformed("Call", e);
         }
+    }
+
+    /** Field 8's shape (section 18.1): a map of scalars and maps of scalars, str keys at the top. */
+    @SuppressWarnings("unchecked")
+    private static Map<String, Object> callOptions(Object o) throws WireException {
+        if (!(o instanceof Map<?, ?> m)) {
+            throw new MalformedMessageException("call options must be a map");
+        }
+        for (Map.Entry<?, ?> e : m.entrySet()) {
+            Object v = e.getValue();
+            boolean ok = isOptionScalar(v);
+            if (v instanceof Map<?, ?> inner) {
+                ok = true;
+                for (Object x : inner.values()) {
+                    ok &= isOptionScalar(x);
+                }
+            }
+            if (!ok || !(e.getKey() instanceof String)) {
+                throw new MalformedMessageException(
+                        "call options must be a map of scalars and maps of scalars");
+            }
+        }
+        return (Map<String, Object>) m;
+    }
+
+    private static boolean isOptionScalar(Object v) {
+        return v == null || v instanceof Boolean || v instanceof Number || v instanceof String
+                || v instanceof byte[];
     }
 
     private Answer answer(List<Object> f) throws WireException {
@@ -408,12 +452,70 @@ public final class WireDecoder {
         }
     }
 
+    private CacheUpdate cacheUpdate(List<Object> f) throws WireException {
+        arity(f, 5, "cache_update");
+        if (!(f.get(3) instanceof List<?>)) {
+            throw new MalformedMessageException("cache_update args must be an array");
+        }
+        if (!(f.get(4) instanceof Map<?, ?>)) {
+            throw new MalformedMessageException("cache_update kwargs must be a map");
+        }
+        @SuppressWarnings("unchecked")
+        List<Object> args = (List<Object>) f.get(3);
+        @SuppressWarnings("unchecked")
+        Map<Object, Object> kwargs = (Map<Object, Object>) f.get(4);
+        if (!args.isEmpty()) {
+            convert(args, 2);
+        }
+        if (!kwargs.isEmpty()) {
+            convert(kwargs, 2);
+        }
+        try {
+            for (Object key : kwargs.keySet()) {
+                if (!(key instanceof String)) {
+                    throw new IllegalArgumentException("kwargs keys must be str");
+                }
+            }
+            @SuppressWarnings("unchecked")
+            Map<String, Object> kw = (Map<String, Object>) (Map<?, ?>) kwargs;
+            return new CacheUpdate(id(f.get(1), "cache_id"), str(f.get(2), "method"), args, kw);
+        } catch (IllegalArgumentException e) {
+            throw malformed("CacheUpdate", e);
+        }
+    }
+
+    private CacheRelease cacheRelease(List<Object> f) throws WireException {
+        arity(f, 3, "cache_release");
+        try {
+            return new CacheRelease(id(f.get(1), "cache_id"), id(f.get(2), "count"));
+        } catch (IllegalArgumentException e) {
+            throw malformed("CacheRelease", e);
+        }
+    }
+
     private static long nonce(List<Object> f, String name) throws WireException {
         arity(f, 2, name);
         try {
             return id(f.get(1), "nonce");
         } catch (IllegalArgumentException e) {
             throw malformed(name, e);
+        }
+    }
+
+    private Finish finish(List<Object> f) throws WireException {
+        arity(f, 2, "finish");
+        try {
+            if (!(f.get(1) instanceof List<?> ids)) {
+                throw new IllegalArgumentException("question ids must be an array, not "
+                        + typeName(f.get(1)));
+            }
+            List<Long> questionIds = new ArrayList<>(ids.size());
+            for (Object id : ids) {
+                questionIds.add(id(id, "question_id"));
+            }
+            return new Finish(questionIds);
+        } catch (IllegalArgumentException e) {
+            throw malformed("Finish", e);
         }
     }
 
@@ -502,7 +604,8 @@ public final class WireDecoder {
         if (level > maxDepth) {
             throw new NestingTooDeepException("nesting deeper than " + maxDepth);
         }
-        if (ext.code < Wire.EXT_SENDER_REF || ext.code > Wire.EXT_FAILURE) {
+        if ((ext.code < Wire.EXT_SENDER_REF || ext.code > Wire.EXT_FAILURE)
+                && !(ext.code == Wire.EXT_CACHE_REF && negotiated.contains(Wire.FEATURE_CACHE))) {
             throw new UnknownExtCodeException("ext code " + ext.code + " is not implemented");
         }
         byte[] data = ext.data;
@@ -548,10 +651,32 @@ public final class WireDecoder {
                 }
                 value = failure(p.get(0), p.get(1), p.get(2), p.get(3));
             }
+            case Wire.EXT_CACHE_REF -> value = cacheRef(unpack(data), level);
             default -> throw new UnknownExtCodeException(
                     "ext code " + ext.code + " is not implemented");
         }
         return resolve == null ? value : resolve.apply(value);
+    }
+
+    /** Ext 6 (section 16.1): {@code [cache_id]}, or {@code [cache_id, type_name, state]}. */
+    private CacheRef cacheRef(Object payload, int level) throws WireException {
+        if (!(payload instanceof List<?> p) || (p.size() != 1 && p.size() != 3)) {
+            throw new MalformedMessageException(
+                    "a cache ref's payload must be [cache_id] or [cache_id, type_name, state]");
+        }
+        try {
+            long cacheId = id(p.get(0), "cache_id");
+            if (p.size() == 1) {
+                return new CacheRef(cacheId);
+            }
+            Object state = p.get(2);
+            if (!isScalar(state)) {
+                state = convert(state, level + 1);
+            }
+            return new CacheRef(cacheId, str(p.get(1), "type_name"), state);
+        } catch (IllegalArgumentException e) {
+            throw malformed("CacheRef", e);
+        }
     }
 
     // --- the structural pass: msgpack to plain Java values ------------------------------------

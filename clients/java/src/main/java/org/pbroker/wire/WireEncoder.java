@@ -119,6 +119,9 @@ public final class WireEncoder {
             b.add(m.args());
             b.add(m.kwargs());
             b.add(m.flags());
+            if (m.options() != null) { // field 8, only when "call-options" is negotiated
+                b.add(m.options());
+            }
         } else if (message instanceof Answer m) {
             b.add(m.requestId());
             b.add(m.value());
@@ -133,6 +136,8 @@ public final class WireEncoder {
         } else if (message instanceof Decref m) {
             b.add(m.objectId());
             b.add(m.count());
+        } else if (message instanceof Finish m) {
+            b.add(new ArrayList<Object>(m.questionIds()));
         } else if (message instanceof Decrefs m) {
             List<Object> flat = new ArrayList<>(2 * m.releases().size());
             m.releases().forEach((id, count) -> {
@@ -144,6 +149,14 @@ public final class WireEncoder {
             b.add(m.nonce());
         } else if (message instanceof Pong m) {
             b.add(m.nonce());
+        } else if (message instanceof CacheUpdate m) {
+            b.add(m.cacheId());
+            b.add(m.method());
+            b.add(m.args());
+            b.add(m.kwargs());
+        } else if (message instanceof CacheRelease m) {
+            b.add(m.cacheId());
+            b.add(m.count());
         }
         return b;
     }
@@ -232,6 +245,9 @@ public final class WireEncoder {
                 payload = longPayload(r.objectId());
             } else if (w instanceof CopyState c) {
                 payload = nested(java.util.Arrays.asList(c.typeName(), c.state()), depth);
+            } else if (w instanceof CacheRef c) { // section 16.1: the state only the first time
+                payload = nested(c.first() ? java.util.Arrays.asList(c.cacheId(), c.typeName(),
+                        c.state()) : List.of((Object) c.cacheId()), depth);
             } else {
                 FailureInfo f = (FailureInfo) w;
                 payload = nested(java.util.Arrays.asList(f.kind(), f.typeName(), f.message(),

@@ -1,7 +1,8 @@
 package org.pbroker.wire;
 
 /** A value carried as a msgpack ext type: a reference, a copy or a failure. */
-public sealed interface WireValue permits ExportedRef, ReturnedRef, CopyState, FailureInfo {
+public sealed interface WireValue permits ExportedRef, ReturnedRef, CopyState, FailureInfo,
+        CacheRef {
     /** @return the ext type code */
     byte code();
 }

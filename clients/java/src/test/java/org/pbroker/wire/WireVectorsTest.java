@@ -117,7 +117,7 @@ class WireVectorsTest {
         }
     }
 
-    private static void run(Map<String, Object> v) throws Exception {
+    static void run(Map<String, Object> v) throws Exception {
         byte[] bytes = HexFormat.of().parseHex((String) v.get("hex"));
         // docs/PROTOCOL.md section 13: the whole stream at once, and one byte at a time
         run(v, new ByteArrayInputStream(bytes));
@@ -164,7 +164,8 @@ class WireVectorsTest {
                         valueFromJson(x)));
                 return new Call((Long) j.get("request_id"), (Long) j.get("target"),
                         (String) j.get("method"), (List<Object>) valueFromJson(j.get("args")),
-                        kwargs, (Long) j.get("flags"));
+                        kwargs, (Long) j.get("flags"), j.containsKey("options") // section 18
+                                ? (Map<String, Object>) valueFromJson(j.get("options")) : null);
             }
             case "answer":
                 return new Answer((Long) j.get("request_id"), valueFromJson(j.get("value")));
@@ -177,6 +178,13 @@ class WireVectorsTest {
                 return new Cancel((Long) j.get("request_id"));
             case "decref":
                 return new Decref((Long) j.get("object_id"), (Long) j.get("count"));
+            case "finish": { // feature "pipelining" (tests/vectors/pipelining.json)
+                List<Long> ids = new ArrayList<>();
+                for (Object id : (List<Object>) j.get("question_ids")) {
+                    ids.add((Long) id);
+                }
+                return new Finish(ids);
+            }
             case "decrefs": {
                 Map<Long, Long> releases = new LinkedHashMap<>();
                 for (Object pair : (List<Object>) j.get("releases")) {
@@ -189,6 +197,15 @@ class WireVectorsTest {
                 return new Ping((Long) j.get("nonce"));
             case "pong":
                 return new Pong((Long) j.get("nonce"));
+            case "cache_update": { // feature "cache" (tests/vectors/cache.json)
+                Map<String, Object> kwargs = new LinkedHashMap<>();
+                ((Map<String, Object>) j.get("kwargs")).forEach((k, x) -> kwargs.put(k,
+                        valueFromJson(x)));
+                return new CacheUpdate((Long) j.get("cache_id"), (String) j.get("method"),
+                        (List<Object>) valueFromJson(j.get("args")), kwargs);
+            }
+            case "cache_release":
+                return new CacheRelease((Long) j.get("cache_id"), (Long) j.get("count"));
             default:
                 throw new IllegalArgumentException("unknown message type " + type);
         }
@@ -235,6 +252,12 @@ class WireVectorsTest {
                             List<Object> f = (List<Object>) x;
                             return new FailureInfo((String) f.get(0), (String) f.get(1),
                                     (String) f.get(2), (String) f.get(3));
+                        }
+                        case "$cache_ref": {
+                            List<Object> c = (List<Object>) x;
+                            return c.size() == 1 ? new CacheRef((Long) c.get(0))
+                                    : new CacheRef((Long) c.get(0), (String) c.get(1),
+                                            valueFromJson(c.get(2)));
                         }
                         default:
                             throw new IllegalArgumentException("unknown tag " + tag);

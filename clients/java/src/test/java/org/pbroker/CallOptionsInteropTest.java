@@ -1,0 +1,85 @@
+package org.pbroker;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Deadlines and metadata live against the Python broker (docs/PROTOCOL.md section 18): a Java
+ * call with a 0.2 s budget to a Python method that waits on a Deferred nobody fires fails with
+ * {@link DeadlineExceededException}, and a later call shows the Python method was cancelled.
+ * No sleeps: the test waits on the call's own outcome.
+ */
+class CallOptionsInteropTest {
+    private static PythonFixture server;
+    private static int port;
+
+    @BeforeAll
+    static void start() throws Exception {
+        server = PythonFixture.start("fixture_server.py");
+        port = server.port("plain");
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        if (server != null) {
+            server.close();
+        }
+    }
+
+    private static Object get(CompletableFuture<?> f) throws Exception {
+        return f.get(10, TimeUnit.SECONDS);
+    }
+
+    @Test
+    void aDeadlineCancelsThePythonMethodAndFailsTheJavaCall() throws Exception {
+        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
+            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+            CompletableFuture<Object> call = root.options(
+                    CallOptions.timeout(Duration.ofMillis(200))).callRemote("wait_forever", "j1");
+            ExecutionException e = assertThrows(ExecutionException.class, () -> get(call));
+            DeadlineExceededException deadline = assertInstanceOf(DeadlineExceededException.class,
+                    e.getCause());
+            assertEquals("deadline", deadline.kind());
+            // Whichever timer fired first (ours: a cancel went out; the server's: it answered
+            // "deadline"), the cancel or the deadline reached the method before this next call.
+            Object how = get(root.callRemote("was_cancelled", "j1"));
+            assertTrue("deadline".equals(how) || "cancelled".equals(how), "not cancelled: " + how);
+        }
+    }
+
+    @Test
+    void metadataAndTheBudgetTravelWithTheCall() throws Exception {
+        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
+            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+            String traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            Map<?, ?> seen = (Map<?, ?>) get(root.options(CallOptions.timeout(Duration.ofSeconds(5))
+                    .withMetadata(Map.of("traceparent", traceparent))).callRemote("call_options"));
+            double remaining = ((Number) seen.get("remaining")).doubleValue();
+            assertTrue(remaining > 0 && remaining <= 5.0, "remaining " + remaining);
+            assertEquals(Map.of("traceparent", traceparent), seen.get("metadata"));
+            assertEquals("4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", seen.get("call_id"));
+            Map<?, ?> plain = (Map<?, ?>) get(root.callRemote("call_options"));
+            assertNull(plain.get("remaining")); // no default timeout on this client: nothing sent
+        }
+    }
+
+    @Test
+    void badOptionsAreRefusedWhereTheyAreWritten() {
+        assertThrows(IllegalArgumentException.class,
+                () -> CallOptions.timeout(Duration.ofSeconds(-1)));
+        assertThrows(IllegalArgumentException.class,
+                () -> new CallOptions(null, Map.of("k", "x".repeat(CallOptions.MAX_METADATA_BYTES))));
+    }
+}
