@@ -40,6 +40,7 @@ from .session import Limits, RemoteReference, Session
 from .pipelining import Promise
 from .call_options import CallContext, CallIdFilter, CallOptions, current_call
 from .cache import Cacheable, CacheObserver, RemoteCache, register_remote_cache
+from .streams import BlockingStream, RemoteStream, Stream
 from .login import AlreadyLoggedIn, Avatar, CertificateLogin, IPerspective, LoginSequenceError, login, serve
 
 __all__ = [
@@ -65,6 +66,9 @@ __all__ = [
     "CacheObserver",
     "RemoteCache",
     "register_remote_cache",
+    "Stream",
+    "RemoteStream",
+    "BlockingStream",
     "RemoteReference",
     "Promise",
     "Session",

@@ -68,6 +68,7 @@ from .flavors import CopyRegistry, Referenceable
 from .lifecycle import ACTIVE, State
 from .messages import FEATURE_HEARTBEAT, HEARTBEAT_IDLE_FRACTION
 from .session import Limits, RemoteReference, Session
+from .streams import RemoteStream
 
 __all__ = ["connect", "login", "BlockingReference", "BlockingConnection", "DEFAULT_TIMEOUT"]
 
@@ -601,11 +602,25 @@ _Channel = _SocketChannel | _ReactorChannel
 def _wrap(value: Any, channel: _Channel, timeout: float | None) -> Any:
     if isinstance(value, RemoteReference):
         return BlockingReference(value, channel, timeout)
+    if isinstance(value, RemoteStream):  # §17: a plain iterator, each step waited for here
+        return value.blocking(_stream_runner(channel, timeout))
     if isinstance(value, list):
         return [_wrap(v, channel, timeout) for v in value]
     if isinstance(value, dict):
         return {k: _wrap(v, channel, timeout) for k, v in value.items()}
     return value
+
+
+def _stream_runner(channel: _Channel, timeout: float | None) -> Callable[[Callable[[], Deferred[Any]]], Any]:
+    """How a BlockingStream takes a step: in the session's thread, waiting for the Deferred."""
+    if isinstance(channel, _ReactorChannel):
+        return lambda step: channel.runner.run(step, timeout=timeout)
+
+    def run(step: Callable[[], Deferred[Any]]) -> Any:
+        channel._check_not_inside()
+        with channel._lock:
+            return channel.wait_for(step(), timeout)
+    return run
 
 
 _SIMPLE = (int, str, float, bool, bytes, type(None))

@@ -320,14 +320,8 @@ class CacheTables:
 
     def _schedule(self) -> None:
         session = self._session
-        if session is None:
-            return
-        if not session._release_scheduled:
-            session._release_scheduled = True
-            try:
-                session._release_due()
-            except RuntimeError:  # the event loop closed under us: the connection is gone
-                pass
+        if session is not None and not session._release_scheduled:
+            session._schedule_release()
 
     def release_held(self, cache_id: int) -> None:
         """Release a copy now (RemoteCache.release_cache, from any thread): sent with the next

@@ -23,7 +23,7 @@ Rules of this file (the spec is ``docs/PROTOCOL.md``; this module transcribes it
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Union
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "FEATURE_PIPELINING",
     "FEATURE_CALL_OPTIONS",
     "FEATURE_CACHE",
+    "FEATURE_STREAMS",
     "HEARTBEAT_DEAD_AFTER",
     "HEARTBEAT_IDLE_FRACTION",
     "MessageType",
@@ -72,12 +73,16 @@ __all__ = [
     "Finish",
     "CacheUpdate",
     "CacheRelease",
+    "StreamItems",
+    "StreamEnd",
+    "StreamCredit",
     "Message",
     "ExportedRef",
     "ReturnedRef",
     "CopyState",
     "FailureInfo",
     "CacheRef",
+    "StreamRef",
     "WireValue",
 ]
 
@@ -109,6 +114,8 @@ FEATURE_PIPELINING: Final = "pipelining"
 FEATURE_CALL_OPTIONS: Final = "call-options"
 #: Cacheable / RemoteCache (PROTOCOL.md §16): cache_update (17), cache_release (18), ext 6.
 FEATURE_CACHE: Final = "cache"
+#: Streams with credit (PROTOCOL.md §17): stream_items (13), stream_end (14), stream_credit (15), ext 7.
+FEATURE_STREAMS: Final = "streams"
 #: Heartbeat timing recommended by PROTOCOL.md §3.10: a peer silent this long (seconds) is dead…
 HEARTBEAT_DEAD_AFTER: Final = 30.0
 #: …and one is pinged after this fraction of it in silence (10 s of the default 30 s).
@@ -139,6 +146,10 @@ class MessageType(enum.IntEnum):
     PONG = 11
     #: Many releases in one message ("decrefs" feature).
     DECREFS = 12
+    #: Streams ("streams" feature, §17): items, the end (or a cancel), credit.
+    STREAM_ITEMS = 13
+    STREAM_END = 14
+    STREAM_CREDIT = 15
     #: Reserved for Cacheable / RemoteCache ("cache" feature); 16–31 is the cache block.
     CACHE_CREATED = 16
     CACHE_UPDATED = 17
@@ -160,6 +171,8 @@ class ExtCode(enum.IntEnum):
     PROMISED_ANSWER = 5
     #: Reserved for Cacheable: a reference to a cached copy (object id + initial state).
     CACHE_REF = 6
+    #: A stream the sender will feed ("streams" feature, §17): ``[stream_id, window_items, window_bytes]``.
+    STREAM = 7
 
 
 #: Call flag bit 0: the caller wants no answer (and will get none, not even an error).
@@ -564,7 +577,78 @@ class Finish:
         self.__dict__["question_ids"] = ids
 
 
-Message = Union[Hello, Goodbye, Call, Answer, Error, Cancel, Decref, Decrefs, Ping, Pong, CacheUpdate, CacheRelease, Finish]
+@dataclass(frozen=True, init=False)
+class StreamItems:
+    """The producer of stream ``stream_id`` sends the next items, in order ("streams", §17)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.STREAM_ITEMS
+
+    stream_id: int
+    items: list[Any]
+    #: The body length of the frame it came in (the consumer's byte count, §17.2); not a field.
+    nbytes: int = field(default=0, compare=False, repr=False)
+
+    def __init__(self, stream_id: int, items: list[Any] | tuple[Any, ...], nbytes: int = 0) -> None:
+        _check_stream_id(stream_id)
+        if type(items) is tuple:
+            items = list(items)
+        if type(items) is not list:
+            raise TypeError(f"items must be a list, not {type(items).__name__}")
+        if not items:
+            raise ValueError("stream_items carries at least one item")
+        self.__dict__.update(stream_id=stream_id, items=items, nbytes=nbytes)
+
+
+@dataclass(frozen=True, init=False)
+class StreamEnd:
+    """The end of stream ``stream_id`` (§17): from its producer, done (``failure`` None) or
+    failed; from its consumer, a cancel (``failure`` of kind "cancelled", which a producer never sends)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.STREAM_END
+
+    stream_id: int
+    failure: FailureInfo | None
+
+    def __init__(self, stream_id: int, failure: FailureInfo | None = None) -> None:
+        _check_stream_id(stream_id)
+        if failure is not None and type(failure) is not FailureInfo:
+            raise TypeError(f"failure must be a FailureInfo or None, not {type(failure).__name__}")
+        self.__dict__.update(stream_id=stream_id, failure=failure)
+
+    @property
+    def is_cancel(self) -> bool:
+        """Sent by the consumer: it wants no more items."""
+        return self.failure is not None and self.failure.kind == CANCELLED
+
+
+@dataclass(frozen=True, init=False)
+class StreamCredit:
+    """The consumer of stream ``stream_id`` lets its producer send ``items`` more items and
+    ``nbytes`` more bytes of stream_items bodies (§17); added to what it had."""
+
+    TYPE: ClassVar[MessageType] = MessageType.STREAM_CREDIT
+
+    stream_id: int
+    items: int
+    nbytes: int
+
+    def __init__(self, stream_id: int, items: int, nbytes: int) -> None:
+        _check_stream_id(stream_id)
+        _check_id("items", items)
+        _check_id("bytes", nbytes)
+        if items == 0 and nbytes == 0:
+            raise ValueError("a credit of 0 items and 0 bytes says nothing")
+        self.__dict__.update(stream_id=stream_id, items=items, nbytes=nbytes)
+
+
+def _check_stream_id(stream_id: object) -> None:
+    _check_id("stream_id", stream_id)
+    if stream_id == 0:
+        raise ValueError("stream_id 0 is never a stream")
+
+
+Message = Union[Hello, Goodbye, Call, Answer, Error, Cancel, Decref, Decrefs, Ping, Pong, CacheUpdate, CacheRelease, Finish,
+                StreamItems, StreamEnd, StreamCredit]
 
 # ---------------------------------------------------------------------------------------------
 # Wire values (msgpack ext types)
@@ -675,4 +759,24 @@ class CacheRef:
         return self.type_name is not None
 
 
-WireValue = Union[ExportedRef, ReturnedRef, CopyState, FailureInfo, CacheRef]
+@dataclass(frozen=True, init=False)
+class StreamRef:
+    """A stream the sender will feed (ext ``STREAM``, "streams" feature, §17): its id and the
+    most items and bytes the sender wants in flight (the consumer grants at most that)."""
+
+    CODE: ClassVar[ExtCode] = ExtCode.STREAM
+
+    stream_id: int
+    window_items: int
+    window_bytes: int
+
+    def __init__(self, stream_id: int, window_items: int, window_bytes: int) -> None:
+        _check_stream_id(stream_id)
+        _check_id("window_items", window_items)
+        _check_id("window_bytes", window_bytes)
+        if window_items == 0 or window_bytes == 0:
+            raise ValueError("a stream's window is at least 1 item and 1 byte")
+        self.__dict__.update(stream_id=stream_id, window_items=window_items, window_bytes=window_bytes)
+
+
+WireValue = Union[ExportedRef, ReturnedRef, CopyState, FailureInfo, CacheRef, StreamRef]

@@ -38,6 +38,7 @@ from net.defer import CancelledError, Deferred, Failure, ensure_deferred, fail
 
 from . import pipelining, wire
 from .cache import Cacheable, CacheTables, handle_release, handle_update
+from . import streams
 from .diagnosis import SNIFF_BYTES, Ending, not_pbroker, why_lost
 from .errors import (
     BrokerError,
@@ -62,6 +63,7 @@ from .messages import (
     FEATURE_DECREFS,
     FEATURE_HEARTBEAT,
     FEATURE_PIPELINING,
+    FEATURE_STREAMS,
     HEARTBEAT_DEAD_AFTER,
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FRAME_SIZE,
@@ -84,6 +86,10 @@ from .messages import (
     Ping,
     Pong,
     ReturnedRef,
+    StreamCredit,
+    StreamEnd,
+    StreamItems,
+    StreamRef,
 )
 from .tables import EMPTY_MAP, ExportTable, ImportTable
 
@@ -127,6 +133,9 @@ class Limits:
     #: Heartbeat (PROTOCOL.md §5.2, when both hellos named "heartbeat"): a peer silent this long
     #: is declared dead and every pending call fails; pings go out after a third of it. None: off.
     dead_after: float | None = HEARTBEAT_DEAD_AFTER
+    #: Streams (PROTOCOL.md §17): the most items and bytes of one stream in flight, either way.
+    stream_window_items: int = streams.DEFAULT_WINDOW_ITEMS
+    stream_window_bytes: int = streams.DEFAULT_WINDOW_BYTES
 
 
 class AnonymousPerspective:
@@ -141,7 +150,8 @@ class AnonymousPerspective:
 #: Every session's perspective until it logs in (it has no state: one for all).
 _ANONYMOUS: Final = AnonymousPerspective()
 #: The optional features every session implements and announces (one tuple for all).
-_FEATURES: Final = (FEATURE_HEARTBEAT, FEATURE_DECREFS, call_options.FEATURE_CALL_OPTIONS, FEATURE_PIPELINING, FEATURE_CACHE)
+_FEATURES: Final = (FEATURE_HEARTBEAT, FEATURE_DECREFS, call_options.FEATURE_CALL_OPTIONS, FEATURE_PIPELINING, FEATURE_CACHE,
+                    FEATURE_STREAMS)
 #: The peers' hellos, interned: nearly every peer sends the same one, and each kept its own copy
 #: (its strings and ints included) for as long as it stayed connected. Bounded.
 _HELLOS: Final[dict[Hello, Hello]] = {}
@@ -248,7 +258,7 @@ class Session:
         "frames_received", "_quiet", "_quiet_calls", "_first_bytes", "_lent", "exports",
         "_imports", "questions", "answers", "_one_way_running", "_last_request_id",
         "_dead_proxies", "_release_scheduled", "_disconnect_callbacks", "_decoder", "_last_ping",
-        "_encoder", "_bootstrap_ref", "_pipeline", "_caches", "refs_received", "__weakref__",
+        "_encoder", "_bootstrap_ref", "_pipeline", "_caches", "_streams", "refs_received", "__weakref__",
     )
 
     def __init__(
@@ -313,6 +323,7 @@ class Session:
         self._disconnect_callbacks: list[tuple[RemoteReference, Callable[[RemoteReference], object]]] | None = None
         self._pipeline: pipelining.Pipeline | None = None  # "pipelining" state, made on first use
         self._caches: CacheTables | None = None  # "cache" tables (broker/cache.py), made on first use
+        self._streams: streams.StreamTables | None = None  # "streams" (broker/streams.py), made on first use
         self._decoder = wire.WireDecoder(
             max_frame_size=limits.max_frame_size,
             max_depth=limits.max_depth,
@@ -624,6 +635,9 @@ class Session:
         caches, self._caches = self._caches, None
         if caches is not None:
             caches.connection_ended()  # every observer stops, once (§16)
+        stream_tables, self._streams = self._streams, None
+        if stream_tables is not None:
+            stream_tables.connection_ended(lost)  # consumers fail, producers stop (§17)
         questions, self.questions = self.questions, EMPTY_MAP
         for d, target, name in questions.values():
             each = ConnectionLost(str(lost), lost.cause, lost.goodbye_kind)  # one each: notes name the call
@@ -949,6 +963,8 @@ class Session:
             exports.undo_sends()
             if self._caches is not None:
                 self._caches.undo_sends()
+            if self._streams is not None:
+                self._streams.undo_sends()
             if isinstance(exc, wire.MessageTooLarge):
                 raise LimitExceeded(str(exc)) from exc
             cause = exc.__cause__ if isinstance(exc, wire.UnencodableValue) else None
@@ -960,6 +976,8 @@ class Session:
         exports.confirm_sends()
         if self._caches is not None:
             self._caches.confirm_sends()
+        if self._streams is not None:
+            self._streams.confirm_sends()
         return frame
 
     def _to_wire(self, obj: Any) -> Any:
@@ -985,6 +1003,11 @@ class Session:
         remote = getattr(obj, "__remote_reference__", None)  # a view of one, e.g. BlockingReference
         if isinstance(remote, RemoteReference):
             return self._to_wire(remote)
+        if streams.is_streamable(obj):  # §17: an iterator or async iterator goes as a stream
+            stream_tables = self._streams
+            if stream_tables is None:
+                stream_tables = self._streams = streams.StreamTables(self)
+            return stream_tables.to_wire(obj)
         raise TypeError(f"cannot send {type(obj).__qualname__}: register it as copyable or make it Referenceable")
 
     def _resolve(self, value: Any) -> Any:
@@ -1014,6 +1037,12 @@ class Session:
             if caches is None:
                 caches = self._caches = CacheTables(self)
             return caches.received(value)
+        if kind is StreamRef:  # §17 (the decoder accepts ext 7 only when "streams" is negotiated)
+            self.refs_received += 1  # the blocking client wraps it
+            stream_tables = self._streams
+            if stream_tables is None:
+                stream_tables = self._streams = streams.StreamTables(self)
+            return stream_tables.received(value)
         return value
 
     def _make_proxy(self, object_id: int) -> RemoteReference:
@@ -1030,11 +1059,16 @@ class Session:
             return  # nothing to release to; the reactor may be gone too
         dead.append(object_id)
         if not self._release_scheduled:
-            self._release_scheduled = True
-            try:
-                self._release_due()
-            except RuntimeError:  # the event loop closed under us: the connection is gone
-                pass
+            self._schedule_release()
+
+    def _schedule_release(self) -> None:
+        """Ask the adapter for one ``flush_releases`` until it runs (callers check
+        ``_release_scheduled`` first): from any thread, never sending."""
+        self._release_scheduled = True
+        try:
+            self._release_due()
+        except RuntimeError:  # the event loop closed under us: the connection is gone
+            pass
 
     def flush_releases(self) -> None:
         """Queue the releases due (from the session's own thread), all at once."""
@@ -1047,6 +1081,8 @@ class Session:
             return
         if self._caches is not None:
             self._caches.flush_releases()  # RemoteCaches that died (§16)
+        if self._streams is not None:
+            self._streams.flush_dropped()  # RemoteStreams dropped unread are cancelled (§17)
         releases = self.imports.collect_releases(died)
         if len(releases) > 1 and FEATURE_DECREFS in self._decoder.negotiated:
             # One message per batch, split to fit the peer's container limit (2 ints a release).
@@ -1079,4 +1115,7 @@ _HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     Finish: pipelining.finish,
     CacheUpdate: handle_update,
     CacheRelease: handle_release,
+    StreamItems: streams.handle_items,
+    StreamEnd: streams.handle_end,
+    StreamCredit: streams.handle_credit,
 }

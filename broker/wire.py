@@ -77,6 +77,7 @@ from .messages import (
     FEATURE_DECREFS,
     FEATURE_HEARTBEAT,
     FEATURE_PIPELINING,
+    FEATURE_STREAMS,
     MAX_ID,
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
@@ -101,6 +102,10 @@ from .messages import (
     Ping,
     Pong,
     ReturnedRef,
+    StreamCredit,
+    StreamEnd,
+    StreamItems,
+    StreamRef,
     WireValue,
 )
 
@@ -328,10 +333,16 @@ def _body(message: Message) -> list[Any]:
     if t is CacheRelease:
         m = message
         return [18, m.cache_id, m.count]
+    if t is StreamItems:  # "streams" feature (PROTOCOL.md §17)
+        return [13, message.stream_id, message.items]  # type: ignore[union-attr]
+    if t is StreamEnd:
+        return [14, message.stream_id, message.failure]  # type: ignore[union-attr]
+    if t is StreamCredit:
+        return [15, message.stream_id, message.items, message.nbytes]  # type: ignore[union-attr]
     raise UnencodableValue(f"not a broker message: {message!r}")
 
 
-_WIRE_VALUE_TYPES: Final = frozenset({ExportedRef, ReturnedRef, CopyState, FailureInfo, CacheRef})
+_WIRE_VALUE_TYPES: Final = frozenset({ExportedRef, ReturnedRef, CopyState, FailureInfo, CacheRef, StreamRef})
 #: Frame bodies from this size on are encoded by encode_frame() into a reused buffer.
 _REUSE_FROM: Final = 64 * 1024
 #: CPython's reference count tells encode_frame() when its buffer is free again (elsewhere: never).
@@ -473,6 +484,8 @@ class WireEncoder:
         if t is CacheRef:  # "cache" feature (§16): the state travels only with the first ref
             first = [obj.cache_id, obj.type_name, obj.state] if obj.first else [obj.cache_id]
             return ExtType(ExtCode.CACHE_REF, self._payload(first))
+        if t is StreamRef:  # "streams" feature (§17)
+            return ExtType(ExtCode.STREAM, self._payload([obj.stream_id, obj.window_items, obj.window_bytes]))
         if self._user_default is not None:
             value = self._user_default(obj)
             if type(value) in _WIRE_VALUE_TYPES:
@@ -1210,6 +1223,48 @@ class WireDecoder:
         message: Pong = self._build(Pong, f[1])
         return message
 
+    def _stream_items(self, f: list[Any]) -> StreamItems:
+        """13 (§17): ``[13, stream_id, items]``; the items are walked like a call's args."""
+        _arity(f, 3, "stream_items")
+        items = f[2]
+        if type(items) is not list:
+            raise MalformedMessage("stream_items items must be an array")
+        if items and not _SCALARS.issuperset(map(type, items)) and not self._plain():
+            self._convert(items, 2)
+        body = self._body
+        message: StreamItems = self._build(StreamItems, f[1], items, 0 if body is None else len(body))
+        return message
+
+    def _stream_end(self, f: list[Any]) -> StreamEnd:
+        """14 (§17): ``[14, stream_id, failure or nil]``; the failure is not resolved (the
+        session turns it into the consumer's exception)."""
+        _arity(f, 3, "stream_end")
+        failure = f[2]
+        if failure is not None:
+            if type(failure) is not tuple or failure[0] != ExtCode.FAILURE:
+                raise MalformedMessage("stream_end's third field must be a failure (ext 4) or nil")
+            self._payload_bytes += len(failure[1])
+            if self._payload_bytes > self.max_frame_size:
+                raise self._too_complex()
+            payload = self._unpack(failure[1])
+            if type(payload) is not list or len(payload) != 4:
+                raise MalformedMessage("a failure's payload must be [kind, type_name, message, traceback]")
+            failure = self._build(FailureInfo, *payload)
+        message: StreamEnd = self._build(StreamEnd, f[1], failure)
+        return message
+
+    def _stream_credit(self, f: list[Any]) -> StreamCredit:
+        _arity(f, 4, "stream_credit")
+        message: StreamCredit = self._build(StreamCredit, f[1], f[2], f[3])
+        return message
+
+    def _stream_ref(self, payload: Any) -> StreamRef:
+        """Ext 7 (§17): ``[stream_id, window_items, window_bytes]``."""
+        if type(payload) is not list or len(payload) != 3:
+            raise MalformedMessage("a stream's payload must be [stream_id, window_items, window_bytes]")
+        ref: StreamRef = self._build(StreamRef, *payload)
+        return ref
+
     def _finish(self, f: list[Any]) -> Finish:
         _arity(f, 2, "finish")
         if type(f[1]) is not list:
@@ -1623,7 +1678,9 @@ class WireDecoder:
         if level > self.max_depth:
             raise NestingTooDeep(f"nesting deeper than {self.max_depth}")
         code, data = ext
-        if not 1 <= code <= 4 and not (code == 6 and FEATURE_CACHE in self.negotiated):
+        if not 1 <= code <= 4 and not (code == 6 and FEATURE_CACHE in self.negotiated) and not (
+            code == 7 and FEATURE_STREAMS in self.negotiated
+        ):
             raise UnknownExtCode(f"ext code {code} is not implemented")
         self._payload_bytes += len(data)
         if self._payload_bytes > self.max_frame_size:
@@ -1650,6 +1707,8 @@ class WireDecoder:
             value = self._build(FailureInfo, *payload)
         elif code == 6:
             value = self._cache_ref(self._unpack(data), level)
+        elif code == 7:
+            value = self._stream_ref(self._unpack(data))
         resolve = self._resolve
         if resolve is None:
             return value
@@ -1878,6 +1937,9 @@ FEATURE_MESSAGES: Final[dict[str, dict[int, _Decoder]]] = {
     FEATURE_PIPELINING: {MessageType.FINISH: WireDecoder._finish},
     FEATURE_CACHE: {MessageType.CACHE_UPDATED: WireDecoder._cache_update,
                     MessageType.CACHE_RELEASED: WireDecoder._cache_release},
+    FEATURE_STREAMS: {MessageType.STREAM_ITEMS: WireDecoder._stream_items,
+                      MessageType.STREAM_END: WireDecoder._stream_end,
+                      MessageType.STREAM_CREDIT: WireDecoder._stream_credit},
 }
 
 

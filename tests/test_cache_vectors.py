@@ -1,14 +1,12 @@
-"""The "cache" feature's vectors (PROTOCOL.md §16): the codec's (``tests/vectors/cache.json``), run
-as ``tests/test_wire.py`` runs ``wire.json`` (whole and byte by byte, then the end of the stream),
-and the session's (``tests/vectors/cache_session.json``), run as ``tests/test_session_vectors.py``
-runs ``session.json``, with the fixtures the file describes."""
+"""The "cache" feature's vectors (PROTOCOL.md §16): the codec's (``tests/vectors/cache.json``, run
+by ``tests/test_wire.py`` with every codec file) held to bytes written by hand, and the session's
+(``tests/vectors/cache_session.json``), run by ``tests/test_session_vectors.py``'s runner with
+the fixtures the file describes; and properties of the cache messages."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -16,33 +14,17 @@ import pytest
 import test_session_vectors as tsv
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_wire import _run, same
+from test_wire import same
+from vector_files import read_vectors
 
 import broker
 from broker import wire
 from broker.cache import CacheObserver
 from broker.messages import MAX_ID, Answer, CacheRef, CacheRelease, CacheUpdate
 
-VECTORS_DIR = Path(__file__).with_name("vectors")
-
-
-def _load_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("make_cache_vectors", VECTORS_DIR / "make_cache_vectors.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_cache_vectors = _load_generator()
-mv = make_cache_vectors.mv
-VECTORS: list[dict[str, Any]] = json.loads((VECTORS_DIR / "cache.json").read_text(encoding="utf-8"))
+VECTORS: list[dict[str, Any]] = read_vectors("cache.json")
 VALID = [v for v in VECTORS if "message" in v]
 INVALID = [v for v in VECTORS if "error" in v]
-
-
-def test_vectors_file_is_up_to_date() -> None:
-    assert make_cache_vectors.build() == VECTORS, "run: python tests/vectors/make_cache_vectors.py"
 
 
 def test_every_cache_number_is_covered() -> None:
@@ -50,24 +32,6 @@ def test_every_cache_number_is_covered() -> None:
     assert {"cache_update", "cache_release"} <= types
     assert any("$cache_ref" in json.dumps(v["message"]) for v in VALID)
     assert {"UnknownMessageType", "UnknownExtCode", "MalformedMessage"} <= {v["error"] for v in INVALID}
-
-
-@pytest.mark.parametrize("vector", VALID, ids=[v["name"] for v in VALID])
-@pytest.mark.parametrize("chunk", [None, 1])
-def test_valid_vector(vector: dict[str, Any], chunk: int | None) -> None:
-    expected = mv.from_json(vector["message"])
-    messages = _run(vector, chunk)
-    assert len(messages) == 1 and same(messages[0], expected)
-    assert wire.encode(messages[0]) == bytes.fromhex(vector.get("canonical_hex", vector["hex"]))
-    assert mv.to_json(messages[0]) == vector["message"]
-
-
-@pytest.mark.parametrize("vector", INVALID, ids=[v["name"] for v in INVALID])
-@pytest.mark.parametrize("chunk", [None, 1])
-def test_invalid_vector(vector: dict[str, Any], chunk: int | None) -> None:
-    with pytest.raises(wire.RemoteProtocolError) as info:
-        _run(vector, chunk)
-    assert type(info.value).__name__ == vector["error"]
 
 
 def test_hand_assembled_bytes() -> None:
@@ -89,7 +53,7 @@ def test_message_classes_validate_themselves() -> None:
 
 # -- session vectors (tests/vectors/cache_session.json, the scheme of PROTOCOL.md §13.1) ----------
 
-SESSION_FILE = json.loads((VECTORS_DIR / "cache_session.json").read_text(encoding="utf-8"))
+SESSION_FILE = read_vectors("cache_session.json")
 
 
 class Board(broker.RemoteCache):
@@ -144,7 +108,7 @@ def cache_json(value: Any) -> Any:
     if isinstance(value, Board):
         holder = value._cache_holder
         assert holder is not None
-        return {"$cache": [holder[1], mv.value_to_json(value.state)]}
+        return {"$cache": [holder[1], tsv.make_vectors.value_to_json(value.state)]}
     if isinstance(value, list):
         return [cache_json(x) for x in value]
     return tsv.result_json(value)
@@ -153,15 +117,8 @@ def cache_json(value: Any) -> Any:
 class CacheRun(tsv.Run):
     """tsv.Run with the fixtures of cache_session.json and a decoder that reads cache messages."""
 
-    def __init__(self, vector: dict[str, Any]) -> None:
-        self.releases_due = 0
-        self.connection_ended = False
-        self.calls = []
-        self.outcomes = []
-        self.out_decoder = wire.WireDecoder(max_frame_size=2**32 - 1, features=(*tsv.ALL_FEATURES, "cache"))
-        root = BoardRoot() if vector["root"] == "board" else tsv.ROOTS[vector["root"]]()
-        self.session = broker.Session(root=root, limits=broker.Limits(**vector.get("limits", {})),
-                                      name=vector["name"], release_due=self._release_due)
+    features = (*tsv.ALL_FEATURES, "cache")
+    roots = {**tsv.ROOTS, "board": BoardRoot}
 
     def step(self, step: dict[str, Any]) -> None:
         (action, arg), = step.items()
@@ -174,19 +131,9 @@ class CacheRun(tsv.Run):
         super().step(step)
 
 
-def test_session_file_matches_generator() -> None:
-    assert make_cache_vectors.build_session() == SESSION_FILE, "run: python tests/vectors/make_cache_vectors.py"
-
-
 @pytest.mark.parametrize("vector", SESSION_FILE["vectors"], ids=[v["name"] for v in SESSION_FILE["vectors"]])
 def test_session_vector(vector: dict[str, Any]) -> None:
-    run = CacheRun(vector)
-    for step in vector["steps"]:
-        if "closed" in step:
-            assert run.close_requested == step["closed"]
-            assert run.goodbye_kind() == step.get("goodbye_kind"), (run.session.lost, run.session.close_reason)
-            continue
-        run.step(step)
+    tsv._run(vector, CacheRun)
 
 
 # -- properties: any cache message round-trips; any ext 6 payload is decoded or refused cleanly -----

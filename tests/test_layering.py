@@ -55,7 +55,7 @@ def test_cred_imports_only_net_defer(path: Path) -> None:
 
 SANS_IO = ["wire.py", "messages.py", "tables.py", "errors.py", "flavors.py", "lifecycle.py", "diagnosis.py"]
 #: The session layer: sans-I/O too, with Deferreds (pure, no reactor) to carry results.
-SESSION = ["session.py", "failures.py", "pipelining.py", "cache.py"]
+SESSION = ["session.py", "failures.py", "pipelining.py", "cache.py", "streams.py"]
 
 
 @pytest.mark.parametrize("name", SANS_IO)

@@ -1,4 +1,6 @@
-"""The shared session vectors (tests/vectors/session.json) run against :class:`broker.Session`.
+"""The shared session vectors run against :class:`broker.Session`: tests/vectors/session.json and
+every feature's session file but cache_session.json (``vector_files.SESSION_FILES``), whose
+fixtures tests/test_cache_vectors.py builds and runs with this runner.
 
 No sockets, no reactor, no clock: the session's output is collected from its ``send`` callable
 and decoded with the codec (itself held to tests/vectors/wire.json), and a close it asks for is
@@ -9,38 +11,29 @@ runs is specified in docs/PROTOCOL.md ("Session vectors"); the Java client runs 
 from __future__ import annotations
 
 import gc
-import importlib.util
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from vector_files import SESSION_FILES, load_generator, read_vectors, vector_id
 
 import broker
 from broker import wire
 from broker.lifecycle import State
-from broker.messages import FEATURE_DECREFS, FEATURE_HEARTBEAT, FEATURE_PIPELINING
+from broker.messages import FEATURE_CACHE, FEATURE_CALL_OPTIONS, FEATURE_DECREFS, FEATURE_HEARTBEAT, FEATURE_PIPELINING
 from net.defer import CancelledError, Deferred, Failure
 
-VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
+_load = load_generator  # the name feature test modules have imported
+make_vectors = load_generator("make_vectors")
+FILE = read_vectors("session.json")
+#: The files run here: every session file but those whose fixtures only their feature's module builds.
+RUN_HERE = [name for name in SESSION_FILES if name != "cache_session.json"]
 
 
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, VECTORS_DIR / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_vectors = _load("make_vectors")
-make_session_vectors = _load("make_session_vectors")
-FILE = json.loads((VECTORS_DIR / "session.json").read_text())
-
-
-def test_file_matches_generator() -> None:
-    assert make_session_vectors.build() == FILE, "run: python tests/vectors/make_session_vectors.py"
+@pytest.mark.parametrize("file_name", SESSION_FILES)
+def test_file_matches_generator(file_name: str) -> None:
+    generator, build = SESSION_FILES[file_name]
+    assert getattr(load_generator(generator), build)() == read_vectors(file_name), f"run: python tests/vectors/{generator}.py"
 
 
 # -- the fixtures the vectors name ---------------------------------------------------------------
@@ -73,13 +66,14 @@ class Calc(broker.Referenceable):
 
 ALL_FEATURES = (FEATURE_HEARTBEAT, FEATURE_DECREFS, FEATURE_PIPELINING)
 #: What this implementation announces; vectors requiring others would be skipped.
-OFFERED = {FEATURE_HEARTBEAT, FEATURE_DECREFS, FEATURE_PIPELINING}
+OFFERED = {FEATURE_HEARTBEAT, FEATURE_DECREFS, FEATURE_PIPELINING, FEATURE_CALL_OPTIONS, FEATURE_CACHE}
 
 ROOTS: dict[str, Callable[[], broker.Referenceable | None]] = {"calc": Calc, "none": lambda: None}
 
 
-def test_fixtures_are_the_specified_ones() -> None:
-    assert set(ROOTS) == set(FILE["fixtures"])
+@pytest.mark.parametrize("file_name", RUN_HERE)
+def test_fixtures_are_the_specified_ones(file_name: str) -> None:
+    assert set(ROOTS) == set(read_vectors(file_name)["fixtures"])
 
 
 # -- matching --------------------------------------------------------------------------------------
@@ -125,17 +119,24 @@ def result_json(value: Any) -> Any:
 
 
 class Run:
-    """One vector's session and everything the script observes of it."""
+    """One vector's session and everything the script observes of it.
+
+    A feature's subclass names the messages it reads and the roots its file adds, and handles
+    the steps whose meaning it extends."""
+
+    #: What the session may send, from its hello on: every optional message it may use.
+    features: tuple[str, ...] = ALL_FEATURES
+    #: The roots the vectors may name ("root").
+    roots: dict[str, Callable[[], broker.Referenceable | None]] = ROOTS
 
     def __init__(self, vector: dict[str, Any]) -> None:
         self.releases_due = 0
         self.connection_ended = False
         self.calls: list[Deferred[Any]] = []
         self.outcomes: list[tuple[str, Any] | None] = []
-        # Reads what the session sends, from its hello on: every optional message it may use.
-        self.out_decoder = wire.WireDecoder(max_frame_size=2**32 - 1, features=ALL_FEATURES)
+        self.out_decoder = wire.WireDecoder(max_frame_size=2**32 - 1, features=self.features)
         self.session = broker.Session(
-            root=ROOTS[vector["root"]](),
+            root=self.roots[vector["root"]](),
             limits=broker.Limits(**vector.get("limits", {})),
             name=vector["name"],
             release_due=self._release_due,
@@ -239,8 +240,9 @@ class Run:
         self.end_of_step()
 
 
-def _run(vector: dict[str, Any]) -> None:
-    run = Run(vector)
+def _run(vector: dict[str, Any], runner: type[Run] = Run) -> None:
+    """Run the vector's steps with a fresh ``runner`` (a feature's subclass brings its fixtures)."""
+    run = runner(vector)
     for step in vector["steps"]:
         if "closed" in step:
             assert run.close_requested == step["closed"], f"closed: expected {step['closed']}, got {run.close_requested}"
@@ -249,7 +251,11 @@ def _run(vector: dict[str, Any]) -> None:
         run.step(step)
 
 
-@pytest.mark.parametrize("vector", FILE["vectors"], ids=[v["name"] for v in FILE["vectors"]])
+EVERY_VECTOR = [pytest.param(v, id=vector_id(f, v)) for f in RUN_HERE
+                for v in (FILE if f == "session.json" else read_vectors(f))["vectors"]]
+
+
+@pytest.mark.parametrize("vector", EVERY_VECTOR)
 def test_session_vector(vector: dict[str, Any]) -> None:
     assert set(vector.get("requires", ())) <= OFFERED  # we skip none: we offer every feature
     _run(vector)

@@ -1,13 +1,12 @@
-"""The wire codec against the shared vectors (``tests/vectors/wire.json``), plus unit tests.
+"""The wire codec against the shared vectors, plus unit tests.
 
+The vectors: ``tests/vectors/wire.json`` and every feature's codec file (``vector_files.CODEC_FILES``).
 Every vector is fed to a fresh decoder whole, byte by byte, and followed by the end of the stream,
 exactly as ``docs/PROTOCOL.md`` ("Test vectors") tells the Java client to do.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
 import struct
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from vector_files import CODEC_FILES, load_generator, read_vectors, vector_id
 
 from broker import wire
 from broker.messages import (
@@ -60,19 +60,8 @@ from broker.wire import (
     encode,
 )
 
-VECTORS_DIR = Path(__file__).with_name("vectors")
-
-
-def _load_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("make_vectors", VECTORS_DIR / "make_vectors.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_vectors = _load_generator()
-VECTORS: list[dict[str, Any]] = json.loads((VECTORS_DIR / "wire.json").read_text(encoding="utf-8"))
+make_vectors = load_generator("make_vectors")
+VECTORS: list[dict[str, Any]] = read_vectors("wire.json")
 
 
 def same(a: Any, b: Any) -> bool:
@@ -114,8 +103,10 @@ def _run(vector: dict[str, Any], chunk: int | None = None) -> list[Any]:
     return out
 
 
-def test_vectors_file_is_up_to_date() -> None:
-    assert make_vectors.build() == VECTORS, "run: python tests/vectors/make_vectors.py"
+@pytest.mark.parametrize("file_name", CODEC_FILES)
+def test_vectors_file_is_up_to_date(file_name: str) -> None:
+    generator = CODEC_FILES[file_name]
+    assert load_generator(generator).build() == read_vectors(file_name), f"run: python tests/vectors/{generator}.py"
 
 
 def test_vectors_cover_every_message_type_and_error() -> None:
@@ -129,11 +120,13 @@ def test_vectors_cover_every_message_type_and_error() -> None:
     assert errors == remote - {"RemoteProtocolError"}
 
 
-VALID = [v for v in VECTORS if "message" in v]
-INVALID = [v for v in VECTORS if "error" in v]
+#: (file, vector) for every codec vector file: wire.json's, then each feature's.
+EVERY_VECTOR = [(f, v) for f in CODEC_FILES for v in (VECTORS if f == "wire.json" else read_vectors(f))]
+VALID = [pytest.param(v, id=vector_id(f, v)) for f, v in EVERY_VECTOR if "message" in v]
+INVALID = [pytest.param(v, id=vector_id(f, v)) for f, v in EVERY_VECTOR if "error" in v]
 
 
-@pytest.mark.parametrize("vector", VALID, ids=[v["name"] for v in VALID])
+@pytest.mark.parametrize("vector", VALID)
 @pytest.mark.parametrize("chunk", [None, 1])
 def test_valid_vector(vector: dict[str, Any], chunk: int | None) -> None:
     expected = make_vectors.from_json(vector["message"])
@@ -146,7 +139,7 @@ def test_valid_vector(vector: dict[str, Any], chunk: int | None) -> None:
     assert make_vectors.to_json(messages[0]) == vector["message"]
 
 
-@pytest.mark.parametrize("vector", INVALID, ids=[v["name"] for v in INVALID])
+@pytest.mark.parametrize("vector", INVALID)
 @pytest.mark.parametrize("chunk", [None, 1])
 def test_invalid_vector(vector: dict[str, Any], chunk: int | None) -> None:
     with pytest.raises(RemoteProtocolError) as info:
@@ -168,12 +161,13 @@ def test_numbering_matches_the_spec_tables() -> None:
     assert [(m.name, m.value) for m in MessageType] == [
         ("HELLO", 1), ("GOODBYE", 2), ("CALL", 3), ("ANSWER", 4), ("ERROR", 5), ("CANCEL", 6),
         ("DECREF", 7), ("RESOLVE", 8), ("FINISH", 9), ("PING", 10), ("PONG", 11), ("DECREFS", 12),
+        ("STREAM_ITEMS", 13), ("STREAM_END", 14), ("STREAM_CREDIT", 15),
         ("CACHE_CREATED", 16), ("CACHE_UPDATED", 17),
         ("CACHE_RELEASED", 18),
     ]  # fmt: skip
     assert [(c.name, c.value) for c in ExtCode] == [
         ("SENDER_REF", 1), ("RECEIVER_REF", 2), ("COPY", 3), ("FAILURE", 4),
-        ("PROMISED_ANSWER", 5), ("CACHE_REF", 6),
+        ("PROMISED_ANSWER", 5), ("CACHE_REF", 6), ("STREAM", 7),
     ]  # fmt: skip
 
 

@@ -3,21 +3,24 @@
 Same format as ``wire.json`` (PROTOCOL.md §13), with the ``$cache_ref`` value tag
 (``{"$cache_ref": [cache_id]}`` or ``{"$cache_ref": [cache_id, type_name, state]}``) and the
 messages ``cache_update`` (``cache_id``, ``method``, ``args``, ``kwargs``) and ``cache_release``
-(``cache_id``, ``count``). Run ``python tests/vectors/make_cache_vectors.py`` to rewrite it;
-``tests/test_cache_vectors.py`` fails when the file and this generator disagree.
+(``cache_id``, ``count``). Run ``python tests/vectors/make_cache_vectors.py`` to rewrite it and
+``cache_session.json``; ``tests/test_wire.py`` and ``tests/test_session_vectors.py`` fail when the
+files and this generator disagree.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from broker.messages import Answer, CacheRef, CacheRelease, CacheUpdate, Call, CopyState, ExportedRef, Hello
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_session_vectors as sv  # noqa: E402
+import make_vectors as mv  # noqa: E402
+
+from broker.messages import Answer, CacheRef, CacheRelease, CacheUpdate, Call, CopyState, ExportedRef  # noqa: E402
 
 __all__ = ["build", "build_session", "PATH", "SESSION_PATH", "SESSION_FIXTURES"]
 
@@ -25,18 +28,6 @@ PATH = Path(__file__).with_name("cache.json")
 #: Session vectors of the feature (the scheme of PROTOCOL.md §13.1, ``session.json``'s).
 SESSION_PATH = Path(__file__).with_name("cache_session.json")
 CACHE = ["cache"]
-
-
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mv = _load("make_vectors")
-sv = _load("make_session_vectors")
 
 #: Fixtures of the cache session vectors, besides session.json's (implementations build them).
 SESSION_FIXTURES = {
@@ -104,12 +95,12 @@ def build() -> list[dict[str, Any]]:
     ]
 
 
-PEER_HELLO_CACHE = Hello(1, 16 * 1024 * 1024, 64, 1024 * 1024, ("cache",))
+PEER_HELLO_CACHE = sv.peer_hello("cache")
 
 
 def _cached(*steps: dict[str, Any]) -> list[dict[str, Any]]:
     """Steps after a handshake in which the peer names "cache" (the vectors require it of us)."""
-    return [{"out": [sv.OUR_HELLO]}, {"in": [sv._m(PEER_HELLO_CACHE)]}, {"out": []}, *steps]
+    return sv.opened_with(PEER_HELLO_CACHE, *steps)
 
 
 def _ask(method: str, *args: Any) -> dict[str, Any]:
@@ -197,18 +188,12 @@ def build_session() -> dict[str, Any]:
                sv.opened(_in(Call(1, 0, "board")), _out(error(1, "unimplemented")), OPEN),
                role="server", root="board"),
     ]
-    names = [v["name"] for v in vectors]
-    assert len(names) == len(set(names)), "vector names must be unique"
-    return {"version": 1, "fixtures": SESSION_FIXTURES, "vectors": vectors}
+    return sv.session_file(vectors, SESSION_FIXTURES)
 
 
 def main() -> None:
-    vectors = build()
-    PATH.write_text(json.dumps(vectors, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {PATH} ({len(vectors)} vectors)", file=sys.stderr)
-    session = build_session()
-    SESSION_PATH.write_text(json.dumps(session, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {SESSION_PATH} ({len(session['vectors'])} vectors)", file=sys.stderr)
+    mv.write(PATH, build())
+    mv.write(SESSION_PATH, build_session())
 
 
 if __name__ == "__main__":

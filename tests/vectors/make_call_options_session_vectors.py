@@ -5,45 +5,43 @@ Same scheme as ``session.json`` (PROTOCOL.md §13.1); a call's field 8 is the me
 (§18.2 rule 1, unknown keys ignored) and to field 8 from a peer that did not name the feature
 (§18.5). A deadline's expiry needs a clock, which the scheme has not: tests/test_call_options.py
 and the interop tests cover it. Run ``python tests/vectors/make_call_options_session_vectors.py``
-after changing a vector; ``tests/test_call_options_vectors.py`` fails while they disagree.
+after changing a vector; ``tests/test_session_vectors.py`` fails while they disagree.
 """
 
 from __future__ import annotations
 
-import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import msgpack  # noqa: E402
 from make_session_vectors import (  # noqa: E402
-    FIXTURES,
     OPEN,
-    OUR_HELLO,
-    _m,
     answer,
     call,
     closed,
     error,
     goodbye,
     opened,
+    opened_with,
+    peer_hello,
     raw,
+    session_file,
     vector,
 )
-
-from broker.messages import Hello  # noqa: E402
+from make_vectors import write  # noqa: E402
 
 __all__ = ["build", "PATH"]
 
 PATH = Path(__file__).with_name("call_options_session.json")
-PEER_HELLO_OPTIONS = Hello(1, 16 * 1024 * 1024, 64, 1024 * 1024, ("call-options",))
+PEER_HELLO_OPTIONS = peer_hello("call-options")
 NEEDS = ["call-options"]
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-def negotiated(*steps: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"out": [OUR_HELLO]}, {"in": [_m(PEER_HELLO_OPTIONS)]}, {"out": []}, *steps]
+#: Steps after a handshake in which the peer names "call-options".
+negotiated = partial(opened_with, PEER_HELLO_OPTIONS)
 
 
 def with_options(message: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -87,13 +85,11 @@ def build() -> dict[str, Any]:
                opened({"in_hex": raw([3, 1, 0, "add", [1, 2], {}, 0, {"timeout": 1}])},
                       {"out": [goodbye("invalid")]}, closed("invalid"))),
     ]
-    return {"version": 1, "fixtures": FIXTURES, "vectors": vectors}
+    return session_file(vectors)
 
 
 def main() -> None:
-    data = build()
-    PATH.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {PATH} ({len(data['vectors'])} vectors)", file=sys.stderr)
+    write(PATH, build())
 
 
 if __name__ == "__main__":

@@ -2,35 +2,25 @@
 
 Same format as ``wire.json`` (PROTOCOL.md §13); a call's field 8 is the message member
 ``"options"`` (absent: no field 8). Run ``python tests/vectors/make_call_options_vectors.py`` to
-rewrite it; ``tests/test_call_options_vectors.py`` fails when the file and this generator disagree.
+rewrite it; ``tests/test_wire.py`` fails when the file and this generator disagree.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from broker.messages import Call, Error, FailureInfo
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_vectors as mv  # noqa: E402
+
+from broker.messages import Call, Error, FailureInfo  # noqa: E402
 
 __all__ = ["build", "PATH"]
 
 PATH = Path(__file__).with_name("call_options.json")
 OPTIONS = ["call-options"]
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mv = _load("make_vectors")
 
 
 def build() -> list[dict[str, Any]]:
@@ -69,9 +59,7 @@ def build() -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    vectors = build()
-    PATH.write_text(json.dumps(vectors, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {PATH} ({len(vectors)} vectors)", file=sys.stderr)
+    mv.write(PATH, build())
 
 
 if __name__ == "__main__":

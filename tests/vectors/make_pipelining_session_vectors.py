@@ -4,22 +4,20 @@ Same scheme as ``session.json`` (PROTOCOL.md §13.1), plus the message ``finish`
 (``question_ids``). Every vector requires ``"pipelining"`` except those that check a session
 whose peer did not name it. Written by hand from the spec, message by message.
 Run ``python tests/vectors/make_pipelining_session_vectors.py`` after changing a vector;
-``tests/test_pipelining_vectors.py`` fails while the file and this script disagree.
+``tests/test_session_vectors.py`` fails while the file and this script disagree.
 """
 
 from __future__ import annotations
 
-import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_session_vectors import (  # noqa: E402
     ANY,
-    FIXTURES,
     OPEN,
-    OUR_HELLO,
     _m,
     answer,
     call,
@@ -27,21 +25,23 @@ from make_session_vectors import (  # noqa: E402
     error,
     goodbye,
     opened,
+    opened_with,
+    peer_hello,
     raw,
+    session_file,
     vector,
 )
+from make_vectors import write  # noqa: E402
 
-from broker.messages import Cancel, ExportedRef, Finish, Hello  # noqa: E402
+from broker.messages import Cancel, ExportedRef, Finish  # noqa: E402
 
 __all__ = ["build", "PATH"]
 
 PATH = Path(__file__).with_name("pipelining_session.json")
-PEER_HELLO_PIPELINING = Hello(1, 16 * 1024 * 1024, 64, 1024 * 1024, ("pipelining",))
+PEER_HELLO_PIPELINING = peer_hello("pipelining")
 NEEDS = ["pipelining"]
-
-
-def negotiated(*steps: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"out": [OUR_HELLO]}, {"in": [_m(PEER_HELLO_PIPELINING)]}, {"out": []}, *steps]
+#: Steps after a handshake in which the peer names "pipelining".
+negotiated = partial(opened_with, PEER_HELLO_PIPELINING)
 
 
 def finish(*ids: int) -> dict[str, Any]:
@@ -130,13 +130,11 @@ def _m_error(request_id: int, kind: str = "failed") -> dict[str, Any]:
 
 
 def build() -> dict[str, Any]:
-    return {"version": 1, "fixtures": FIXTURES, "vectors": [*_server(), *_client()]}
+    return session_file([*_server(), *_client()])
 
 
 def main() -> None:
-    data = build()
-    PATH.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {PATH} ({len(data['vectors'])} vectors)", file=sys.stderr)
+    write(PATH, build())
 
 
 if __name__ == "__main__":

@@ -2,35 +2,25 @@
 
 Same format as ``wire.json`` (PROTOCOL.md §13), with the message ``finish`` (``question_ids``:
 the ids in wire order) and calls with flag bit 1. Run ``python tests/vectors/make_pipelining_vectors.py``
-to rewrite it; ``tests/test_pipelining_vectors.py`` fails when the file and this generator disagree.
+to rewrite it; ``tests/test_wire.py`` fails when the file and this generator disagree.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from broker.messages import Call, ExportedRef, Finish
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_vectors as mv  # noqa: E402
+
+from broker.messages import Call, ExportedRef, Finish  # noqa: E402
 
 __all__ = ["build", "PATH"]
 
 PATH = Path(__file__).with_name("pipelining.json")
 PIPELINING = ["pipelining"]
 MAX = (1 << 63) - 1
-
-
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mv = _load("make_vectors")
 
 
 def build() -> list[dict[str, Any]]:
@@ -63,9 +53,7 @@ def build() -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    vectors = build()
-    PATH.write_text(json.dumps(vectors, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {PATH} ({len(vectors)} vectors)", file=sys.stderr)
+    mv.write(PATH, build())
 
 
 if __name__ == "__main__":

@@ -68,10 +68,15 @@ OUR_HELLO: dict[str, Any] = {
     "max_container_length": ANY,
     "features": ANY,
 }
-PEER_HELLO = Hello(1, 16 * 1024 * 1024, 64, 1024 * 1024, ())
-#: A peer naming the optional features (§3.8, §3.9); they are negotiated if ours names them too,
-#: which the vectors using it require of the session under test ("requires").
-PEER_HELLO_FEATURES = Hello(1, 16 * 1024 * 1024, 64, 1024 * 1024, ("heartbeat", "decrefs"))
+def peer_hello(*features: str) -> Hello:
+    """The peer's hello: default limits, naming ``features`` (negotiated if ours names them too,
+    which a vector that counts on it requires of the session under test: "requires")."""
+    return Hello(1, 16 * 1024 * 1024, 64, 1024 * 1024, features)
+
+
+PEER_HELLO = peer_hello()
+#: A peer naming the optional features of §3.8 and §3.9.
+PEER_HELLO_FEATURES = peer_hello("heartbeat", "decrefs")
 
 
 def _m(message: Message) -> dict[str, Any]:
@@ -101,9 +106,14 @@ def raw(body: list[Any]) -> str:
     return (struct.pack(">I", len(packed)) + packed).hex()
 
 
+def opened_with(peer: Hello, *steps: dict[str, Any]) -> list[dict[str, Any]]:
+    """Steps after a handshake with ``peer``: our hello goes out, its hello comes in, nothing answers."""
+    return [{"out": [OUR_HELLO]}, {"in": [_m(peer)]}, {"out": []}, *steps]
+
+
 def opened(*steps: dict[str, Any]) -> list[dict[str, Any]]:
-    """Steps after a normal handshake: our hello goes out, the peer's comes in, nothing answers."""
-    return [{"out": [OUR_HELLO]}, {"in": [_m(PEER_HELLO)]}, {"out": []}, *steps]
+    """Steps after a normal handshake (a peer naming no feature)."""
+    return opened_with(PEER_HELLO, *steps)
 
 
 def vector(name: str, description: str, steps: list[dict[str, Any]], *, role: str = "server",
@@ -123,6 +133,13 @@ OPEN = {"closed": False}
 
 def closed(kind: str | None = None) -> dict[str, Any]:
     return {"closed": True, "goodbye_kind": kind} if kind else {"closed": True}
+
+
+def session_file(vectors: list[dict[str, Any]], fixtures: dict[str, Any] = FIXTURES) -> dict[str, Any]:
+    """A session vector file (§13.1): its vectors, each named once, and the fixtures they use."""
+    names = [v["name"] for v in vectors]
+    assert len(names) == len(set(names)), "vector names must be unique"
+    return {"version": 1, "fixtures": fixtures, "vectors": vectors}
 
 
 def _handshake() -> list[dict[str, Any]]:
@@ -258,7 +275,7 @@ def _cancel_goodbye_limits() -> list[dict[str, Any]]:
 
 def _features() -> list[dict[str, Any]]:
     """The optional features, negotiated (the session under test must announce them) or not."""
-    with_features = [{"out": [OUR_HELLO]}, {"in": [_m(PEER_HELLO_FEATURES)]}, {"out": []}]
+    with_features = opened_with(PEER_HELLO_FEATURES)
     return [
         vector("ping-answered", "§3.9: a ping is answered at once with a pong of the same nonce.",
                [*with_features, {"in": [_m(Ping(7))]}, {"out": [_m(Pong(7))]}, OPEN], requires=["heartbeat"]),
@@ -332,10 +349,7 @@ def _client() -> list[dict[str, Any]]:
 
 
 def build() -> dict[str, Any]:
-    vectors = _handshake() + _calls() + _references() + _cancel_goodbye_limits() + _features() + _client()
-    names = [v["name"] for v in vectors]
-    assert len(names) == len(set(names)), "vector names must be unique"
-    return {"version": 1, "fixtures": FIXTURES, "vectors": vectors}
+    return session_file(_handshake() + _calls() + _references() + _cancel_goodbye_limits() + _features() + _client())
 
 
 def main() -> None:

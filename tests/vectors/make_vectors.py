@@ -38,10 +38,14 @@ from broker.messages import (
     Ping,
     Pong,
     ReturnedRef,
+    StreamCredit,
+    StreamEnd,
+    StreamItems,
+    StreamRef,
 )
 from broker.wire import encode
 
-__all__ = ["build", "to_json", "from_json", "value_to_json", "value_from_json", "PATH"]
+__all__ = ["build", "to_json", "from_json", "value_to_json", "value_from_json", "write", "PATH"]
 
 PATH = Path(__file__).with_name("wire.json")
 
@@ -83,6 +87,8 @@ def value_to_json(v: Any) -> Any:
         return {"$failure": [v.kind, v.type_name, v.message, v.traceback]}
     if t is CacheRef:  # "cache" (PROTOCOL.md §16): [id], or [id, type_name, state] the first time
         return {"$cache_ref": [v.cache_id, v.type_name, value_to_json(v.state)] if v.first else [v.cache_id]}
+    if t is StreamRef:  # "streams" (PROTOCOL.md §17)
+        return {"$stream": [v.stream_id, v.window_items, v.window_bytes]}
     raise TypeError(f"no JSON form for {t.__name__}")
 
 
@@ -110,6 +116,8 @@ def value_from_json(j: Any) -> Any:
                     return FailureInfo(*x)
                 if tag == "$cache_ref":
                     return CacheRef(x[0]) if len(x) == 1 else CacheRef(x[0], x[1], value_from_json(x[2]))
+                if tag == "$stream":
+                    return StreamRef(*x)
                 raise ValueError(f"unknown tag {tag}")
         return {k: value_from_json(x) for k, x in j.items()}
     return j
@@ -170,6 +178,14 @@ def to_json(m: Message) -> dict[str, Any]:
         }
     if isinstance(m, CacheRelease):
         return {"type": "cache_release", "cache_id": m.cache_id, "count": m.count}
+    if isinstance(m, StreamItems):  # "streams" (PROTOCOL.md §17)
+        return {"type": "stream_items", "stream_id": m.stream_id, "items": value_to_json(m.items)}
+    if isinstance(m, StreamEnd):
+        f = m.failure
+        return {"type": "stream_end", "stream_id": m.stream_id,
+                "failure": None if f is None else [f.kind, f.type_name, f.message, f.traceback]}
+    if isinstance(m, StreamCredit):
+        return {"type": "stream_credit", "stream_id": m.stream_id, "items": m.items, "bytes": m.nbytes}
     raise TypeError(f"not a message: {m!r}")
 
 
@@ -207,6 +223,12 @@ def from_json(j: dict[str, Any]) -> Message:
         return CacheUpdate(j["cache_id"], j["method"], value_from_json(j["args"]), kwargs)
     if kind == "cache_release":
         return CacheRelease(j["cache_id"], j["count"])
+    if kind == "stream_items":
+        return StreamItems(j["stream_id"], value_from_json(j["items"]))
+    if kind == "stream_end":
+        return StreamEnd(j["stream_id"], None if j["failure"] is None else FailureInfo(*j["failure"]))
+    if kind == "stream_credit":
+        return StreamCredit(j["stream_id"], j["items"], j["bytes"])
     raise ValueError(f"unknown message type {kind!r}")
 
 
@@ -721,10 +743,18 @@ def _check_known_bytes(vectors: list[dict[str, Any]]) -> None:
         assert by_name[name]["hex"] == text.replace(" ", ""), name
 
 
+def write(path: Path, data: list[dict[str, Any]] | dict[str, Any]) -> None:
+    """Write a vector file as every generator does (session.json's excepted), and say how many.
+
+    ``data`` is a codec file's list of vectors or a session file's ``{"vectors": [...], ...}``.
+    """
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    vectors = data if isinstance(data, list) else data["vectors"]
+    print(f"wrote {path} ({len(vectors)} vectors)", file=sys.stderr)
+
+
 def main() -> None:
-    text = json.dumps(build(), indent=1, ensure_ascii=False) + "\n"
-    PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {PATH} ({len(build())} vectors)", file=sys.stderr)
+    write(PATH, build())
 
 
 if __name__ == "__main__":

@@ -6,15 +6,16 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.pbroker.InteropFixtures.get;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Caches live against the Python broker (docs/PROTOCOL.md section 16): a Python Cacheable
@@ -23,8 +24,8 @@ import org.junit.jupiter.api.Test;
  * the connection's end makes the server's {@code stopped_observing} run exactly once.
  */
 class CacheInteropTest {
-    private static PythonFixture server;
-    private static int port;
+    @RegisterExtension
+    static final FixtureServer SERVER = new FixtureServer("fixture_server.py");
 
     /** The Java copy: updates land in {@code scores} and are announced on {@code events}. */
     public static class ScoreboardCopy extends RemoteCache {
@@ -47,27 +48,14 @@ class CacheInteropTest {
     }
 
     @BeforeAll
-    static void start() throws Exception {
+    static void registerTheCopy() {
         RemoteCache.register("interop.Scoreboard", ScoreboardCopy.class);
-        server = PythonFixture.start("fixture_server.py");
-        port = server.port("plain");
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        if (server != null) {
-            server.close();
-        }
-    }
-
-    private static Object get(java.util.concurrent.CompletableFuture<?> f) throws Exception {
-        return f.get(10, TimeUnit.SECONDS);
     }
 
     @Test
     void stateOnceThenLiveUpdatesThenReleaseStopsObservingOnce() throws Exception {
-        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
             ScoreboardCopy copy = assertInstanceOf(ScoreboardCopy.class,
                     get(root.callRemote("scoreboard", "release")));
             assertEquals(Map.of(), copy.scores);
@@ -95,8 +83,8 @@ class CacheInteropTest {
 
     @Test
     void aCopyNoLongerReferencedIsReleased() throws Exception {
-        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
             Object copy = get(root.callRemote("scoreboard", "gc"));
             assertInstanceOf(ScoreboardCopy.class, copy);
             copy = null;
@@ -124,14 +112,14 @@ class CacheInteropTest {
     @Test
     void stateSentOnceThenANewConnectionGetsTheLatestAndDisconnectStopsOnce() throws Exception {
         ScoreboardCopy first;
-        try (PBClient watcher = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = watcher.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient watcher = SERVER.connect()) {
+            RemoteReference root = get(watcher.getRootObject());
             first = (ScoreboardCopy) get(root.callRemote("scoreboard", "disconnect"));
             get(root.callRemote("set_score", "disconnect", "cy", 1));
             assertEquals("cy=1", first.events.poll(10, TimeUnit.SECONDS));
         } // the connection ends: the server stops observing it, once
-        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
             assertEquals(1L, get(root.callRemote("wait_stopped", "disconnect", 1)));
             ScoreboardCopy second = (ScoreboardCopy) get(root.callRemote("scoreboard", "disconnect"));
             assertEquals(Map.of("cy", 1L), second.scores); // the latest state, once

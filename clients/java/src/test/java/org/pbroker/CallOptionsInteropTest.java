@@ -5,15 +5,14 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.pbroker.InteropFixtures.get;
 
 import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Deadlines and metadata live against the Python broker (docs/PROTOCOL.md section 18): a Java
@@ -22,30 +21,13 @@ import org.junit.jupiter.api.Test;
  * No sleeps: the test waits on the call's own outcome.
  */
 class CallOptionsInteropTest {
-    private static PythonFixture server;
-    private static int port;
-
-    @BeforeAll
-    static void start() throws Exception {
-        server = PythonFixture.start("fixture_server.py");
-        port = server.port("plain");
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        if (server != null) {
-            server.close();
-        }
-    }
-
-    private static Object get(CompletableFuture<?> f) throws Exception {
-        return f.get(10, TimeUnit.SECONDS);
-    }
+    @RegisterExtension
+    static final FixtureServer SERVER = new FixtureServer("fixture_server.py");
 
     @Test
     void aDeadlineCancelsThePythonMethodAndFailsTheJavaCall() throws Exception {
-        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
             CompletableFuture<Object> call = root.options(
                     CallOptions.timeout(Duration.ofMillis(200))).callRemote("wait_forever", "j1");
             ExecutionException e = assertThrows(ExecutionException.class, () -> get(call));
@@ -61,8 +43,8 @@ class CallOptionsInteropTest {
 
     @Test
     void metadataAndTheBudgetTravelWithTheCall() throws Exception {
-        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
             String traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
             Map<?, ?> seen = (Map<?, ?>) get(root.options(CallOptions.timeout(Duration.ofSeconds(5))
                     .withMetadata(Map.of("traceparent", traceparent))).callRemote("call_options"));

@@ -19,11 +19,10 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.pbroker.InteropFixtures.Listener;
 import org.pbroker.InteropFixtures.Point;
 
@@ -34,28 +33,13 @@ import org.pbroker.InteropFixtures.Point;
  * not there, so the Java build works on its own.
  */
 class InteropTest {
-    private static PythonFixture server;
-    private static int port;
-    private static int loginPort;
+    @RegisterExtension
+    static final FixtureServer SERVER = new FixtureServer("fixture_server.py");
     private PBClient client;
-
-    @BeforeAll
-    static void startServer() throws Exception {
-        server = PythonFixture.start("fixture_server.py");
-        port = server.port("plain");
-        loginPort = server.port("login");
-    }
-
-    @AfterAll
-    static void stopServer() throws Exception {
-        if (server != null) {
-            server.close();
-        }
-    }
 
     @BeforeEach
     void connect() throws Exception {
-        client = PBClient.connect("127.0.0.1", port);
+        client = SERVER.connect();
     }
 
     @AfterEach
@@ -183,7 +167,7 @@ class InteropTest {
 
     @Test
     void scramLoginGivesTheAvatar() throws Exception {
-        try (PBClient c = PBClient.connect("127.0.0.1", loginPort)) {
+        try (PBClient c = PBClient.connect("127.0.0.1", SERVER.port("login"))) {
             RemoteReference avatar = get(c.login("alice", "s3cret", new Mind()));
             assertEquals("alice", get(avatar.callRemote("whoami")));
             assertEquals("hello from Java, py", get(avatar.callRemote("ask_mind", "hello", "py")));
@@ -192,7 +176,7 @@ class InteropTest {
 
     @Test
     void wrongPasswordIsUnauthorized() throws Exception {
-        try (PBClient c = PBClient.connect("127.0.0.1", loginPort)) {
+        try (PBClient c = PBClient.connect("127.0.0.1", SERVER.port("login"))) {
             RemoteException e = assertInstanceOf(RemoteException.class,
                     failure(c.login("alice", "wrong")));
             assertEquals("cred.error.UnauthorizedLogin", e.remoteType());
@@ -201,7 +185,7 @@ class InteropTest {
 
     @Test
     void anonymousLogin() throws Exception {
-        try (PBClient c = PBClient.connect("127.0.0.1", loginPort)) {
+        try (PBClient c = PBClient.connect("127.0.0.1", SERVER.port("login"))) {
             RemoteReference avatar = get(c.loginAnonymous(null));
             assertEquals("anonymous", get(avatar.callRemote("whoami")));
         }

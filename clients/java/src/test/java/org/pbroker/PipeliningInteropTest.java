@@ -5,13 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.pbroker.InteropFixtures.get;
 
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Promise pipelining live against the Python broker (docs/PROTOCOL.md section 15): calls made
@@ -20,30 +18,13 @@ import org.junit.jupiter.api.Test;
  * answers only when the test tells it to.
  */
 class PipeliningInteropTest {
-    private static PythonFixture server;
-    private static int port;
-
-    @BeforeAll
-    static void start() throws Exception {
-        server = PythonFixture.start("fixture_server.py");
-        port = server.port("plain");
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        if (server != null) {
-            server.close();
-        }
-    }
-
-    private static Object get(CompletableFuture<?> f) throws Exception {
-        return f.get(10, TimeUnit.SECONDS);
-    }
+    @RegisterExtension
+    static final FixtureServer SERVER = new FixtureServer("fixture_server.py");
 
     @Test
     void callsOnAnAnswerNotYetSentArePipelinedAndRunInOrder() throws Exception {
-        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
             Promise counter = root.callRemote("counter_later", "p1", 5);
             Promise one = counter.callRemote("increment", 1);
             Promise two = counter.callRemote("increment", 2);
@@ -65,8 +46,8 @@ class PipeliningInteropTest {
 
     @Test
     void aChainOfDependentCalls() throws Exception {
-        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
             Promise counter = root.callRemote("counter_later", "p2", 1);
             Promise pair = counter.callRemote("increment", 1);
             get(root.callRemote("release_counter", "p2"));
@@ -90,8 +71,8 @@ class PipeliningInteropTest {
 
     @Test
     void pythonPipelinesCallsOnTheAnswersOfJavaObjects() throws Exception {
-        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
             Maker maker = new Maker();
             assertEquals("PIPED!", get(root.callRemote("pipeline_on", maker, "make")));
             ExecutionException e = assertThrows(ExecutionException.class,
@@ -103,8 +84,8 @@ class PipeliningInteropTest {
 
     @Test
     void aFailureFailsTheCallsPipelinedOnItNamingTheCause() throws Exception {
-        try (PBClient client = PBClient.connect("127.0.0.1", port)) {
-            RemoteReference root = client.getRootObject().get(10, TimeUnit.SECONDS);
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
             Promise failed = root.callRemote("fail", "no such user");
             Promise through = failed.callRemote("value");
             ExecutionException e = assertThrows(ExecutionException.class, () -> get(through));

@@ -27,6 +27,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.DynamicContainer;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
@@ -71,6 +72,11 @@ import org.pbroker.wire.WireVectorsTestAccess;
  * compared byte for byte (frames with their length headers), for frames written by hand from the
  * spec.
  *
+ * <p>Each feature's session file beside session.json (pipelining_session.json,
+ * cache_session.json, call_options_session.json: sections 15, 16, 18) runs the same way, but for
+ * the vectors whose session serves the cache owner fixture {@code "board"}: this client holds
+ * caches but owns none, so those are Python's only.
+ *
  * <p>Fixtures: {@link SessionFixtures}.
  */
 class SessionVectorsTest {
@@ -78,6 +84,13 @@ class SessionVectorsTest {
     static final Set<String> SUPPORTED_FEATURES =
             Set.of(Wire.FEATURE_HEARTBEAT, Wire.FEATURE_DECREFS, Wire.FEATURE_CACHE,
                     Wire.FEATURE_PIPELINING, Wire.FEATURE_CALL_OPTIONS);
+
+    /** Roots of vectors only a cache owner can run (this client is none). */
+    private static final Set<String> OWNER_ROOTS = Set.of("board");
+
+    static {
+        RemoteCache.register("vectors.Board", SessionFixtures.Board.class); // cache_session.json's
+    }
 
     static Path sharedPath() {
         String explicit = System.getProperty("pbroker.sessionVectors");
@@ -108,6 +121,21 @@ class SessionVectorsTest {
         List<Map<String, Object>> vectors = vectors(Files.readString(path, StandardCharsets.UTF_8));
         assertFalse(vectors.isEmpty(), "no vectors in " + path);
         return tests(vectors);
+    }
+
+    @TestFactory
+    Stream<DynamicContainer> featureVectors() throws Exception {
+        return Stream.of(feature("pipelining_session.json", 10), feature("cache_session.json", 7),
+                feature("call_options_session.json", 8));
+    }
+
+    /** A feature's session file beside session.json; fewer than {@code atLeast} to run is suspicious. */
+    private static DynamicContainer feature(String file, int atLeast) throws Exception {
+        Path path = sharedPath().resolveSibling(file);
+        assertTrue(Files.isRegularFile(path), "no session vectors at " + path.toAbsolutePath().normalize());
+        List<Map<String, Object>> ours = vectors(Files.readString(path, StandardCharsets.UTF_8)).stream()
+                .filter(v -> !OWNER_ROOTS.contains(v.get("root"))).toList();
+        return WireVectorsTestAccess.featureFile(file, ours, atLeast, v -> () -> new Runner(v).run());
     }
 
     @TestFactory

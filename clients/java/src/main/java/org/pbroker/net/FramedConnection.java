@@ -14,6 +14,8 @@ import java.net.UnixDomainSocketAddress;
 import java.nio.channels.SocketChannel;
 import java.util.List;
 import java.util.Objects;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
@@ -84,6 +86,8 @@ public final class FramedConnection implements AutoCloseable {
     private final ReentrantLock writeLock = new ReentrantLock();
     private final AtomicBoolean started = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
+    /** Counted down once the transport is closed, so every close() returns after that. */
+    private final CountDownLatch transportClosed = new CountDownLatch(1);
     private final AtomicBoolean notified = new AtomicBoolean();
     private volatile int maxInboundFrameSize = DEFAULT_MAX_FRAME_SIZE;
     private volatile int maxOutboundFrameSize = DEFAULT_MAX_FRAME_SIZE;
@@ -317,19 +321,36 @@ public final class FramedConnection implements AutoCloseable {
     }
 
     private void closeWith(Throwable reason) {
+        boolean first;
         synchronized (closed) {
-            if (closed.get()) {
-                return;
+            first = !closed.get();
+            if (first) {
+                closeReason = reason;
+                closed.set(true);
             }
-            closeReason = reason;
-            closed.set(true);
+        }
+        if (!first) {
+            awaitTransportClosed(); // another thread is closing it: return once it is closed
+            return;
         }
         try {
             transport.close();
         } catch (IOException ignored) {
             // nothing more to do
+        } finally {
+            transportClosed.countDown();
         }
         notifyClosed();
+    }
+
+    private void awaitTransportClosed() {
+        try {
+            // Closing a socket takes microseconds; the bound only keeps a stuck close from
+            // hanging the caller forever.
+            transportClosed.await(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     private void notifyClosed() {

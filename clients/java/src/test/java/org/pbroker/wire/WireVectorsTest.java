@@ -20,6 +20,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.DynamicContainer;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
 
@@ -30,7 +31,8 @@ import org.junit.jupiter.api.TestFactory;
  *
  * <p>The file is found through the system property {@code pbroker.vectors}, else
  * {@code pbroker.root}/tests/vectors/wire.json (Maven sets pbroker.root to the checkout root), else
- * ../../tests/vectors/wire.json from the working directory.
+ * ../../tests/vectors/wire.json from the working directory. Each feature's codec file beside it
+ * (pipelining.json, cache.json, call_options.json: sections 15, 16, 18) runs the same way.
  */
 class WireVectorsTest {
     static Path vectorsPath() {
@@ -42,10 +44,13 @@ class WireVectorsTest {
         return Path.of(root, "tests", "vectors", "wire.json");
     }
 
-    @SuppressWarnings("unchecked")
     static List<Map<String, Object>> loadVectors() throws Exception {
-        Path path = vectorsPath();
-        assertTrue(Files.isRegularFile(path), "shared wire vectors not found at "
+        return load(vectorsPath());
+    }
+
+    @SuppressWarnings("unchecked")
+    private static List<Map<String, Object>> load(Path path) throws Exception {
+        assertTrue(Files.isRegularFile(path), "shared codec vectors not found at "
                 + path.toAbsolutePath().normalize());
         return (List<Map<String, Object>>) Json.parse(Files.readString(path, StandardCharsets.UTF_8));
     }
@@ -56,6 +61,18 @@ class WireVectorsTest {
         assertTrue(vectors.size() > 50, "suspiciously few vectors: " + vectors.size());
         return vectors.stream().map(v -> DynamicTest.dynamicTest((String) v.get("name"),
                 () -> run(v)));
+    }
+
+    @TestFactory
+    Stream<DynamicContainer> featureVectors() throws Exception {
+        return Stream.of(feature("pipelining.json", 15), feature("cache.json", 21),
+                feature("call_options.json", 11));
+    }
+
+    /** A feature's codec file beside wire.json; fewer than {@code atLeast} vectors is suspicious. */
+    private static DynamicContainer feature(String file, int atLeast) throws Exception {
+        return WireVectorsTestAccess.featureFile(file, load(vectorsPath().resolveSibling(file)), atLeast,
+                v -> () -> run(v));
     }
 
     private static WireDecoder decoderFor(Map<String, Object> v) {

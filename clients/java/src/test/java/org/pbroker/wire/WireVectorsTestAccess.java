@@ -1,11 +1,17 @@
 package org.pbroker.wire;
 
 import java.nio.ByteBuffer;
+import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
+import org.junit.jupiter.api.Assertions;
+import org.junit.jupiter.api.DynamicContainer;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.function.Executable;
 
 /**
- * Test helper: raw frames of arbitrary msgpack values (for deliberately bad messages), and the
- * JSON scheme of the shared vectors for tests in other packages.
+ * Test helper: raw frames of arbitrary msgpack values (for deliberately bad messages), the JSON
+ * scheme of the shared vectors for tests in other packages, and one feature file's tests.
  */
 public final class WireVectorsTestAccess {
     private WireVectorsTestAccess() {}
@@ -54,5 +60,23 @@ public final class WireVectorsTestAccess {
      */
     public static void assertDeepEquals(Object expected, Object actual, String path) {
         WireVectorsTest.assertDeepEquals(expected, actual, path);
+    }
+
+    /**
+     * One test a vector, under the file's name: how the codec and session runners run each
+     * feature's file beside their base file.
+     *
+     * @param file the file's name, the container's
+     * @param vectors its vectors (those this client runs)
+     * @param atLeast fewer is suspicious (a file cut short, a filter too wide): the factory fails
+     * @param test the check of one vector
+     * @return the tests
+     */
+    public static DynamicContainer featureFile(String file, List<Map<String, Object>> vectors,
+            int atLeast, Function<Map<String, Object>, Executable> test) {
+        Assertions.assertTrue(vectors.size() >= atLeast,
+                file + ": suspiciously few vectors: " + vectors.size());
+        return DynamicContainer.dynamicContainer(file, vectors.stream().map(v ->
+                DynamicTest.dynamicTest((String) v.get("name"), test.apply(v))));
     }
 }
