@@ -349,38 +349,51 @@ public final class WireDecoder {
         }
     }
 
-    private Call call(List<Object> f) throws WireException {
-        Map<String, Object> options = null;
-        if (f.size() == 8 && negotiated.contains(Wire.FEATURE_CALL_OPTIONS)) {
-            options = callOptions(f.remove(7)); // section 18.1
+    /** A call's (or cache update's) positional and keyword arguments, decoded. */
+    private record Arguments(List<Object> args, Map<String, Object> kwargs) {
+    }
+
+    /**
+     * The args array at {@code at} and the kwargs map after it, their values converted; a kwargs
+     * key that is not a str is an IllegalArgumentException (the caller names the message).
+     */
+    private Arguments arguments(List<Object> f, int at, String what) throws WireException {
+        if (!(f.get(at) instanceof List<?>)) {
+            throw new MalformedMessageException(what + " args must be an array");
         }
-        arity(f, 7, "call");
-        if (!(f.get(4) instanceof List<?>)) {
-            throw new MalformedMessageException("call args must be an array");
-        }
-        if (!(f.get(5) instanceof Map<?, ?>)) {
-            throw new MalformedMessageException("call kwargs must be a map");
+        if (!(f.get(at + 1) instanceof Map<?, ?>)) {
+            throw new MalformedMessageException(what + " kwargs must be a map");
         }
         @SuppressWarnings("unchecked")
-        List<Object> args = (List<Object>) f.get(4);
+        List<Object> args = (List<Object>) f.get(at);
         @SuppressWarnings("unchecked")
-        Map<Object, Object> kwargs = (Map<Object, Object>) f.get(5);
+        Map<Object, Object> kwargs = (Map<Object, Object>) f.get(at + 1);
         if (!args.isEmpty()) {
             convert(args, 2);
         }
         if (!kwargs.isEmpty()) {
             convert(kwargs, 2);
         }
-        try {
-            for (Object key : kwargs.keySet()) {
-                if (!(key instanceof String)) {
-                    throw new IllegalArgumentException("kwargs keys must be str");
-                }
+        for (Object key : kwargs.keySet()) {
+            if (!(key instanceof String)) {
+                throw new IllegalArgumentException("kwargs keys must be str");
             }
-            @SuppressWarnings("unchecked")
-            Map<String, Object> kw = (Map<String, Object>) (Map<?, ?>) kwargs;
+        }
+        @SuppressWarnings("unchecked")
+        Map<String, Object> kw = (Map<String, Object>) (Map<?, ?>) kwargs;
+        return new Arguments(args, kw);
+    }
+
+    private Call call(List<Object> f) throws WireException {
+        Map<String, Object> options = null;
+        if (f.size() == 8 && negotiated.contains(Wire.FEATURE_CALL_OPTIONS)) {
+            options = callOptions(f.remove(7)); // section 18.1
+        }
+        arity(f, 7, "call");
+        try {
+            Arguments a = arguments(f, 4, "call");
             return new Call(id(f.get(1), "request_id"), id(f.get(2), "target"),
-                    str(f.get(3), "method"), args, kw, u32(f.get(6), "flags"), options);
+                    str(f.get(3), "method"), a.args(), a.kwargs(), u32(f.get(6), "flags"), options);
         } catch (IllegalArgumentException e) {
             throw malformed("Call", e);
         }
@@ -454,31 +467,9 @@ public final class WireDecoder {
 
     private CacheUpdate cacheUpdate(List<Object> f) throws WireException {
         arity(f, 5, "cache_update");
-        if (!(f.get(3) instanceof List<?>)) {
-            throw new MalformedMessageException("cache_update args must be an array");
-        }
-        if (!(f.get(4) instanceof Map<?, ?>)) {
-            throw new MalformedMessageException("cache_update kwargs must be a map");
-        }
-        @SuppressWarnings("unchecked")
-        List<Object> args = (List<Object>) f.get(3);
-        @SuppressWarnings("unchecked")
-        Map<Object, Object> kwargs = (Map<Object, Object>) f.get(4);
-        if (!args.isEmpty()) {
-            convert(args, 2);
-        }
-        if (!kwargs.isEmpty()) {
-            convert(kwargs, 2);
-        }
         try {
-            for (Object key : kwargs.keySet()) {
-                if (!(key instanceof String)) {
-                    throw new IllegalArgumentException("kwargs keys must be str");
-                }
-            }
-            @SuppressWarnings("unchecked")
-            Map<String, Object> kw = (Map<String, Object>) (Map<?, ?>) kwargs;
-            return new CacheUpdate(id(f.get(1), "cache_id"), str(f.get(2), "method"), args, kw);
+            Arguments a = arguments(f, 3, "cache_update");
+            return new CacheUpdate(id(f.get(1), "cache_id"), str(f.get(2), "method"), a.args(), a.kwargs());
         } catch (IllegalArgumentException e) {
             throw malformed("CacheUpdate", e);
         }
