@@ -31,6 +31,7 @@ import inspect
 import logging
 import math
 import re
+from types import CoroutineType, MappingProxyType
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -183,7 +184,7 @@ class CallContext:
     __slots__ = ("session", "request_id", "method", "deadline", "metadata", "call_id", "cancelled",
                  "expired", "_clock", "_timer", "_span")
 
-    def __init__(self, session: Session, call: Call, timeout: float | None, metadata: dict[str, str], clock: Any) -> None:
+    def __init__(self, session: Session, call: Call, timeout: float | None, metadata: Mapping[str, str], clock: Any) -> None:
         self.session = session
         self.request_id = call.request_id
         self.method = call.method
@@ -299,6 +300,14 @@ class Plan:
         return failure
 
 
+def no_plan_needed() -> bool:
+    """Whether a call without options and without a connection default is a plain call: not made
+    while serving a call with a deadline or metadata, and no spans to make. The cheap test a
+    session makes before :func:`plan_call` (which says the same, at more cost)."""
+    parent = _CURRENT.get()
+    return (parent is None or (parent.deadline is None and not parent.metadata)) and not (tracing.ENABLED and tracing.active())
+
+
 def plan_call(session: Session, name: str, options: CallOptions | None, *, one_way: bool = False) -> Plan | None:
     """The plan for an outgoing call, or None when nothing differs from a plain call.
 
@@ -355,6 +364,30 @@ def options_refusal(options: dict[Any, Any]) -> BaseException | None:
     except InvalidCallOptions as exc:
         return exc
     return None
+
+
+def serve_call(session: Session, target: Any, call: Call) -> tuple[CallContext, Any]:
+    """:func:`enter_call` then :func:`invoke`, in one step: what the session does for every call
+    it serves (one Python call fewer per round trip than the two, which matters at the floor)."""
+    options = call.options
+    if options is None:
+        ctx = CallContext(session, call, None, _NO_METADATA, session._clock)
+    else:
+        timeout, metadata = parse_options(options)
+        ctx = CallContext(session, call, timeout, metadata, session._clock)
+    if tracing.ENABLED and tracing.active():
+        return ctx, invoke(ctx, target, session, call)
+    token = _CURRENT.set(ctx)
+    try:
+        result = target.remote_message_received(session, call.method, call.args, call.kwargs)
+        if type(result) is CoroutineType:
+            result = ensure_deferred(result)
+    finally:
+        _CURRENT.reset(token)
+    return ctx, result
+
+
+_NO_METADATA: Final[Mapping[str, str]] = MappingProxyType({})  # every call without options shares it
 
 
 def invoke(ctx: CallContext, target: Any, session: Session, call: Call) -> Any:

@@ -43,7 +43,7 @@ from cred.error import LoginFailed, ScramError, UnauthorizedLogin
 from cred.portal import Portal
 from cred.scram import ScramClient, ScramServer, ScramVerifier
 from cred.throttle import LoginThrottle
-from net.defer import CancelledError, Deferred, Failure, ensure_deferred
+from net.defer import CancelledError, Deferred, Failure, ensure_deferred, maybe_deferred
 
 from . import api
 from .errors import NoSuchMethodError, RemoteError
@@ -56,6 +56,8 @@ __all__ = [
     "CertificateLogin",
     "PortalRoot",
     "LoginObject",
+    "is_portal",
+    "serving_root",
     "AlreadyLoggedIn",
     "LoginSequenceError",
     "login",
@@ -127,6 +129,25 @@ def _no_verifiers(username: str) -> ScramVerifier | None:
     return None
 
 
+def _throttle_key(session: Any) -> Any:
+    """Whose failures count together: a TCP peer's host; a Unix socket peer's uid (every client
+    of a socket has the same address, so keying by it would let one user lock out all)."""
+    peer = session.peer
+    host = getattr(peer, "host", None)
+    if host is not None:
+        return host
+    credentials = session.peer_credentials
+    if credentials is not None:
+        return f"uid:{credentials.uid}"
+    return peer
+
+
+def _lookup_verifier(source: Any, username: str) -> Any:
+    """``source``'s verifier for ``username``: a value, or a Deferred of one."""
+    get = getattr(source, "get_scram_verifier", None)
+    return get(username) if callable(get) else source(username)
+
+
 # -- server ----------------------------------------------------------------------------------
 
 
@@ -141,11 +162,21 @@ def serve(reactor: Any, endpoint: str, root: Referenceable | Portal | None, *,
     ``cred.throttle.LoginThrottle``, shared by every connection) limits guessing. The other
     options are :func:`broker.api.serve`'s. Returns a Deferred firing with the listening port.
     """
+    return api.serve(reactor, endpoint, serving_root(root, throttle=throttle), **options)
+
+
+def is_portal(obj: object) -> bool:
+    """True for a ``cred.portal.Portal`` (for code of broker that may not import cred itself)."""
+    return isinstance(obj, Portal)
+
+
+def serving_root(root: Referenceable | Portal | None, *, throttle: LoginThrottle | None = None) -> Referenceable | None:
+    """The root object :func:`serve` hands clients: ``root`` itself, or a Portal's :class:`PortalRoot`."""
     if isinstance(root, Portal):
-        root = PortalRoot(root, throttle=throttle)
-    elif throttle is not None:
+        return PortalRoot(root, throttle=throttle)
+    if throttle is not None:
         raise TypeError("serve(throttle=...) applies to a cred Portal only")
-    return api.serve(reactor, endpoint, root, **options)
+    return root
 
 
 class PortalRoot(Root):
@@ -206,14 +237,27 @@ class LoginObject(Referenceable):
     def remote_login_scram_start(self, client_first: str) -> Deferred[str]:
         self._check_idle("login_scram_start")
         self._scram = None
-        scram = ScramServer(self._root.verifiers)
+        source = self._root.verifiers
+        claimed: list[str] = []
 
-        def attempt() -> str:
+        def attempt() -> Deferred[str]:
+            # Parse first (a malformed message fails before any lookup), then look the verifier
+            # up: a database's get_scram_verifier (cred.sqlstore) answers with a Deferred.
+            probe = ScramServer(_no_verifiers)
+            probe.server_first(client_first)
+            assert probe.claimed_username is not None
+            claimed.append(probe.claimed_username)
+            return maybe_deferred(_lookup_verifier, source, probe.claimed_username).add_callback(start)
+
+        def start(verifier: ScramVerifier | None) -> str:
+            # An unknown user (None) gets ScramServer's fake verifier, as with a synchronous source.
+            scram = ScramServer(lambda _username: verifier,
+                                fake_iterations=getattr(source, "default_iterations", None))
             server_first = scram.server_first(client_first)
             self._scram = scram
             return server_first
 
-        return self._guard(None, attempt, lambda: scram.claimed_username)
+        return self._guard(None, attempt, lambda: claimed[0] if claimed else None)
 
     def remote_login_scram_finish(self, client_final: str, mind: Any = None) -> Deferred[dict[str, Any]]:
         self._check_idle("login_scram_finish")
@@ -259,8 +303,7 @@ class LoginObject(Referenceable):
 
         ``who`` names the user for the log once known (never the password: none reaches us).
         """
-        peer = self._session.peer
-        host = getattr(peer, "host", peer)
+        host = _throttle_key(self._session)
         self._busy = True
         d = self._root.throttle.guard(username, host, attempt)
 

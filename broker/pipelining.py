@@ -16,13 +16,12 @@ Two halves, both driven by :class:`broker.session.Session` through small hooks:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
-from net.defer import CancelledError, Deferred, Failure, ensure_deferred, fail
+from net.defer import CancelledError, Deferred, Failure, fail
 
 from . import call_options
 from .errors import BrokerError, ConnectionLost, InvalidReferenceError, OverloadedError, RemoteError, UnimplementedError, error_class_for_kind
@@ -69,6 +68,11 @@ def pipelined_failure(question_id: int, exc: BaseException) -> BaseException:
     return made
 
 
+#: broker.session.RemoteReference, bound by broker.session as it loads (it imports this module,
+#: so this one cannot import it; an import inside _arrived cost a relative-name lookup per call).
+_remote_reference: type[RemoteReference] = type(None)  # type: ignore[assignment]
+
+
 class Promise(Deferred[Any]):
     """The Deferred of a call, and a reference to the answer it will be (§15).
 
@@ -80,7 +84,7 @@ class Promise(Deferred[Any]):
     __slots__ = ("_session", "question_id", "_outcome", "_waiters", "_inner")
 
     def __init__(self, session: Session, question_id: int, canceller: Any = None) -> None:
-        super().__init__(canceller if canceller is not None else Promise._cancel_waiting)
+        Deferred.__init__(self, canceller if canceller is not None else Promise._cancel_waiting)
         self._session = session
         #: The question this promise answers (0: a call made after another's answer, not yet sent).
         self.question_id = question_id
@@ -92,15 +96,18 @@ class Promise(Deferred[Any]):
     # our own on every call's chain): a callback calling through the promise sees it arrived.
     def callback(self, result: Any) -> None:
         if not self.called:
-            self._arrived(result)
-        super().callback(result)
+            if self._waiters is None and type(result) is not Failure:  # most calls: just record it
+                self._outcome = weakref.ref(result) if isinstance(result, _remote_reference) else type(result).__name__
+            else:
+                self._arrived(result)
+        Deferred.callback(self, result)
 
     def errback(self, fail: Failure | BaseException | None = None) -> None:
         if not self.called:
             if type(fail) is not Failure:
                 fail = Failure(fail)
             self._arrived(fail)
-        super().errback(fail)
+        Deferred.errback(self, fail)
 
     def call_remote(self, _name: str, /, *args: Any, **kwargs: Any) -> Promise:
         """Call ``remote_<_name>(*args, **kwargs)`` on the object this call's answer is."""
@@ -137,9 +144,7 @@ class Promise(Deferred[Any]):
     def _arrived(self, result: Any) -> Any:
         # Kept small and weak: holding the promise must not keep the answer's proxy alive (its
         # release is due when the application lets go of it) nor a big answer in memory.
-        from .session import RemoteReference
-
-        if isinstance(result, RemoteReference):
+        if isinstance(result, _remote_reference):
             self._outcome = weakref.ref(result)
         elif isinstance(result, Failure):
             self._outcome = result
@@ -170,9 +175,7 @@ class Promise(Deferred[Any]):
         return d if isinstance(d, Promise) else _as_promise(self._session, d)
 
     def _reference(self, outcome: Any, name: str) -> RemoteReference:
-        from .session import RemoteReference
-
-        if isinstance(outcome, RemoteReference):
+        if isinstance(outcome, _remote_reference):
             return outcome
         if isinstance(outcome, weakref.ref):
             ref = outcome()
@@ -319,16 +322,13 @@ def _run(session: Session, call: Call, question_id: int, outcome: Any) -> None:
         return
     no_answer = call.flags & CALL_NO_ANSWER
     try:
-        ctx = call_options.enter_call(session, call)  # its options hold as for a direct call (§18)
-        result = call_options.invoke(ctx, outcome, session, call)
+        ctx, result = call_options.serve_call(session, outcome, call)  # its options hold as for a direct call (§18)
     except Exception as exc:
         session._report_failure(call, outcome, exc, None)
         if not no_answer:
             session._send_error(call.request_id, exc)
         return
-    if inspect.iscoroutine(result):
-        result = ensure_deferred(result)
-    if isinstance(result, Deferred):
+    if isinstance(result, Deferred):  # a coroutine method's is one already
         if no_answer:
             running = session._one_way_running
             if running is None:

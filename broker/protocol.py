@@ -38,6 +38,17 @@ FLUSH_BYTES = 64 * 1024
 CHUNKS_PER_TURN = 8
 
 
+
+def _peer_credentials(transport: Any) -> Any:
+    """A Unix socket peer's credentials (what login throttles by), else None."""
+    get = getattr(transport, "get_peer_credentials", None)
+    if get is None:
+        return None
+    try:
+        return get()
+    except (OSError, ValueError):  # not a Unix stream socket after all, or already closed
+        return None
+
 class _Ticker:
     """One reactor timer for the heartbeat checks of every connection with the same period.
 
@@ -171,6 +182,7 @@ class BrokerProtocol(Protocol):
             debug=self._debug,
             peer=peer,  # the session's name is made from it when asked
             peer_certificate=getattr(transport, "get_peer_certificate", lambda: None)(),
+            peer_credentials=_peer_credentials(transport),
             side="client" if self.on_ready is not None else "server",
             clock=self.reactor,
             on_output=self._output_waiting,

@@ -25,7 +25,6 @@ through :mod:`broker.failures`.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 import traceback
@@ -34,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from net.defer import CancelledError, Deferred, Failure, ensure_deferred, fail
+from net.defer import CancelledError, Deferred, Failure, fail
 
 from . import pipelining, wire
 from .cache import Cacheable, CacheTables, handle_release, handle_update
@@ -243,6 +242,9 @@ class _QuietLog:
             self._logger.log(self._level, "%r: peer mistakes while connected: %s", owner, said)
 
 
+pipelining._remote_reference = RemoteReference  # it cannot import this module (see there)
+
+
 class Session:
     """The broker half of one connection. See the module docstring for how it is driven.
 
@@ -252,7 +254,7 @@ class Session:
     """
 
     __slots__ = (
-        "peer", "peer_certificate", "side", "registry", "limits", "debug", "_name", "state",
+        "peer", "peer_certificate", "peer_credentials", "side", "registry", "limits", "debug", "_name", "state",
         "close_reason", "lost", "perspective", "peer_limits", "ready", "_clock", "_on_output",
         "_release_due", "_outbox", "_outbox_bytes", "_processing", "_stopped_early",
         "frames_received", "_quiet", "_quiet_calls", "_first_bytes", "_lent", "exports",
@@ -271,6 +273,7 @@ class Session:
         name: str = "",
         peer: Any = None,
         peer_certificate: Any = None,
+        peer_credentials: Any = None,
         side: str = "",
         clock: Any = None,
         on_output: Callable[[], None] = _nothing,
@@ -280,6 +283,9 @@ class Session:
         #: login needs them (throttling per host, certificate login); the session never does.
         self.peer = peer
         self.peer_certificate = peer_certificate
+        #: A Unix peer's (pid, uid, gid) (``net.unix.PeerCredentials``), else None: login
+        #: throttles a Unix socket's clients per uid, as it does TCP's per host.
+        self.peer_credentials = peer_credentials
         #: "client" or "server" (or "" when unknown): only to word error messages.
         self.side = side
         self.registry = registry or default_registry
@@ -490,7 +496,12 @@ class Session:
         """Queue a frame while we may still send (HANDSHAKE, OPEN); tell the adapter if idle."""
         if self.state not in ACTIVE:
             return  # after a goodbye nothing more is sent
-        self._push(frame)
+        outbox = self._outbox  # _push, inlined: once per message sent
+        if outbox is None:
+            self._outbox = [frame]
+        else:
+            outbox.append(frame)
+        self._outbox_bytes += len(frame)
         if not self._processing:
             self._on_output()
 
@@ -676,7 +687,8 @@ class Session:
             limit = self.limits.max_outstanding_calls
             return fail(self._noted(LimitExceeded(f"{len(self.questions)} calls outstanding; the limit is {limit}"), target, name))
         request_id = self._last_request_id = self._last_request_id + 1
-        plan = call_options.plan_call(self, name, options)  # None: a plain call (§18)
+        plan = (None if options is None and self.limits.call_timeout is None and call_options.no_plan_needed()
+                else call_options.plan_call(self, name, options))  # None: a plain call (§18)
         try:
             frame = self._encode(Call(request_id, target, name, list(args), kwargs, flags, None if plan is None else plan.wire))
         except Exception as exc:
@@ -855,16 +867,13 @@ class Session:
                 self._send_error(call.request_id, error)
             return
         try:
-            ctx = call_options.enter_call(self, call)  # broker.current_call() while it runs (§18)
-            result = call_options.invoke(ctx, target, self, call)
+            ctx, result = call_options.serve_call(self, target, call)  # broker.current_call() while it runs (§18)
         except Exception as exc:
             self._report_failure(call, target, exc, None)
             if not no_answer:
                 self._send_error(call.request_id, exc)
             return
-        if inspect.iscoroutine(result):
-            result = ensure_deferred(result)
-        if isinstance(result, Deferred):
+        if isinstance(result, Deferred):  # a coroutine method's is one already
             if no_answer:  # nobody waits: count it as running, log a failure, keep nothing after
                 running = self._one_way_running
                 if running is None:
@@ -931,7 +940,7 @@ class Session:
             calls_log.log(level, "%s", text, exc_info=exc, extra=extra)
 
     def _send_answer(self, request_id: int, value: Any) -> None:
-        if FEATURE_PIPELINING in self._decoder.negotiated:
+        if FEATURE_PIPELINING in self._decoder.negotiated and (self._pipeline is not None or isinstance(value, Referenceable)):
             pipelining.answered(self, request_id, value)  # calls pipelined on it run first (§15)
         try:
             frame = self._encode(Answer(request_id, value))

@@ -2,7 +2,10 @@
 
 Modules: `cred.error`, `cred.credentials`, `cred.saslprep`, `cred.scram` (sans-IO
 SCRAM-SHA-256), `cred.checkers`, `cred.userfile` (file user database and its CLI),
-`cred.throttle`, `cred.portal`. See docs/CRED.md.
+`cred.sqlstore` (the same verifiers in an SQL table, on a DB-API pool such as
+``net.adbapi.ConnectionPool``), `cred.throttle`, `cred.portal`, `cred.prompt` (a client's
+password from the environment, the terminal or stdin). See docs/CRED.md and
+docs/DATABASE.md.
 
 Nothing is re-exported here: ``python -m cred.userfile`` must not find its module already
 imported by the package.

@@ -72,8 +72,10 @@ class IScramVerifierSource(Interface):
 
     default_iterations = Attribute("int: iteration count of new verifiers (and fake ones).")
 
-    def get_scram_verifier(username: str) -> ScramVerifier | None:
-        """The verifier of the (SASLprepared) `username`, or None if there is no such user."""
+    def get_scram_verifier(username: str) -> ScramVerifier | None | Deferred[ScramVerifier | None]:
+        """The verifier of the (SASLprepared) `username`, or None if there is no such user; or
+        a Deferred of either, for a source that asks a database (`cred.sqlstore`). The broker's
+        login and `VerifierChecker` wait for it; `ScramServer` itself needs a synchronous one."""
 
 
 class VerifierChecker:
@@ -83,7 +85,7 @@ class VerifierChecker:
     credential_interfaces: tuple[InterfaceClass, ...] = (IUsernamePassword, IUsernameScramSha256)
     default_iterations: int = DEFAULT_ITERATIONS
 
-    def get_scram_verifier(self, username: str) -> ScramVerifier | None:
+    def get_scram_verifier(self, username: str) -> ScramVerifier | None | Deferred[ScramVerifier | None]:
         raise NotImplementedError
 
     def request_avatar_id(self, credentials: Any) -> Deferred[AvatarId]:
@@ -91,7 +93,12 @@ class VerifierChecker:
             username = normalize_username(credentials.username)
         except (ValueError, TypeError, AttributeError):
             return fail(UnauthorizedLogin())
-        verifier = self.get_scram_verifier(username)
+        found = self.get_scram_verifier(username)
+        if isinstance(found, Deferred):  # an asynchronous source: check once it answers
+            return found.add_callback(self._check, username, credentials)
+        return self._check(found, username, credentials)
+
+    def _check(self, verifier: ScramVerifier | None, username: str, credentials: Any) -> Deferred[AvatarId]:
         if IUsernameScramSha256.providedBy(credentials):
             ok = verifier is not None and credentials.check_verifier(verifier)
         elif IUsernamePassword.providedBy(credentials):

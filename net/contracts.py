@@ -79,6 +79,7 @@ __all__ = [
     "DatagramHandler",
     "ProcessTransport",
     "ProcessHandler",
+    "Service",
 ]
 
 
@@ -1043,3 +1044,29 @@ class Reactor(
             CannotListenError: as :meth:`ReactorTCP.listen_tcp`.
             ValueError: a cap that is not a positive integer or None.
         """
+
+
+# -- services ---------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Service(Protocol):
+    """Something started once the reactor runs and stopped before it stops.
+
+    ``net.service.IService`` is this contract; :class:`net.service.Service` a base class keeping it.
+    """
+
+    # Read-only here, so that a class attribute ``name = "web"`` (a str) satisfies it too.
+    @property
+    def name(self) -> str | None:
+        """Unique among the services of one MultiService, or None."""
+
+    @property
+    def running(self) -> bool:
+        """True from ``start_service()`` until ``stop_service()``."""
+
+    def start_service(self) -> Deferred[None] | None:
+        """Start; set ``running``. A Deferred: started once it fires (a failure: it did not start)."""
+
+    def stop_service(self) -> Deferred[None] | None:
+        """Stop; clear ``running``. A Deferred: stopped once it fires (never left pending forever)."""

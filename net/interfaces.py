@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .process import ChildFD, ProcessAddress
 
 __all__ = [
+    "IService",
     "IDelayedCall",
     "IReactorCore",
     "IReactorTime",
@@ -435,3 +436,16 @@ class IProcessTransport(ITransport):
 
     def get_peer() -> ProcessAddress:
         """The child's address (its pid)."""
+
+
+class IService(Interface):
+    """Started once the reactor runs, stopped before it stops. Contract: :class:`net.service.IService`."""
+
+    name = Attribute("A name unique among the services of one MultiService, or None.")
+    running = Attribute("True from start_service() until stop_service().")
+
+    def start_service() -> Deferred[None] | None:
+        """Start; set ``running``. A Deferred: started once it fires (a failure: it did not start)."""
+
+    def stop_service() -> Deferred[None] | None:
+        """Stop; clear ``running``. A Deferred: stopped once it fires (never left pending forever)."""

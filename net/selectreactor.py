@@ -203,6 +203,50 @@ class SelectorsReactor(ReactorBase):
                         except Exception:
                             exception("Error in writer callback %r", callback)
 
+    # ------------------------------------------------------------------ driven by a host loop
+    def iterate(self, timeout: float | None = 0.0) -> float | None:
+        """One round of the loop, for a host loop that drives this reactor (:mod:`net.tksupport`).
+
+        Runs the ``call_soon`` queue and the due timed calls, waits up to ``timeout`` seconds
+        (None: no limit; never while ``call_soon`` calls are queued, never past the next timed
+        call, not at all once the reactor is not running: its shutdown may have completed in
+        this round) and dispatches what the wait reported; errors in callbacks are logged, as in
+        :meth:`run`. Returns how long the next round may wait: 0.0 if calls are queued, the
+        seconds until the next timed call, None if there is none.
+        """
+        if self._soon:
+            self._run_soon_calls()
+        if self._heap:
+            self._run_due_calls()
+        due = 0.0 if self._soon or not self._started else self._next_timeout()
+        wait = due if timeout is None else timeout if due is None else min(timeout, due)
+        try:
+            events = self._selector.select(wait)
+        except (OSError, ValueError) as exc:
+            if not self._drop_bad_fds(exc):
+                raise
+            events = []
+        for key, mask in events:
+            record = key.data
+            if mask & _READ and record.reader is not None:
+                try:
+                    record.reader()
+                except Exception:
+                    log.exception("Error in reader callback %r", record.reader)
+            if mask & _WRITE and record.writer is not None:  # read again: the reader may have removed it
+                try:
+                    record.writer()
+                except Exception:
+                    log.exception("Error in writer callback %r", record.writer)
+        return 0.0 if self._soon else self._next_timeout()
+
+    def wait_fd(self) -> int | None:
+        """An fd that polls readable while this reactor has I/O to dispatch, for a host loop to
+        watch (then call :meth:`iterate`): the epoll selector's own fd. None for poll and select,
+        which have no such fd; a host loop then calls :meth:`iterate` at intervals."""
+        fileno = getattr(self._selector, "fileno", None)
+        return int(fileno()) if fileno is not None else None
+
     def _drop_bad_fds(self, exc: BaseException) -> bool:
         """select() failed on an fd closed while registered: forget such fds, loudly."""
         if isinstance(exc, OSError) and exc.errno != errno.EBADF:

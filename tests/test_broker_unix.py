@@ -33,6 +33,7 @@ import broker
 from broker import HandshakeError
 from conftest import calculator_process
 from cred.error import UnauthorizedLogin
+from cred.throttle import LoginThrottle
 from net.address import UNIXAddress
 from net.error import ConnectionRefusedError
 
@@ -112,6 +113,22 @@ def test_login_with_cred(reactor: Any, run: Any, sock_path: str) -> None:
         me.session.disconnect()
         await logouts.wait(1)
         assert logouts.names == ["alice"]
+        await port.stop_listening()
+
+    run(reactor, scenario())
+
+
+def test_failed_logins_count_per_uid_not_per_socket(reactor: Any, run: Any, sock_path: str) -> None:
+    # Every client of a Unix socket has the same address: throttling by it would let one local
+    # user lock every other out. The throttle counts a Unix peer's failures by its uid.
+    async def scenario() -> None:
+        portal, _logouts = make_portal()
+        throttle = LoginThrottle(max_failures=3, delay=0.0)
+        port = await broker.serve(reactor, f"unix:{esc(sock_path)}:mode=0600", portal, throttle=throttle)
+        with pytest.raises(UnauthorizedLogin):
+            await broker.login(reactor, f"unix:{esc(sock_path)}", UnauthorizedGuess)
+        peers = {key for kind, key in throttle._records if kind == "peer"}
+        assert peers == {f"uid:{os.getuid()}"}
         await port.stop_listening()
 
     run(reactor, scenario())

@@ -71,6 +71,7 @@ PAIRS: list[tuple[type[Interface], type]] = [
     (interfaces.IStreamClientEndpoint, contracts.StreamClientEndpoint),
     (interfaces.IDatagramTransport, contracts.DatagramTransport),
     (interfaces.IProcessTransport, contracts.ProcessTransport),
+    (interfaces.IService, contracts.Service),
 ]
 
 #: Mirrors with no zope twin: they type what net calls (see the net.contracts module doc).

@@ -10,6 +10,7 @@ import concurrent.futures
 import hashlib
 import importlib
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -44,12 +45,16 @@ def test_every_target_has_seeds() -> None:
 @pytest.mark.parametrize("target", TARGETS)
 def test_seeds_pass_in_process(target: str) -> None:
     """Without atheris: each seed through TestOneInput (what ``fuzz.run --repro`` does)."""
+    disabled_below = logging.root.manager.disable
     module = importlib.import_module(f"fuzz.fuzz_{target}")
     for seed in sorted((run.CORPUS / target).iterdir()):
         try:
             module.TestOneInput(seed.read_bytes())
         except Exception as exc:
             raise AssertionError(f"seed fuzz/corpus/{target}/{seed.name} fails") from exc
+    # Imported, a target runs in its importer's process (this one): it must leave logging as it
+    # found it (a logging.disable belongs under the target's ``if __name__ == "__main__":``).
+    assert logging.root.manager.disable == disabled_below, f"fuzz/fuzz_{target}.py changed logging.disable"
 
 
 @pytest.fixture(scope="module")

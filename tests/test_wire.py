@@ -74,8 +74,8 @@ def same(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) and same(k, k2) for k, k2 in zip(a, b))
-    if hasattr(a, "__dataclass_fields__"):
-        return all(same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    if hasattr(a, "__dataclass_fields__"):  # the fields that make the value (not e.g. StreamItems.nbytes)
+        return all(same(getattr(a, f.name), getattr(b, f.name)) for f in a.__dataclass_fields__.values() if f.compare)
     return bool(a == b)
 
 

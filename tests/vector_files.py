@@ -23,6 +23,7 @@ CODEC_FILES: dict[str, str] = {
     "pipelining.json": "make_pipelining_vectors",
     "cache.json": "make_cache_vectors",
     "call_options.json": "make_call_options_vectors",
+    "streams.json": "make_streams_vectors",
 }
 
 #: Session vector file -> (generator module, its function that builds the file).

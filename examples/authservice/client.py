@@ -10,24 +10,14 @@ never an argument, where ``ps`` would show it, and never crosses the wire (SCRAM
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
-import os
 import sys
 from pathlib import Path
 
 import broker.blocking
 from cred.credentials import UsernamePassword
 from cred.error import LoginFailed
-
-
-def read_password(user: str) -> str:
-    password = os.environ.get("PBROKER_PASSWORD")
-    if password is not None:
-        return password
-    if sys.stdin.isatty():
-        return getpass.getpass(f"password for {user}: ")
-    return sys.stdin.readline().rstrip("\n")
+from cred.prompt import read_password
 
 
 def main(argv: list[str] | None = None) -> int:

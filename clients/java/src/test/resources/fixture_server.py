@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", ".."))
@@ -28,7 +29,7 @@ import broker  # noqa: E402
 from broker.login import Avatar  # noqa: E402
 from cred.checkers import AllowAnonymousAccess, InMemoryUsernamePasswordDatabase  # noqa: E402
 from cred.portal import Portal, Realm  # noqa: E402
-from net.defer import Deferred  # noqa: E402
+from net.defer import Deferred, Failure, ensure_deferred  # noqa: E402
 from net.reactor import make_reactor  # noqa: E402
 
 
@@ -179,6 +180,100 @@ class Fixture(broker.Root):
     def remote_scoreboard_stats(self, name: str) -> dict[str, int]:
         board = self.scoreboards[name]
         return {"watching": len(board.observers), "stopped": board.stopped}
+
+    # -- streams (StreamsInteropTest.java, PROTOCOL.md §17) --
+
+    def remote_numbers(self, n: int) -> Iterator[int]:
+        """A stream of 0 … n−1."""
+        return iter(range(n))
+
+    def remote_counted(self, name: str, n: int | None) -> Iterator[int]:
+        """A stream of 0 … n−1 (endless for None) that counts what the broker pulled from it
+        (``stream_stats(name)``), and notes when it is closed (the consumer cancelled)."""
+        self.streams = getattr(self, "streams", {})
+        stats = self.streams[name] = {"pulled": 0, "closed": False, "waiters": []}
+
+        def items() -> Iterator[int]:
+            i = 0
+            try:
+                while n is None or i < n:
+                    stats["pulled"] += 1
+                    yield i
+                    i += 1
+            finally:
+                stats["closed"] = True
+                for d in stats.pop("waiters"):
+                    d.callback(stats["pulled"])
+        return items()
+
+    def remote_stream_stats(self, name: str) -> dict[str, Any]:
+        """How many items stream ``name``'s source has given so far, and whether it is closed."""
+        stats = self.streams[name]
+        return {"pulled": stats["pulled"], "closed": stats["closed"]}
+
+    def remote_wait_closed(self, name: str) -> Any:
+        """Answers (the items pulled) once stream ``name``'s source is closed."""
+        stats = self.streams[name]
+        if stats["closed"]:
+            return stats["pulled"]
+        d: Deferred[int] = Deferred()
+        stats["waiters"].append(d)
+        return d
+
+    def remote_failing(self, n: int) -> Iterator[int]:
+        """n items, then a failure (ValueError "ran dry after n")."""
+        yield from range(n)
+        raise ValueError(f"ran dry after {n}")
+
+    def remote_slow_numbers(self, n: int, seconds: float) -> Any:
+        """An async stream: 0 … n−1, each after ``seconds`` (reactor timers, not sleeps)."""
+        reactor = self.reactor
+
+        async def items() -> Any:
+            for i in range(n):
+                d: Deferred[None] = Deferred()
+                reactor.call_later(seconds, d.callback, None)
+                await d
+                yield i
+        return items()
+
+    def remote_send_stream(self, listener: broker.RemoteReference, method: str, n: int) -> Deferred[Any]:
+        """Call ``method`` on the Java object with a stream of 0 … n−1 as its argument."""
+        return listener.call_remote(method, iter(range(n)))
+
+    def remote_consume(self, stream: broker.RemoteStream) -> Deferred[list[Any]]:
+        """Read a stream the Java caller passed (Java as the producer) and answer its items."""
+        async def read() -> list[Any]:
+            return [item async for item in stream]
+        return ensure_deferred(read())
+
+    def remote_take(self, listener: broker.RemoteReference, method: str, k: int) -> Deferred[list[Any]]:
+        """Call ``method`` on the Java object, whose answer is a stream; take ``k`` items and cancel."""
+        async def take() -> list[Any]:
+            stream = await listener.call_remote(method)
+            items = []
+            async for item in stream:
+                items.append(item)
+                if len(items) == k:
+                    stream.cancel()
+                    break
+            return items
+        return ensure_deferred(take())
+
+    # -- deadlines served by Java (CallOptionsInteropTest.java, PROTOCOL.md §18.2) --
+
+    def remote_call_with_deadline(self, listener: broker.RemoteReference, method: str, timeout: float,
+                                  *args: Any) -> Deferred[dict[str, Any]]:
+        """Call ``method`` on the Java object with a budget; answer how it ended."""
+        d = listener.options(timeout=timeout).call_remote(method, *args)
+
+        def outcome(result: Any) -> dict[str, Any]:
+            if isinstance(result, Failure):
+                return {"error": type(result.value).__qualname__,
+                        "kind": getattr(result.value, "kind", None)}
+            return {"value": result}
+        d.add_both(outcome)
+        return d
 
 
 class User(Avatar):

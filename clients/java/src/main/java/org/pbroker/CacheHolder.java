@@ -19,9 +19,19 @@ import org.pbroker.wire.Message;
 
 /**
  * One connection's held caches (docs/PROTOCOL.md section 16): the RemoteCache of each cache id,
- * held weakly, and the refs received for it, all released in one cache_release when it dies or
- * is released. Used under the session's lock, except {@link #releaseNow} and the Cleaner, which
- * only queue (the session flushes with its other releases).
+ * held weakly, and the refs received for it, released in one cache_release when it dies or is
+ * released. Used under the session's lock, except {@link #release} and the Cleaner, which only
+ * decide and queue (the session flushes with its other releases).
+ *
+ * <p>A release is decided at once and sent later (the next flush), so each entry keeps two
+ * counts, as the imports table does for proxies: {@code releasing}, the refs received before a
+ * release was decided (what the next flush sends), and {@code count}, the refs received since.
+ * A ref that arrives after the decision but before the flush is one the owner sent before it
+ * could see the release: the entry is still held (the table of section 16 removes it only when
+ * the release of its whole count is sent), so the same copy is handed out again and lives on
+ * with that count; the flush then releases only what was decided and keeps the entry. Only a
+ * ref that arrives after the release was sent is the crossing of section 16.4 (refused,
+ * {@code broker.NoSuchCache}).
  */
 final class CacheHolder {
     private static final Logger LOG = Logger.getLogger(CacheHolder.class.getName());
@@ -29,7 +39,12 @@ final class CacheHolder {
 
     private static final class Entry {
         WeakReference<RemoteCache> ref;
+        /** Refs received since the last release was decided. */
         long count;
+        /** Refs a decided release covers, sent by the next flush. */
+        long releasing;
+        /** The application let go of the copy and no ref came since: the flush removes it. */
+        boolean released;
 
         Entry(RemoteCache cache) {
             this.ref = new WeakReference<>(cache);
@@ -70,7 +85,7 @@ final class CacheHolder {
     boolean holds(long cacheId, RemoteCache cache) {
         synchronized (held) {
             Entry e = held.get(cacheId);
-            return e != null && e.ref.get() == cache;
+            return e != null && !e.released && e.ref.get() == cache;
         }
     }
 
@@ -82,6 +97,10 @@ final class CacheHolder {
             RemoteCache existing = e != null ? e.ref.get() : null;
             if (existing != null) {
                 e.count++;
+                if (e.released) { // released, not yet sent: this ref keeps the copy (see above)
+                    e.released = false;
+                    existing.holder = this;
+                }
                 return existing; // the same object for the same cache (a repeated state ignored)
             }
             if (!ref.first()) {
@@ -116,6 +135,7 @@ final class CacheHolder {
             } else { // the old copy died, its release not sent yet: this one takes its count
                 e.ref = new WeakReference<>(cache);
                 e.count++;
+                e.released = false;
             }
             CLEANER.register(cache, new Died(this, id));
             return cache;
@@ -128,7 +148,11 @@ final class CacheHolder {
         return null;
     }
 
-    /** The owner pushed a change: run it on the executor, in order. */
+    /**
+     * The owner pushed a change: run it on the executor, in order. A copy whose release is
+     * decided but not sent still gets it (a ref arriving before the flush revives the copy,
+     * which must then be current); once the release is sent, updates are dropped (16.2).
+     */
     void update(CacheUpdate update) {
         RemoteCache cache;
         synchronized (held) {
@@ -163,16 +187,45 @@ final class CacheHolder {
         return executor;
     }
 
-    /** Any thread: release {@code cacheId} at the next flush. */
-    void releaseNow(long cacheId) {
-        released.add(cacheId);
+    /**
+     * Any thread ({@link RemoteCache#releaseCache}): decide now to release every ref of
+     * {@code cache} received so far; the next flush sends it. False if it is not held here (an
+     * old copy, or already released).
+     */
+    boolean release(RemoteCache cache) {
+        long id = cache.cacheId;
+        synchronized (held) {
+            Entry e = held.get(id);
+            if (e == null || e.released || e.ref.get() != cache) {
+                return false;
+            }
+            decide(e, cache);
+        }
+        released.add(id);
         releaseQueued.run();
+        return true;
+    }
+
+    /** Under the lock: the refs received so far go to the next flush; the copy is not live. */
+    private static void decide(Entry e, RemoteCache cache) {
+        e.releasing += e.count;
+        e.count = 0;
+        e.released = true;
+        if (cache != null) {
+            cache.holder = null;
+        }
     }
 
     /** Release every copy at the next flush (an application letting go of all of them). */
     void releaseAll() {
         synchronized (held) {
-            released.addAll(held.keySet());
+            for (Map.Entry<Long, Entry> each : held.entrySet()) {
+                Entry e = each.getValue();
+                if (!e.released) {
+                    decide(e, e.ref.get());
+                    released.add(each.getKey());
+                }
+            }
         }
     }
 
@@ -181,20 +234,37 @@ final class CacheHolder {
         return !died.isEmpty() || !released.isEmpty();
     }
 
-    /** Queue the cache_release of every copy released or collected since the last flush. */
+    /**
+     * Queue the cache_release of every copy released or collected since the last flush: the
+     * refs its release covers (a collected copy: all of them). An entry stays if refs came
+     * after the release was decided (its copy lives on with them), else it is removed.
+     */
     void flush() {
         synchronized (held) {
+            java.util.Set<Long> ids = new java.util.LinkedHashSet<>();
             for (Long id; (id = released.poll()) != null; ) {
-                Entry e = held.remove(id);
-                if (e != null) {
-                    send.accept(new CacheRelease(id, e.count));
-                }
+                ids.add(id);
             }
             for (Long id; (id = died.poll()) != null; ) {
+                ids.add(id);
+            }
+            for (long id : ids) {
                 Entry e = held.get(id);
-                if (e != null && e.ref.get() == null) {
+                if (e == null) {
+                    continue;
+                }
+                long n = e.releasing;
+                e.releasing = 0;
+                boolean collected = e.ref.get() == null;
+                if (collected) {
+                    n += e.count;
+                    e.count = 0;
+                }
+                if (collected || e.released) {
                     held.remove(id);
-                    send.accept(new CacheRelease(id, e.count));
+                }
+                if (n > 0) {
+                    send.accept(new CacheRelease(id, n));
                 }
             }
         }

@@ -53,7 +53,8 @@ import org.pbroker.wire.Wire;
  * that to the housekeeping thread, so it never blocks on a full socket).
  *
  * <p>Threads: one daemon reader thread per connection decodes frames; user code (future
- * completions, remote calls into {@link Referenceable}s, disconnect listeners) runs on the
+ * completions, remote calls into {@link Referenceable}s, {@link RemoteCache} updates, disconnect
+ * listeners; the first three in the order they came on the wire) runs on the
  * callback executor ({@link Options#executor}, by default one daemon thread per client, which keeps
  * everything in order; do not block it waiting for another answer, or pass your own executor). A
  * housekeeping thread runs timeouts and sends reference releases. Sending is thread-safe: any
@@ -81,6 +82,9 @@ public final class PBClient implements AutoCloseable {
     public static final class Options {
         private Executor executor;
         private Executor cacheExecutor;
+        private long streamWindowItems = Streams.DEFAULT_WINDOW_ITEMS;
+        private long streamWindowBytes = Streams.DEFAULT_WINDOW_BYTES;
+        private java.util.Set<String> withheld = java.util.Set.of();
         private Duration callTimeout;
         private int connectTimeoutMillis = 30_000;
         private int maxFrameSize = Wire.DEFAULT_MAX_FRAME_SIZE;
@@ -112,13 +116,47 @@ public final class PBClient implements AutoCloseable {
         }
 
         /**
-         * @param executor runs {@link RemoteCache} updates ({@code observe_*}), which must stay
-         *     in order: a single-thread executor (default: one thread per connection, made with
-         *     the first update)
+         * By default {@link RemoteCache} updates ({@code observe_*}) run on the callback executor
+         * ({@link #executor}), one at a time and in wire order with the server's calls to this
+         * client's objects and its answers: an update the server sent before a call (or an
+         * answer) has run when that call starts. Set an executor here to run updates apart (for
+         * example so a slow {@code observe_} method does not hold up calls); then they keep
+         * their order among themselves only, and a call or answer may be seen before an update
+         * the server sent earlier.
+         *
+         * @param executor runs updates, which must stay in order: a single-thread executor
          * @return this
          */
         public Options cacheExecutor(Executor executor) {
             this.cacheExecutor = executor;
+            return this;
+        }
+
+        /**
+         * Do not announce these optional features: behave as a client that lacks them (the
+         * interop tests of section 17.4).
+         */
+        Options withholdFeatures(String... names) {
+            this.withheld = java.util.Set.of(names);
+            return this;
+        }
+
+        /**
+         * The window of every stream (docs/PROTOCOL.md section 17): the most items, and bytes of
+         * stream_items bodies, in flight — what a {@link RemoteStream} buffers at most (the
+         * smaller of this and the producer's offer), and what streams we produce offer.
+         *
+         * @param items at least 1 (default 64)
+         * @param bytes at least 1 (default 1 MiB)
+         * @return this
+         */
+        public Options streamWindow(long items, long bytes) {
+            if (items < 1 || bytes < 1) {
+                throw new IllegalArgumentException("a stream window is at least 1 item and 1"
+                        + " byte, got " + items + " items, " + bytes + " bytes");
+            }
+            this.streamWindowItems = items;
+            this.streamWindowBytes = bytes;
             return this;
         }
 
@@ -293,6 +331,8 @@ public final class PBClient implements AutoCloseable {
     private final Options options;
     private final Executor executor;
     private final ExecutorService ownedExecutor;
+    /** Cache updates, incoming calls and completions onto {@link #executor}, in wire order. */
+    private final OrderedDelivery delivery;
     private final ScheduledThreadPoolExecutor housekeeping;
     private final CopyRegistry registry;
     private final String name;
@@ -320,6 +360,7 @@ public final class PBClient implements AutoCloseable {
                     + name));
             this.executor = ownedExecutor;
         }
+        this.delivery = new OrderedDelivery(executor);
         this.housekeeping = new ScheduledThreadPoolExecutor(1, daemon("pbroker-housekeeping-"
                 + name));
         this.housekeeping.setRemoveOnCancelPolicy(true);
@@ -328,12 +369,16 @@ public final class PBClient implements AutoCloseable {
                 options.maxContainerLength, options.maxOutstandingCalls, options.maxRunningCalls);
         List<String> features = options.heartbeat != null
                 ? List.of(Wire.FEATURE_HEARTBEAT, Wire.FEATURE_DECREFS, Wire.FEATURE_CACHE,
-                        Wire.FEATURE_CALL_OPTIONS, Wire.FEATURE_PIPELINING)
+                        Wire.FEATURE_CALL_OPTIONS, Wire.FEATURE_PIPELINING, Wire.FEATURE_STREAMS)
                 : List.of(Wire.FEATURE_DECREFS, Wire.FEATURE_CACHE, Wire.FEATURE_CALL_OPTIONS,
-                        Wire.FEATURE_PIPELINING);
+                        Wire.FEATURE_PIPELINING, Wire.FEATURE_STREAMS);
+        features = features.stream().filter(f -> !options.withheld.contains(f)).toList();
         this.session = new Session(Session.Role.CLIENT, limits, options.debug, options.localRoot,
                 registry, new Driver(), new Host(), features); // queues our hello
-        this.session.cacheExecutor(options.cacheExecutor);
+        // Default: updates share the callback executor's lane, in wire order with calls and answers.
+        this.session.cacheExecutor(options.cacheExecutor != null ? options.cacheExecutor
+                : delivery::update);
+        this.session.streamWindow(options.streamWindowItems, options.streamWindowBytes);
         conn.setMaxInboundFrameSize(options.maxFrameSize);
         if (options.heartbeat != null) {
             long every = Math.max(options.heartbeat.toMillis() / 6, 50); // idle_interval / 2
@@ -761,6 +806,29 @@ public final class PBClient implements AutoCloseable {
             return CompletableFuture.failedFuture(new IllegalStateException(
                     "cannot call '" + method + "': the reference was released (closed)"));
         }
+        CallContext serving = CallContext.current().orElse(null);
+        if (serving != null) { // a nested call: at most the budget left, the trace keys on (18.2)
+            Duration left = serving.remaining().orElse(null);
+            if (left != null && (timeout == null || left.compareTo(timeout) < 0)) {
+                timeout = left;
+            }
+            Map<String, String> trace = new java.util.LinkedHashMap<>();
+            for (String key : List.of("traceparent", "tracestate")) {
+                String value = serving.metadata().get(key);
+                if (value != null && (options == null || !options.metadata().containsKey(key))) {
+                    trace.put(key, value);
+                }
+            }
+            if (left != null || !trace.isEmpty()) {
+                options = (options == null ? new CallOptions(null, Map.of()) : options)
+                        .withMetadata(trace);
+            }
+        }
+        return callNow(target, method, args, kwargs, noAnswer, timeout, options);
+    }
+
+    private CompletableFuture<Object> callNow(RemoteReference target, String method, List<?> args,
+            Map<String, ?> kwargs, boolean noAnswer, Duration timeout, CallOptions options) {
         ConnectionLostException reason = lost;
         if (reason != null) {
             return CompletableFuture.failedFuture(new ConnectionLostException(
@@ -769,7 +837,7 @@ public final class PBClient implements AutoCloseable {
         CompletableFuture<RemoteReference> ready = session.ready();
         if (!ready.isDone()) {
             // the handshake must be done first: wait for it, then call
-            return ready.thenCompose(r -> call(target, method, args, kwargs, noAnswer, timeout,
+            return ready.thenCompose(r -> callNow(target, method, args, kwargs, noAnswer, timeout,
                     options));
         }
         // Only calls made with CallOptions send field 8 (their budget: theirs, else the default);
@@ -911,17 +979,28 @@ public final class PBClient implements AutoCloseable {
     private final class Driver implements Session.Dispatcher {
         @Override
         public void dispatch(Session.IncomingCall call) {
-            deliver(call::run);
+            delivery.deliver(call::run);
         }
 
         @Override
         public void deliver(Runnable completion) {
-            PBClient.this.deliver(completion);
+            delivery.deliver(completion);
         }
 
         @Override
         public void reenter(Runnable task) {
             withSession(s -> task.run());
+        }
+
+        @Override
+        public Runnable schedule(Duration delay, Runnable task) {
+            try {
+                ScheduledFuture<?> timer = housekeeping.schedule(() -> withSession(s -> task.run()),
+                        delay.toNanos(), TimeUnit.NANOSECONDS);
+                return () -> timer.cancel(false);
+            } catch (RejectedExecutionException e) {
+                return null; // closed: the call goes with the connection
+            }
         }
     }
 
@@ -956,7 +1035,7 @@ public final class PBClient implements AutoCloseable {
         }
 
         @Override
-        public Cleaner.Cleanable track(RemoteReference proxy, Runnable onUnreachable) {
+        public Cleaner.Cleanable track(Object proxy, Runnable onUnreachable) {
             return CLEANER.register(proxy, onUnreachable);
         }
 

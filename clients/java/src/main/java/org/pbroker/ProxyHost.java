@@ -36,10 +36,11 @@ interface ProxyHost {
     PBClient client();
 
     /**
-     * Arrange for {@code onUnreachable} to run (once) when {@code proxy} becomes unreachable; the
-     * returned cleanable runs it on explicit release. Never does I/O.
+     * Arrange for {@code onUnreachable} to run (once) when {@code proxy} (a RemoteReference, a
+     * RemoteStream) becomes unreachable; the returned cleanable runs it on explicit release.
+     * Never does I/O.
      */
-    Cleaner.Cleanable track(RemoteReference proxy, Runnable onUnreachable);
+    Cleaner.Cleanable track(Object proxy, Runnable onUnreachable);
 
     /** A release was queued on the session (any thread): arrange for a flush. Never does I/O. */
     void releaseQueued();

@@ -18,8 +18,11 @@ import java.util.concurrent.ConcurrentHashMap;
  * server runs {@code observe_set_score(...)} here; arguments are converted as for remote
  * methods). The first copy of a cache on a connection gets the state through
  * {@link #setCopyableState}; the same Cacheable sent again on that connection is this same
- * object. Updates run on the client's cache executor ({@link PBClient.Options#cacheExecutor},
- * by default one thread per connection), in the order the server sent them.
+ * object. Updates run in the order the server sent them, by default on the client's callback
+ * executor in wire order with its calls to this client's objects and its answers (so an update
+ * the server sent before a call has run when the call starts); with
+ * {@link PBClient.Options#cacheExecutor} set, on that executor, and their order relative to the
+ * calls and answers is not kept.
  *
  * <p>When this object is no longer referenced (the garbage collector), or on
  * {@link #releaseCache()}, the client releases it and the server stops observing it.
@@ -65,12 +68,18 @@ public abstract class RemoteCache {
      */
     protected void setCopyableState(Object state) {}
 
-    /** Let go of this copy now: the server stops observing it, no more updates arrive. */
+    /**
+     * Let go of this copy: the release of every reference received so far is decided now and
+     * sent with the client's next batch of releases; the server then stops observing it and
+     * updates stop. If the server sends this cache again before that batch goes out, the call
+     * gets this same object, live again (and still current: updates apply until the release is
+     * sent); if it sends it again after, the reference crossed the release and the call fails
+     * with {@code broker.NoSuchCache} (docs/PROTOCOL.md section 16.4): ask again for a fresh copy.
+     */
     public void releaseCache() {
         CacheHolder h = holder;
         if (h != null) {
-            holder = null;
-            h.releaseNow(cacheId);
+            h.release(this);
         }
     }
 

@@ -56,6 +56,10 @@ import org.pbroker.wire.Ping;
 import org.pbroker.wire.Pong;
 import org.pbroker.wire.RemoteProtocolException;
 import org.pbroker.wire.ReturnedRef;
+import org.pbroker.wire.StreamCredit;
+import org.pbroker.wire.StreamEnd;
+import org.pbroker.wire.StreamItems;
+import org.pbroker.wire.StreamRef;
 import org.pbroker.wire.TruncatedFrameException;
 import org.pbroker.wire.Wire;
 import org.pbroker.wire.WireDecoder;
@@ -67,15 +71,19 @@ import org.pbroker.wire.WireValue;
  * One connection's broker, without I/O (sans-I/O in the manner of h11): bytes from the peer go in
  * through {@link #receiveData}, frames to send queue up in the outbox ({@link #drainOutbox} /
  * {@link #dataToSend}), and {@link #closeOutcome()} says when the connection should end and why.
- * No socket, thread, clock or executor is touched here; {@link PBClient} is the I/O adapter
- * (reader thread, writer, callback executor, timeouts, Cleaner-driven releases, TLS, login).
+ * No socket, thread, timer or executor is touched here ({@link System#nanoTime()} only stamps a
+ * callee deadline's budget for {@link CallContext}; its timer is the {@link Dispatcher}'s);
+ * {@link PBClient} is the I/O adapter (reader thread, writer, callback executor, timeouts,
+ * Cleaner-driven releases, TLS, login).
  *
  * <p>The session owns the handshake, the lifecycle, the four tables of docs/PROTOCOL.md section 6
  * (questions: {@link PendingCalls}; answers; exports: {@link ExportTable}; imports:
  * {@link ImportTable}), calls out ({@link #call}: futures complete when the answers are fed in),
  * calls in (handed to the {@link Dispatcher}, which may run them at once or on an executor),
- * batched releases ({@link #flushReleases}) and goodbye. Either role: a client's session and a
- * server's differ only in wording; both may export objects (Java {@link Referenceable}s) and
+ * batched releases ({@link #flushReleases}) and goodbye; the negotiated features keep their
+ * state in classes of their own, made on first use ({@link Pipeline}, {@link CacheHolder},
+ * {@link Streams}, the callee deadlines). Either role: a client's session and a server's differ
+ * only in wording; both may export objects (Java {@link Referenceable}s) and
  * have a root (bootstrap object 0).
  *
  * <p>Lifecycle, one table ({@link #TRANSITIONS}; a missing entry is illegal):
@@ -250,6 +258,19 @@ public final class Session {
          */
         void reenter(Runnable task);
 
+        /**
+         * Run {@code task} in the session's context (as {@link #reenter} does) once
+         * {@code delay} has passed: the timers of callee deadlines (section 18.2). The default
+         * has no clock and schedules nothing.
+         *
+         * @param delay how long from now
+         * @param task the task
+         * @return cancels the timer (harmless once it ran), or null if nothing was scheduled
+         */
+        default Runnable schedule(Duration delay, Runnable task) {
+            return null;
+        }
+
         /** @return a dispatcher that runs everything at once, on the calling thread */
         static Dispatcher synchronous() {
             return new Dispatcher() {
@@ -323,9 +344,20 @@ public final class Session {
                 dispatcher.reenter(() -> reply(call, null, refusal));
                 return;
             }
+            Deadline d = deadlineOf(call);
+            if (d != null && d.fired) { // answered "deadline" while it waited to run: skip it
+                dispatcher.reenter(() -> reply(call, null, null));
+                return;
+            }
             Object result;
             try {
-                result = target.remoteMessageReceived(call.method(), call.args(), call.kwargs());
+                if (call.options() == null) {
+                    result = target.remoteMessageReceived(call.method(), call.args(), call.kwargs());
+                } else { // what nested calls inherit (section 18.2 rule 3)
+                    result = new CallContext(d == null ? null : d.atNanos,
+                            CallContext.metadataOf(call.options())).run(() ->
+                            target.remoteMessageReceived(call.method(), call.args(), call.kwargs()));
+                }
             } catch (Exception e) {
                 dispatcher.reenter(() -> reply(call, null, e));
                 return;
@@ -364,6 +396,8 @@ public final class Session {
     private final ConcurrentLinkedQueue<ImportTable.Entry> deadProxies =
             new ConcurrentLinkedQueue<>();
     private final List<Consumer<Throwable>> disconnectListeners = new ArrayList<>();
+    /** Timers of incoming calls with a budget (section 18.2), made on first use. */
+    private Map<Call, Deadline> deadlines;
     private final CompletableFuture<RemoteReference> ready = new CompletableFuture<>();
     private final RemoteReference bootstrap;
     private final List<byte[]> outbox = new ArrayList<>();
@@ -373,6 +407,10 @@ public final class Session {
     private CacheHolder caches;
     /** Runs RemoteCache updates in order; null: one thread of the holder's own. */
     private java.util.concurrent.Executor cacheExecutor;
+    /** Streams both ways (feature "streams", section 17), made on first use. */
+    private Streams streams;
+    private long streamWindowItems = Streams.DEFAULT_WINDOW_ITEMS;
+    private long streamWindowBytes = Streams.DEFAULT_WINDOW_BYTES;
     private volatile State state = State.HANDSHAKE;
     private Hello peerHello;
     private Goodbye peerGoodbye;
@@ -793,6 +831,18 @@ public final class Session {
             queuePlain(new Pong(ping.nonce())); // at once, before the frames behind it (3.9)
         } else if (message instanceof Decrefs decrefs) {
             decrefs.releases().forEach(this::release);
+        } else if (message instanceof StreamItems items) { // section 17.2
+            if (streams != null) {
+                streams.items(items, body.length);
+            }
+        } else if (message instanceof StreamCredit credit) {
+            if (streams != null) {
+                streams.credit(credit);
+            }
+        } else if (message instanceof StreamEnd end) { // section 17.3
+            if (streams != null) {
+                streams.end(end);
+            }
         } else if (message instanceof CacheUpdate update) {
             caches().update(update); // section 16.2
         } else if (message instanceof CacheRelease release) {
@@ -1026,10 +1076,17 @@ public final class Session {
         List<Long> sent = new ArrayList<>();
         WireEncoder encoder = new WireEncoder(obj -> toWire(obj, sent), peerMaxFrameSize());
         try {
-            return encoder.encodeBody(message);
+            byte[] body = encoder.encodeBody(message);
+            if (streams != null) {
+                streams.confirmSends();
+            }
+            return body;
         } catch (WireException e) {
             for (long id : sent) {
                 exports.undoSend(id);
+            }
+            if (streams != null) {
+                streams.undoSends(); // the streams it carried never existed (section 17)
             }
             Throwable cause = e.getCause();
             if (cause instanceof BrokerException b) {
@@ -1063,6 +1120,10 @@ public final class Session {
             long id = exports.addSend(obj);
             sent.add(id);
             return new ExportedRef(id);
+        }
+        OutgoingStream stream = OutgoingStream.from(obj);
+        if (stream != null) {
+            return streams().toWire(stream); // section 17.1
         }
         String typeName = registry.nameFor(obj);
         if (typeName != null) {
@@ -1103,12 +1164,17 @@ public final class Session {
         if (value instanceof CacheRef ref) {
             return caches().received(ref, problems); // section 16.1
         }
+        if (value instanceof StreamRef ref) {
+            return streams().received(ref, problems); // section 17.1
+        }
         return exceptionFrom((FailureInfo) value);
     }
 
     /**
      * Run RemoteCache updates on {@code executor} (in the order they arrive; default: one
-     * thread per connection, made with the first update). Set it before the first cache.
+     * thread per connection, made with the first update; {@link PBClient} passes its callback
+     * executor's ordered lane, {@link OrderedDelivery}, unless told otherwise). Set it before
+     * the first cache.
      *
      * @param executor an executor that keeps submission order, or null for the default
      */
@@ -1119,6 +1185,76 @@ public final class Session {
     /** @return the number of the peer's caches held here (section 16) */
     public int heldCaches() {
         return caches == null ? 0 : caches.size();
+    }
+
+    // --- streams (feature "streams", section 17) -----------------------------------------------
+
+    /**
+     * The window this side offers and grants, per stream (default 64 items, 1 MiB: the Python
+     * broker's). Set it before the first stream.
+     *
+     * @param items the most items in flight, at least 1
+     * @param bytes the most bytes of stream_items bodies in flight, at least 1
+     */
+    public void streamWindow(long items, long bytes) {
+        if (items < 1 || bytes < 1) {
+            throw new IllegalArgumentException("a stream window is at least 1 item and 1 byte,"
+                    + " got " + items + " items, " + bytes + " bytes");
+        }
+        streamWindowItems = items;
+        streamWindowBytes = bytes;
+    }
+
+    /** @return the peer's streams we consume (section 17) */
+    public int consumedStreams() {
+        return streams == null ? 0 : streams.consumedCount();
+    }
+
+    /** @return the streams we produce for the peer */
+    public int producedStreams() {
+        return streams == null ? 0 : streams.producedCount();
+    }
+
+    private Streams streams() {
+        if (streams == null) {
+            streams = new Streams(this, dispatcher, streamWindowItems, streamWindowBytes);
+        }
+        return streams;
+    }
+
+    boolean isOpen() {
+        return state == State.OPEN;
+    }
+
+    void queueMessage(Message message) {
+        queuePlain(message);
+    }
+
+    byte[] encodeItems(StreamItems message) {
+        return encodeWithRefs(message);
+    }
+
+    void queueBody(byte[] body) {
+        queue(body);
+    }
+
+    void track(Object stream, Runnable onUnreachable) {
+        host.track(stream, () -> {
+            onUnreachable.run();
+            host.releaseQueued();
+        });
+    }
+
+    void streamProtocolError(RemoteProtocolException e) {
+        protocolError(e);
+    }
+
+    RuntimeException exceptionFromFailure(FailureInfo info) {
+        return exceptionFrom(info);
+    }
+
+    FailureInfo failureInfoOf(Throwable exc) {
+        return failureInfo(exc);
     }
 
     private CacheHolder caches() {
@@ -1178,6 +1314,9 @@ public final class Session {
         } else if (runningCalls() >= limits.maxRunningCalls()) {
             refusal = new OverloadedException("broker.Overloaded", runningCalls()
                     + " calls running; the limit is " + limits.maxRunningCalls(), null);
+        }
+        if (refusal == null && call.options() != null) {
+            startDeadline(call);
         }
         // Refusals go through the dispatcher too, so every call is answered in arrival order.
         dispatcher.dispatch(new IncomingCall(call,
@@ -1284,6 +1423,96 @@ public final class Session {
         return pipeline == null ? 0 : pipeline.retainedCount();
     }
 
+    // --- callee deadlines (section 18.2) ---------------------------------------------------------
+
+    /** One incoming call's budget: its timer, and what to stop when it passes. */
+    private static final class Deadline {
+        final long atNanos;
+        final double seconds;
+        Runnable cancelTimer;
+        CompletableFuture<?> future; // the method's, once it returned one
+        volatile boolean fired; // read by IncomingCall.run on the executor's thread
+
+        Deadline(long atNanos, double seconds) {
+            this.atNanos = atNanos;
+            this.seconds = seconds;
+        }
+    }
+
+    /** A call with a "timeout" arrived: time it (nothing without a clock, or without one). */
+    private void startDeadline(Call call) {
+        if (!(call.options().get("timeout") instanceof Number n)) {
+            return;
+        }
+        double seconds = n.doubleValue();
+        long nanos = (long) Math.min(seconds * 1e9, Long.MAX_VALUE / 4.0);
+        Deadline d = new Deadline(System.nanoTime() + nanos, seconds);
+        Runnable cancel = dispatcher.schedule(Duration.ofNanos(nanos), () -> deadlinePassed(call, d));
+        if (cancel == null) {
+            return;
+        }
+        d.cancelTimer = cancel;
+        synchronized (this) { // IncomingCall.run reads it from the executor's thread
+            if (deadlines == null) {
+                deadlines = new IdentityHashMap<>();
+            }
+            deadlines.put(call, d);
+        }
+    }
+
+    private Deadline deadlineOf(Call call) {
+        Deadline d;
+        synchronized (this) { // IncomingCall.run may be on another thread: a glance only
+            d = deadlines == null ? null : deadlines.get(call);
+        }
+        return d;
+    }
+
+    /**
+     * The budget passed before the method finished: cancel it as for a cancel (section 9) and
+     * answer kind "deadline" (a one-way call: nothing); its result, if it comes, is dropped.
+     */
+    private void deadlinePassed(Call call, Deadline d) {
+        if (deadlines == null || deadlines.get(call) != d || d.fired) {
+            return;
+        }
+        d.fired = true;
+        CompletableFuture<?> running = d.future;
+        if (running != null) { // its completion will not reply: nothing more to wait for
+            synchronized (this) {
+                deadlines.remove(call);
+            }
+            if (call.answerWanted() ? answers.remove(call.requestId()) == null
+                    : !oneWayRunning.remove(running)) {
+                return; // it finished meanwhile
+            }
+            running.cancel(true);
+        }
+        if (call.answerWanted()) {
+            replyNow(call, null, new DeadlineExceededException(DeadlineExceededException.TYPE_NAME,
+                    "the call's deadline of " + d.seconds + " s passed before '" + call.method()
+                    + "' finished", null));
+        }
+    }
+
+    /** Whether {@code call}'s deadline already answered it; else its timer is stopped. */
+    private boolean answeredByDeadline(Call call) {
+        if (deadlines == null) {
+            return false;
+        }
+        Deadline d;
+        synchronized (this) {
+            d = deadlines.remove(call);
+        }
+        if (d == null) {
+            return false;
+        }
+        if (!d.fired) {
+            d.cancelTimer.run();
+        }
+        return d.fired;
+    }
+
     /** A dispatched call returned a future: it is running until that completes (or a cancel). */
     private void awaitResult(Call call, CompletableFuture<?> future) {
         long id = call.requestId();
@@ -1291,6 +1520,17 @@ public final class Session {
         if (!sending()) {
             future.cancel(true); // the connection is going: nobody waits for it
             return;
+        }
+        Deadline d = deadlines == null ? null : deadlines.get(call);
+        if (d != null && d.fired) { // answered already: stop it
+            synchronized (this) {
+                deadlines.remove(call);
+            }
+            future.cancel(true);
+            return;
+        }
+        if (d != null) {
+            d.future = future;
         }
         if (noAnswer) {
             oneWayRunning.add(future);
@@ -1305,6 +1545,13 @@ public final class Session {
     }
 
     private void reply(Call call, Object value, Throwable error) {
+        if (answeredByDeadline(call)) {
+            return; // too late: the deadline answered it (section 18.2)
+        }
+        replyNow(call, value, error);
+    }
+
+    private void replyNow(Call call, Object value, Throwable error) {
         if (!call.answerWanted()) {
             if (error != null) {
                 LOG.log(Level.WARNING, this + ": one-way call '" + call.method() + "' failed",
@@ -1371,7 +1618,8 @@ public final class Session {
 
     /** @return whether released proxies wait for {@link #flushReleases} */
     public boolean releasesPending() {
-        return !deadProxies.isEmpty() || (caches != null && caches.pending());
+        return !deadProxies.isEmpty() || (caches != null && caches.pending())
+                || (streams != null && streams.dropsPending());
     }
 
     /** Queue one decref per object whose proxies were released since the last flush. */
@@ -1382,6 +1630,9 @@ public final class Session {
         }
         if (caches != null && sending()) {
             caches.flush(); // RemoteCaches released or collected (section 16.3)
+        }
+        if (streams != null) {
+            streams.flushDropped(); // RemoteStreams dropped unread: cancelled (section 17.3)
         }
         if (died.isEmpty() || !sending()) {
             return;
@@ -1507,11 +1758,26 @@ public final class Session {
         for (CompletableFuture<?> f : running) {
             f.cancel(true);
         }
+        if (deadlines != null) {
+            List<Deadline> timers;
+            synchronized (this) {
+                timers = new ArrayList<>(deadlines.values());
+                deadlines = null;
+            }
+            for (Deadline d : timers) {
+                d.cancelTimer.run();
+            }
+        }
         exports.clear();
         imports.clear();
         deadProxies.clear();
         if (caches != null) {
             caches.clear();
+        }
+        if (streams != null) {
+            Streams ending = streams;
+            streams = null;
+            ending.connectionEnded(failure); // consumers fail after their items (section 17.3)
         }
         List<Consumer<Throwable>> listeners = List.copyOf(disconnectListeners);
         disconnectListeners.clear();
@@ -1560,7 +1826,7 @@ public final class Session {
         }
 
         @Override
-        public Cleaner.Cleanable track(RemoteReference proxy, Runnable onUnreachable) {
+        public Cleaner.Cleanable track(Object proxy, Runnable onUnreachable) {
             AtomicBoolean done = new AtomicBoolean();
             return () -> {
                 if (done.compareAndSet(false, true)) {

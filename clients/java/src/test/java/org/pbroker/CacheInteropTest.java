@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.pbroker.InteropFixtures.get;
 
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -64,7 +65,8 @@ class CacheInteropTest {
             get(root.callRemote("set_score", "release", "bob", 4));
             assertEquals("bob=4", copy.events.poll(10, TimeUnit.SECONDS));
             assertEquals(Map.of("ann", 3L, "bob", 4L), copy.scores);
-            assertTrue(copy.updateThread.startsWith("pbroker-cache"), copy.updateThread);
+            // by default on the callback executor, with the calls and answers (wire order)
+            assertTrue(copy.updateThread.startsWith("pbroker-callbacks"), copy.updateThread);
             // The same Cacheable again: the same object, its state not sent again.
             assertSame(copy, get(root.callRemote("scoreboard", "release")));
             assertTrue(copy.isLive());
@@ -78,6 +80,74 @@ class CacheInteropTest {
             assertEquals(Map.of("watching", 0L, "stopped", 1L), stats);
             assertNull(copy.events.poll());
             assertEquals(Map.of("ann", 3L, "bob", 4L), copy.scores);
+        }
+    }
+
+    /** The server calls this after each update: it must see that update, not a later one. */
+    public static final class Witness implements Referenceable {
+        final ScoreboardCopy copy;
+        final List<String> late = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+        Witness(ScoreboardCopy copy) {
+            this.copy = copy;
+        }
+
+        @Remote
+        public long seen(String player, long score) {
+            Long now = copy.scores.get(player);
+            if (now == null || now != score) {
+                late.add("call seen(" + score + ") found the copy at " + now);
+            }
+            return score;
+        }
+    }
+
+    @Test
+    void updatesAndTheServersCallsAndAnswersArriveInWireOrder() throws Exception {
+        // Each round the server pushes an update (set_score), answers, then calls the Java
+        // witness (call_back): on the wire update, answer, call. Sent without waiting, so the
+        // rounds' messages stream in while earlier ones are delivered.
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
+            ScoreboardCopy copy = (ScoreboardCopy) get(root.callRemote("scoreboard", "order"));
+            Witness witness = new Witness(copy);
+            List<String> lateAnswers = new java.util.concurrent.CopyOnWriteArrayList<>();
+            List<java.util.concurrent.CompletableFuture<?>> rounds = new java.util.ArrayList<>();
+            for (long i = 1; i <= 300; i++) {
+                long score = i;
+                rounds.add(root.callRemote("set_score", "order", "p", score).thenRun(() -> {
+                    Long now = copy.scores.get("p");
+                    if (now == null || now < score) {
+                        lateAnswers.add("answer " + score + " found the copy at " + now);
+                    }
+                }));
+                rounds.add(root.callRemote("call_back", witness, "seen", "p", score));
+            }
+            for (java.util.concurrent.CompletableFuture<?> f : rounds) {
+                get(f);
+            }
+            assertTrue(witness.late.isEmpty(), witness.late.size() + " calls out of wire order"
+                    + " with the updates, first: " + witness.late.subList(0, Math.min(3,
+                    witness.late.size())));
+            assertTrue(lateAnswers.isEmpty(), lateAnswers.size() + " answers before their"
+                    + " update, first: " + lateAnswers.subList(0, Math.min(3, lateAnswers.size())));
+            assertEquals(300L, copy.scores.get("p"));
+        }
+    }
+
+    @Test
+    void aSeparateCacheExecutorRunsUpdatesThere() throws Exception {
+        java.util.concurrent.ExecutorService own = java.util.concurrent.Executors
+                .newSingleThreadExecutor(r -> new Thread(r, "my-cache-thread"));
+        try (PBClient client = PBClient.connect("127.0.0.1", SERVER.port("plain"),
+                PBClient.Options.defaults().cacheExecutor(own))) {
+            RemoteReference root = get(client.getRootObject());
+            ScoreboardCopy copy = (ScoreboardCopy) get(root.callRemote("scoreboard", "own"));
+            get(root.callRemote("set_score", "own", "dee", 2));
+            assertEquals("dee=2", copy.events.poll(10, TimeUnit.SECONDS));
+            assertEquals("my-cache-thread", copy.updateThread);
+        } finally {
+            own.shutdown();
         }
     }
 

@@ -57,6 +57,53 @@ class CallOptionsInteropTest {
         }
     }
 
+    /** A Java object Python calls with a deadline (section 18.2: Java as the callee). */
+    static final class Slow implements Referenceable {
+        final CompletableFuture<String> hung = new CompletableFuture<>();
+        private final RemoteReference root;
+
+        Slow(RemoteReference root) {
+            this.root = root;
+        }
+
+        /** Never answers: only the deadline ends it. */
+        @Remote
+        public CompletableFuture<String> hang() {
+            return hung;
+        }
+
+        /** Calls Python back while serving: the nested call inherits the budget left. */
+        @Remote
+        public CompletableFuture<Object> nested() {
+            return root.callRemote("call_options");
+        }
+    }
+
+    @Test
+    void aPythonDeadlineStopsTheJavaMethod() throws Exception {
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
+            Slow slow = new Slow(root);
+            Map<?, ?> outcome = (Map<?, ?>) get(root.callRemote("call_with_deadline", slow, "hang",
+                    0.2));
+            assertEquals(Map.of("error", "DeadlineExceeded", "kind", "deadline"), outcome);
+            // the method's future is cancelled (by the deadline's timer, or the caller's cancel)
+            assertThrows(java.util.concurrent.CancellationException.class, () -> get(slow.hung));
+        }
+    }
+
+    @Test
+    void aNestedJavaCallInheritsTheBudgetLeft() throws Exception {
+        try (PBClient client = SERVER.connect()) {
+            RemoteReference root = get(client.getRootObject());
+            Map<?, ?> outcome = (Map<?, ?>) get(root.callRemote("call_with_deadline",
+                    new Slow(root), "nested", 5.0));
+            Map<?, ?> seen = (Map<?, ?>) outcome.get("value");
+            double remaining = ((Number) seen.get("remaining")).doubleValue();
+            assertTrue(remaining > 0 && remaining < 5.0, "the nested call's budget: " + remaining);
+        }
+    }
+
     @Test
     void badOptionsAreRefusedWhereTheyAreWritten() {
         assertThrows(IllegalArgumentException.class,

@@ -19,6 +19,7 @@ final class SessionFixtures {
         return switch (name) {
             case "none" -> null;
             case "calc" -> new Calc();
+            case "numbers" -> new Numbers(); // streams_session.json
             default -> throw new IllegalArgumentException("unknown session fixture '" + name + "'");
         };
     }
@@ -55,6 +56,45 @@ final class SessionFixtures {
                 return kwargs.get(name);
             }
             throw new IllegalArgumentException("missing argument '" + name + "'");
+        }
+    }
+
+    /**
+     * Root "numbers" (streams_session.json): {@code numbers(n)} streams 0 … n−1, {@code
+     * failing(n)} the same, then fails, {@code endless()} 0, 1, 2, … until cancelled.
+     */
+    static final class Numbers implements Referenceable {
+        @Override
+        public Object remoteMessageReceived(String method, List<Object> args,
+                Map<String, Object> kwargs) {
+            return switch (method) {
+                case "numbers" -> java.util.stream.LongStream.range(0, (Long) args.get(0))
+                        .boxed().iterator();
+                case "failing" -> failing((Long) args.get(0));
+                case "endless" -> java.util.stream.LongStream.iterate(0, i -> i + 1).boxed()
+                        .iterator();
+                default -> throw new UnimplementedException("broker.NoSuchMethod",
+                        "Numbers has no remote method '" + method + "'", null);
+            };
+        }
+
+        private static java.util.Iterator<Long> failing(long n) {
+            return new java.util.Iterator<>() {
+                private long next;
+
+                @Override
+                public boolean hasNext() {
+                    if (next < n) {
+                        return true;
+                    }
+                    throw new RemoteException("failed", "builtins.ValueError", "ran dry", null);
+                }
+
+                @Override
+                public Long next() {
+                    return next++;
+                }
+            };
         }
     }
 

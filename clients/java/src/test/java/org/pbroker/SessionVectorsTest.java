@@ -73,7 +73,8 @@ import org.pbroker.wire.WireVectorsTestAccess;
  * spec.
  *
  * <p>Each feature's session file beside session.json (pipelining_session.json,
- * cache_session.json, call_options_session.json: sections 15, 16, 18) runs the same way, but for
+ * cache_session.json, call_options_session.json, streams_session.json: sections 15, 16, 18, 17)
+ * runs the same way (streams_session.json's results that are streams as its fixtures say), but for
  * the vectors whose session serves the cache owner fixture {@code "board"}: this client holds
  * caches but owns none, so those are Python's only.
  *
@@ -83,7 +84,7 @@ class SessionVectorsTest {
     /** The optional features (docs/PROTOCOL.md section 3.1) the Java session implements. */
     static final Set<String> SUPPORTED_FEATURES =
             Set.of(Wire.FEATURE_HEARTBEAT, Wire.FEATURE_DECREFS, Wire.FEATURE_CACHE,
-                    Wire.FEATURE_PIPELINING, Wire.FEATURE_CALL_OPTIONS);
+                    Wire.FEATURE_PIPELINING, Wire.FEATURE_CALL_OPTIONS, Wire.FEATURE_STREAMS);
 
     /** Roots of vectors only a cache owner can run (this client is none). */
     private static final Set<String> OWNER_ROOTS = Set.of("board");
@@ -126,7 +127,7 @@ class SessionVectorsTest {
     @TestFactory
     Stream<DynamicContainer> featureVectors() throws Exception {
         return Stream.of(feature("pipelining_session.json", 10), feature("cache_session.json", 7),
-                feature("call_options_session.json", 8));
+                feature("call_options_session.json", 8), feature("streams_session.json", 11));
     }
 
     /** A feature's session file beside session.json; fewer than {@code atLeast} to run is suspicious. */
@@ -351,6 +352,16 @@ class SessionVectorsTest {
                 return;
             }
             Object value = f.join();
+            if (value instanceof RemoteStream stream) { // streams_session.json: take what is buffered
+                Map<String, Object> now = new LinkedHashMap<>();
+                now.put("items", valueJson(stream.takeBuffered()));
+                Throwable failure = stream.endingFailure();
+                now.put("end", !stream.isEnded() ? null : failure == null ? "done" : kindOf(failure));
+                value = Map.of("$stream", now);
+                assertTrue(matches(r.get("value"), value), where() + ": result " + value
+                        + ", expected " + r.get("value"));
+                return;
+            }
             assertTrue(matches(r.get("value"), valueJson(value)), where() + ": result "
                     + valueJson(value) + ", expected " + r.get("value"));
         }
@@ -467,6 +478,10 @@ class SessionVectorsTest {
             }
             if (v instanceof ExportedRef r) {
                 return Map.of("$ref_sender", r.objectId());
+            }
+            if (v instanceof org.pbroker.wire.StreamRef s) {
+                return Map.of("$stream", Arrays.asList(s.streamId(), s.windowItems(),
+                        s.windowBytes()));
             }
             if (v instanceof ReturnedRef r) {
                 return Map.of("$ref_receiver", r.objectId());

@@ -6,7 +6,8 @@ package org.pbroker.wire;
  * {@link MalformedMessageException}).
  */
 public sealed interface Message permits Hello, Goodbye, Call, Answer, ErrorMessage, Cancel, Decref,
-        Decrefs, Ping, Pong, CacheUpdate, CacheRelease, Finish {
+        Decrefs, Ping, Pong, CacheUpdate, CacheRelease, Finish,
+        StreamItems, StreamEnd, StreamCredit {
     /** @return the message type number (first element of the body array) */
     int type();
 }

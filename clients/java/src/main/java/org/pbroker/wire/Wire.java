@@ -54,6 +54,12 @@ public final class Wire {
     public static final int DECREFS = 12;
     /** Message type: finish (feature "pipelining", section 15.2). */
     public static final int FINISH = 9;
+    /** Message type: stream_items (feature "streams", section 17.2). */
+    public static final int STREAM_ITEMS = 13;
+    /** Message type: stream_end (feature "streams", section 17.3). */
+    public static final int STREAM_END = 14;
+    /** Message type: stream_credit (feature "streams", section 17.2). */
+    public static final int STREAM_CREDIT = 15;
     /** Message type: cache_update (feature "cache", section 16.2). */
     public static final int CACHE_UPDATE = 17;
     /** Message type: cache_release (feature "cache", section 16.3). */
@@ -67,6 +73,8 @@ public final class Wire {
     public static final String FEATURE_PIPELINING = "pipelining";
     /** Feature: Cacheable / RemoteCache (ext 6, cache_update, cache_release; section 16). */
     public static final String FEATURE_CACHE = "cache";
+    /** Feature: streams with credit-based flow control (ext 7, messages 13-15; section 17). */
+    public static final String FEATURE_STREAMS = "streams";
     /** Feature: call options, field 8 of a call (deadline, metadata; section 18). */
     public static final String FEATURE_CALL_OPTIONS = "call-options";
     /** Default time after which a silent peer is declared dead (section 5.2). */
@@ -83,6 +91,8 @@ public final class Wire {
     public static final byte EXT_FAILURE = 4;
     /** Ext code: a cache ref (feature "cache", section 16.1). */
     public static final byte EXT_CACHE_REF = 6;
+    /** Ext code: a stream the sender will feed (feature "streams", section 17.1). */
+    public static final byte EXT_STREAM = 7;
 
     /** Call flag bit 0: the caller wants no answer. */
     public static final long CALL_NO_ANSWER = 1;

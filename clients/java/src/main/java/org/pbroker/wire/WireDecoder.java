@@ -309,6 +309,13 @@ public final class WireDecoder {
                 }
                 throw new UnknownMessageTypeException("message type " + mtype
                         + " needs the feature \"cache\" in both hellos");
+            case Wire.STREAM_ITEMS, Wire.STREAM_END, Wire.STREAM_CREDIT:
+                if (negotiated.contains(Wire.FEATURE_STREAMS)) {
+                    return mtype == Wire.STREAM_ITEMS ? streamItems(f)
+                            : mtype == Wire.STREAM_END ? streamEnd(f) : streamCredit(f);
+                }
+                throw new UnknownMessageTypeException("message type " + mtype
+                        + " needs the feature \"streams\" in both hellos");
             case Wire.HELLO:
                 throw new HandshakeException("hello received after the handshake");
             default:
@@ -484,6 +491,55 @@ public final class WireDecoder {
         }
     }
 
+    private StreamItems streamItems(List<Object> f) throws WireException {
+        arity(f, 3, "stream_items");
+        if (!(f.get(2) instanceof List<?>)) {
+            throw new MalformedMessageException("stream_items items must be an array");
+        }
+        @SuppressWarnings("unchecked")
+        List<Object> items = (List<Object>) f.get(2);
+        if (!items.isEmpty()) {
+            convert(items, 2);
+        }
+        try {
+            return new StreamItems(id(f.get(1), "stream_id"), items);
+        } catch (IllegalArgumentException e) {
+            throw malformed("StreamItems", e);
+        }
+    }
+
+    private StreamEnd streamEnd(List<Object> f) throws WireException {
+        arity(f, 3, "stream_end");
+        Object failure = f.get(2);
+        if (failure != null) {
+            if (!(failure instanceof RawExt ext) || ext.code != Wire.EXT_FAILURE) {
+                throw new MalformedMessageException("stream_end failure must be a failure ext"
+                        + " value or nil, not " + typeName(failure));
+            }
+            Object payload = unpack(ext.data);
+            if (!(payload instanceof List<?> p) || p.size() != 4) {
+                throw new MalformedMessageException(
+                        "a failure's payload must be [kind, type_name, message, traceback]");
+            }
+            failure = failure(p.get(0), p.get(1), p.get(2), p.get(3));
+        }
+        try {
+            return new StreamEnd(id(f.get(1), "stream_id"), (FailureInfo) failure);
+        } catch (IllegalArgumentException e) {
+            throw malformed("StreamEnd", e);
+        }
+    }
+
+    private static StreamCredit streamCredit(List<Object> f) throws WireException {
+        arity(f, 4, "stream_credit");
+        try {
+            return new StreamCredit(id(f.get(1), "stream_id"), id(f.get(2), "items"),
+                    id(f.get(3), "bytes"));
+        } catch (IllegalArgumentException e) {
+            throw malformed("StreamCredit", e);
+        }
+    }
+
     private static long nonce(List<Object> f, String name) throws WireException {
         arity(f, 2, name);
         try {
@@ -596,7 +652,8 @@ public final class WireDecoder {
             throw new NestingTooDeepException("nesting deeper than " + maxDepth);
         }
         if ((ext.code < Wire.EXT_SENDER_REF || ext.code > Wire.EXT_FAILURE)
-                && !(ext.code == Wire.EXT_CACHE_REF && negotiated.contains(Wire.FEATURE_CACHE))) {
+                && !(ext.code == Wire.EXT_CACHE_REF && negotiated.contains(Wire.FEATURE_CACHE))
+                && !(ext.code == Wire.EXT_STREAM && negotiated.contains(Wire.FEATURE_STREAMS))) {
             throw new UnknownExtCodeException("ext code " + ext.code + " is not implemented");
         }
         byte[] data = ext.data;
@@ -643,10 +700,25 @@ public final class WireDecoder {
                 value = failure(p.get(0), p.get(1), p.get(2), p.get(3));
             }
             case Wire.EXT_CACHE_REF -> value = cacheRef(unpack(data), level);
+            case Wire.EXT_STREAM -> value = streamRef(unpack(data));
             default -> throw new UnknownExtCodeException(
                     "ext code " + ext.code + " is not implemented");
         }
         return resolve == null ? value : resolve.apply(value);
+    }
+
+    /** Ext 7 (section 17.1): {@code [stream_id, window_items, window_bytes]}, all at least 1. */
+    private static StreamRef streamRef(Object payload) throws WireException {
+        if (!(payload instanceof List<?> p) || p.size() != 3) {
+            throw new MalformedMessageException(
+                    "a stream's payload must be [stream_id, window_items, window_bytes]");
+        }
+        try {
+            return new StreamRef(id(p.get(0), "stream_id"), id(p.get(1), "window_items"),
+                    id(p.get(2), "window_bytes"));
+        } catch (IllegalArgumentException e) {
+            throw malformed("StreamRef", e);
+        }
     }
 
     /** Ext 6 (section 16.1): {@code [cache_id]}, or {@code [cache_id, type_name, state]}. */

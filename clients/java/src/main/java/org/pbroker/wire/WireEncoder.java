@@ -157,6 +157,16 @@ public final class WireEncoder {
         } else if (message instanceof CacheRelease m) {
             b.add(m.cacheId());
             b.add(m.count());
+        } else if (message instanceof StreamItems m) {
+            b.add(m.streamId());
+            b.add(m.items());
+        } else if (message instanceof StreamEnd m) {
+            b.add(m.streamId());
+            b.add(m.failure());
+        } else if (message instanceof StreamCredit m) {
+            b.add(m.streamId());
+            b.add(m.items());
+            b.add(m.bytes());
         }
         return b;
     }
@@ -245,6 +255,9 @@ public final class WireEncoder {
                 payload = longPayload(r.objectId());
             } else if (w instanceof CopyState c) {
                 payload = nested(java.util.Arrays.asList(c.typeName(), c.state()), depth);
+            } else if (w instanceof StreamRef s) { // section 17.1
+                payload = nested(List.of((Object) s.streamId(), s.windowItems(), s.windowBytes()),
+                        depth);
             } else if (w instanceof CacheRef c) { // section 16.1: the state only the first time
                 payload = nested(c.first() ? java.util.Arrays.asList(c.cacheId(), c.typeName(),
                         c.state()) : List.of((Object) c.cacheId()), depth);

@@ -32,7 +32,8 @@ import org.junit.jupiter.api.TestFactory;
  * <p>The file is found through the system property {@code pbroker.vectors}, else
  * {@code pbroker.root}/tests/vectors/wire.json (Maven sets pbroker.root to the checkout root), else
  * ../../tests/vectors/wire.json from the working directory. Each feature's codec file beside it
- * (pipelining.json, cache.json, call_options.json: sections 15, 16, 18) runs the same way.
+ * (pipelining.json, cache.json, call_options.json, streams.json: sections 15, 16, 18, 17) runs
+ * the same way.
  */
 class WireVectorsTest {
     static Path vectorsPath() {
@@ -66,7 +67,7 @@ class WireVectorsTest {
     @TestFactory
     Stream<DynamicContainer> featureVectors() throws Exception {
         return Stream.of(feature("pipelining.json", 15), feature("cache.json", 21),
-                feature("call_options.json", 11));
+                feature("call_options.json", 11), feature("streams.json", 30));
     }
 
     /** A feature's codec file beside wire.json; fewer than {@code atLeast} vectors is suspicious. */
@@ -223,6 +224,18 @@ class WireVectorsTest {
             }
             case "cache_release":
                 return new CacheRelease((Long) j.get("cache_id"), (Long) j.get("count"));
+            case "stream_items": // feature "streams" (tests/vectors/streams.json)
+                return new StreamItems((Long) j.get("stream_id"),
+                        (List<Object>) valueFromJson(j.get("items")));
+            case "stream_end": {
+                List<Object> f = (List<Object>) j.get("failure");
+                return new StreamEnd((Long) j.get("stream_id"), f == null ? null
+                        : new FailureInfo((String) f.get(0), (String) f.get(1),
+                                (String) f.get(2), (String) f.get(3)));
+            }
+            case "stream_credit":
+                return new StreamCredit((Long) j.get("stream_id"), (Long) j.get("items"),
+                        (Long) j.get("bytes"));
             default:
                 throw new IllegalArgumentException("unknown message type " + type);
         }
@@ -269,6 +282,11 @@ class WireVectorsTest {
                             List<Object> f = (List<Object>) x;
                             return new FailureInfo((String) f.get(0), (String) f.get(1),
                                     (String) f.get(2), (String) f.get(3));
+                        }
+                        case "$stream": {
+                            List<Object> s = (List<Object>) x;
+                            return new StreamRef((Long) s.get(0), (Long) s.get(1),
+                                    (Long) s.get(2));
                         }
                         case "$cache_ref": {
                             List<Object> c = (List<Object>) x;

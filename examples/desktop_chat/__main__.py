@@ -1,0 +1,7 @@
+"""``python -m examples.desktop_chat``: see app.py."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())

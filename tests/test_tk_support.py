@@ -1,0 +1,59 @@
+"""net.tksupport: Tk's mainloop drives the reactor, with real windows under Xvfb.
+
+The click-through tests run tests/gui_tk_client.py in a subprocess against tests/gui_server.py
+and click it with xdotool (see tests/gui_session.py), on epoll (socket readiness through Tk's
+file handler) and on poll (no fd to watch: polled every interval). The others (tests/gui_tk_inprocess.py) run Tk in the test's own
+process, so caplog sees what is logged: each in a pytest process of its own (see that module).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gui_common import TICKS_WHILE_PENDING
+from gui_session import click_through
+from xvfb import require_x_tools, xvfb_display  # noqa: F401  (xvfb_display: a fixture)
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize("backend", ["epoll", "poll"])
+def test_a_click_makes_a_remote_call_and_the_window_keeps_working(
+        backend: str, xvfb_display: str, tmp_path: Path) -> None:
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    seen = click_through("Tk", "gui_tk_client.py", "pbroker tk test", xvfb_display, tmp_path,
+                         extra_args=(backend,))
+
+    # The answers appeared in the window's label (the text read back from the Label).
+    assert seen.labels == ["echo: click 1", "echo: click 2", "slow done"]
+    # While the slow call was unanswered the window's `after` timer kept ticking, and a second
+    # click made a second call, answered before the slow one (labels above, in that order).
+    assert seen.ticks_while_pending >= TICKS_WHILE_PENDING
+    assert seen.ticks_during_slow_call >= seen.ticks_while_pending
+    # Closing the window (WM_DELETE_WINDOW) ran the shutdown trigger; the server got its goodbye.
+    lines = seen.window_lines
+    assert lines.index("goodbye-sent") < lines.index("exited"), lines
+    assert seen.exit_status == 0, lines
+    endings = [line for line in seen.server_lines if line.startswith("log INFO broker.session")]
+    assert len(endings) == 1 and "peer said goodbye (normal)" in endings[0], seen.server_lines
+    assert not [line for line in seen.server_lines if "without a goodbye" in line or "reset" in line]
+    assert all(shot.stat().st_size > 1000 for shot in seen.screenshots)
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+IN_PROCESS = ['test_errors_in_tk_and_reactor_callbacks_are_logged', 'test_the_close_button_runs_the_shutdown_and_destroys_the_window', 'test_destroying_the_root_still_runs_the_shutdown', 'test_a_call_from_a_thread_wakes_tk_through_the_file_handler', 'test_uninstall_gives_the_reactor_its_own_loop_back', 'test_install_refuses_what_it_cannot_drive']
+
+
+@pytest.mark.parametrize("name", IN_PROCESS)
+def test_in_a_process_of_its_own(name: str) -> None:
+    require_x_tools()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "30",
+                           f"{TESTS / 'gui_tk_inprocess.py'}::{name}"],
+                          capture_output=True, text=True, timeout=60, cwd=TESTS.parent)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout, done.stdout[-4000:]
