@@ -13,7 +13,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from net.defer import Deferred, Failure
+from net.defer import Deferred, Failure, gather
 from net.interfaces import IBufferedProtocol, IPushProducer
 from net.protocol import ClientFactory, Factory, Protocol
 
@@ -502,8 +502,62 @@ class BrokerClientFactory(ClientFactory):
         proto = BrokerProtocol(self.reactor, self.local_root, **self.options)
         proto.factory = self
         proto.on_ready = self.root
+        if hasattr(self.reactor, "add_system_event_trigger"):  # a reactor (not a bare test Clock)
+            _ClientGoodbyes.of(self.reactor).add(proto)
         return proto
 
     def client_connection_failed(self, connector: Any, reason: Failure) -> None:
         if not self.root.called:
             self.root.errback(reason)
+
+
+class _ClientGoodbyes:
+    """Client connections say goodbye when their reactor shuts down.
+
+    A program that stops its reactor (a GUI window closed, Ctrl-C) would otherwise just drop its
+    connections, and the server would see a reset, not a goodbye. One "before shutdown" trigger
+    per reactor disconnects every client connection still open and waits until each is down, at
+    most :data:`SHUTDOWN_GOODBYE_TIMEOUT` seconds (a peer that does not read cannot hold the
+    shutdown). Server connections are left to their service (``broker.service.BrokerService``
+    lets calls finish first).
+    """
+
+    _by_reactor: weakref.WeakKeyDictionary[Any, _ClientGoodbyes] = weakref.WeakKeyDictionary()
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.protocols: weakref.WeakSet[BrokerProtocol] = weakref.WeakSet()
+        reactor.add_system_event_trigger("before", "shutdown", self.say_goodbye)
+
+    @classmethod
+    def of(cls, reactor: Any) -> _ClientGoodbyes:
+        goodbyes = cls._by_reactor.get(reactor)
+        if goodbyes is None:
+            goodbyes = cls._by_reactor[reactor] = cls(reactor)
+        return goodbyes
+
+    def add(self, proto: BrokerProtocol) -> None:
+        self.protocols.add(proto)
+
+    def say_goodbye(self) -> Deferred[Any] | None:
+        closing = []
+        for proto in list(self.protocols):
+            session: Session | None = getattr(proto, "session", None)
+            if session is None or session.state is State.CLOSED:
+                continue
+            closing.append(session.when_closed())
+            session.disconnect()  # a goodbye "normal"; pending calls fail with ConnectionLost
+        self.protocols.clear()  # a reactor run again starts afresh
+        if not closing:
+            return None
+        done: Deferred[Any] = gather(*closing)
+        done.add_timeout(SHUTDOWN_GOODBYE_TIMEOUT, self.reactor)
+        return done.add_errback(self._late, closing)
+
+    def _late(self, failure: Failure, closing: list[Deferred[None]]) -> None:
+        log.warning("reactor shutdown: %d broker connection(s) not closed %g s after their goodbye; "
+                    "shutting down anyway", sum(not d.called for d in closing), SHUTDOWN_GOODBYE_TIMEOUT)
+
+
+#: Seconds a reactor's shutdown waits for its client connections' goodbyes to go out.
+SHUTDOWN_GOODBYE_TIMEOUT = 5.0

@@ -751,6 +751,13 @@ class Session:
         """Run ``callback()`` once when the connection closes (at once if it has): e.g. a logout."""
         self.add_disconnect_callback(self.root(), lambda _ref: callback())
 
+    def when_closed(self) -> Deferred[None]:
+        """A Deferred firing (with None) once the connection has closed; at once if it has. After
+        :meth:`disconnect` it says the goodbye has gone and the connection is down."""
+        d: Deferred[None] = Deferred()
+        self.on_close(lambda: None if d.called else d.callback(None))
+        return d
+
     def remove_disconnect_callback(self, ref: RemoteReference, callback: Callable[[RemoteReference], object]) -> None:
         entries = self._disconnect_callbacks
         if entries:

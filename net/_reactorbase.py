@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from .udp import DatagramPort, UnixDatagramPort
     from .unix import UnixConnector, UnixPort
 
-__all__ = ["ReactorBase", "DelayedCall", "SoonCall", "AlreadyCalled", "AlreadyCancelled", "PHASES", "EVENTS"]
+__all__ = ["ReactorBase", "HostLoop", "DelayedCall", "SoonCall", "AlreadyCalled", "AlreadyCancelled", "PHASES", "EVENTS"]
 
 log = logging.getLogger("net.reactor")
 
@@ -184,6 +184,16 @@ class SoonCall:
 _Trigger = tuple[int, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
+class HostLoop(Protocol):
+    """A loop that runs a reactor in its place (:meth:`ReactorBase.set_host_loop`)."""
+
+    def main_loop(self, startup: Callable[[], None]) -> None:
+        """Call ``startup()`` from inside the loop, then loop until :meth:`leave_loop`."""
+
+    def leave_loop(self) -> None:
+        """Make :meth:`main_loop` return (the reactor's shutdown is complete)."""
+
+
 @implementer(IReactorCore, IReactorTime, IReactorFDSet, IReactorThreads, IReactorTCP, IReactorUNIX,
              IReactorUDP, IReactorUNIXDatagram, IReactorProcess)
 class ReactorBase:
@@ -246,6 +256,17 @@ class ReactorBase:
         """Make :meth:`_main_loop` return after the current callback."""
         raise NotImplementedError
 
+    #: Another program's loop that runs this reactor instead of its own (see set_host_loop).
+    _host_loop: HostLoop | None = None
+
+    def set_host_loop(self, host: HostLoop | None) -> None:
+        """Let ``host`` (a GUI toolkit's loop, e.g. :mod:`net.tksupport`) run this reactor:
+        :meth:`run` calls ``host.main_loop(startup)`` instead of looping itself, and the end of
+        the shutdown calls ``host.leave_loop()``. ``None`` gives the reactor its own loop back."""
+        if self._started:
+            raise RuntimeError("set_host_loop() while the reactor runs: stop it first")
+        self._host_loop = host
+
     def _timer_added(self, when: float) -> None:
         """A timed call was (re)scheduled for ``when``; backends with an external timer re-arm."""
 
@@ -274,7 +295,8 @@ class ReactorBase:
         if install_signal_handlers:
             self._install_signal_handlers()
         try:
-            self._main_loop(self._startup)
+            host = self._host_loop
+            (self._main_loop if host is None else host.main_loop)(self._startup)
         finally:
             self._restore_signal_handlers()
             self._started = self._stopping = self.running = False
@@ -306,7 +328,8 @@ class ReactorBase:
         self.running = False
         self._started = self._stopping = False
         waiters, self._shutdown_waiters = self._shutdown_waiters, []
-        self._leave_loop()
+        host = self._host_loop
+        (self._leave_loop if host is None else host.leave_loop)()
         for waiter in waiters:
             waiter()
 

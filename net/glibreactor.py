@@ -6,6 +6,7 @@ answer arrives as one more GLib event, with no second thread and no polling:
 
 * a socket is a GLib fd source (``GLib.unix_fd_add_full``): one source for reading (``IN``, plus
   ``HUP``/``ERR``, which the reader's ``recv`` turns into EOF or an error) and one for writing;
+  an fd closed while watched (``NVAL``) is dropped with an error logged, rather than spun on;
 * timed calls keep the reactor's own heap (equal times run FIFO, ``DelayedCall.reset`` keeps the
   same object, exactly as on the other backends); one GLib timeout is armed for the earliest;
 * ``call_soon`` is the base's FIFO deque, run by an idle source that exists only while the deque is
@@ -45,29 +46,31 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._reactorbase import ReactorBase, SoonCall
+from .defer import Deferred
+from .error import ReactorAlreadyRunning
+
+# The module imports without PyGObject (so the API docs build, and the error comes from the one
+# place that needs GLib, with what to install): GlibReactor() raises then, see require_glib().
+_missing: BaseException | None = None
 try:
     import gi
 
     gi.require_version("GLib", "2.0")
     from gi.repository import GLib
-except (ImportError, ValueError) as _missing:
-    raise ImportError(
-        "the glib reactor needs PyGObject and GLib's introspection data: pip install 'pbroker[gui]' "
-        "(it builds against libgirepository1.0-dev and libcairo2-dev; scripts/system-deps.sh installs "
-        f"them on Debian). The import failed with: {_missing}"
-    ) from _missing
+except (ImportError, ValueError) as exc:
+    GLib = None
+    _missing = exc
 
-from ._reactorbase import ReactorBase, SoonCall
-from .defer import Deferred
-from .error import ReactorAlreadyRunning
-
-__all__ = ["GlibReactor"]
+__all__ = ["GlibReactor", "require_glib"]
 
 log = logging.getLogger("net.reactor")
 
-_READ_CONDITION = GLib.IOCondition.IN | GLib.IOCondition.HUP | GLib.IOCondition.ERR | GLib.IOCondition.NVAL
-_WRITE_CONDITION = GLib.IOCondition.OUT | GLib.IOCondition.HUP | GLib.IOCondition.ERR | GLib.IOCondition.NVAL
-_NVAL = GLib.IOCondition.NVAL
+if GLib is not None:
+    _IO = GLib.IOCondition
+    _READ_CONDITION = _IO.IN | _IO.HUP | _IO.ERR | _IO.NVAL
+    _WRITE_CONDITION = _IO.OUT | _IO.HUP | _IO.ERR | _IO.NVAL
+    _NVAL = _IO.NVAL
 #: The longest single GLib timeout we arm (a guint of milliseconds; ~24 days): a call further out
 #: is reached by re-arming when this one fires early.
 _MAX_TIMEOUT_MS = 2**31 - 1
@@ -88,6 +91,16 @@ class _FDWatch:
         self.writer_source: int | None = None
 
 
+def require_glib() -> None:
+    """Raise ImportError, saying what to install, unless PyGObject and GLib's typelib import."""
+    if _missing is not None:
+        raise ImportError(
+            "the glib reactor needs PyGObject and GLib's introspection data: pip install 'pbroker[gui]' "
+            "(it builds against libgirepository1.0-dev and libcairo2-dev; scripts/system-deps.sh installs "
+            f"them on Debian). The import failed with: {_missing}"
+        ) from _missing
+
+
 def _fileno(fd: Any) -> int:
     return fd if isinstance(fd, int) else int(fd.fileno())
 
@@ -101,10 +114,12 @@ class GlibReactor(ReactorBase):
     """A reactor whose events are GLib sources on the default main context; see the module doc.
 
     ``priority`` is the GLib priority of every source the reactor adds (``GLib.PRIORITY_DEFAULT``,
-    as GTK's own input handling; GTK redraws at a lower priority, after them).
+    as GTK's own input handling; GTK redraws at a lower priority, after them). Raises ImportError,
+    saying what to install, without PyGObject.
     """
 
-    def __init__(self, priority: int = GLib.PRIORITY_DEFAULT) -> None:
+    def __init__(self, priority: int = 0) -> None:  # 0 is GLib.PRIORITY_DEFAULT
+        require_glib()
         super().__init__()
         self.priority = priority
         self.context: Any = GLib.MainContext.default()
@@ -264,10 +279,16 @@ class GlibReactor(ReactorBase):
     # ------------------------------------------------------------------ the reactor runs the loop
     def _main_loop(self, startup: Callable[[], None]) -> None:
         self._loop = GLib.MainLoop.new(self.context, False)
-        try:
+
+        def start_inside_the_loop() -> bool:
             startup()
-            if self._started:  # (a startup trigger can't complete shutdown, but be exact)
-                self._loop.run()
+            return False
+
+        try:
+            # From inside the loop (so a quit from a startup trigger is not lost), before anything
+            # else queued (as the other backends do: startup runs before the first round).
+            GLib.idle_add(start_inside_the_loop, priority=GLib.PRIORITY_HIGH)
+            self._loop.run()
             # Quit behind our back (reactor.loop.quit(), a nested loop's exit): finish shutdown
             # on the same context, so triggers run and connections say goodbye before run() returns.
             if self._started and not self._stopping:

@@ -57,8 +57,10 @@ def available_reactors(*, gui: bool = False) -> list[str]:
 def _gui_reactor_class(name: str, required: bool = True) -> type[ReactorBase] | None:
     """The class of GUI backend ``name``, imported now (it imports its toolkit); None when the
     toolkit is missing and not ``required``, else the ImportError that says what to install."""
+    from .glibreactor import GlibReactor, require_glib
+
     try:
-        from .glibreactor import GlibReactor
+        require_glib()
     except ImportError:
         if required:
             raise

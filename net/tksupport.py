@@ -79,17 +79,14 @@ class _TkDriver:
         self._saved_reporter = root.__dict__.get("report_callback_exception", _MISSING)
         root.protocol("WM_DELETE_WINDOW", self._close_clicked)
         root.report_callback_exception = self._report_tk_error
-        # The reactor's main loop becomes Tk's (these shadow the methods on this instance only).
-        setattr(reactor, "_main_loop", self._main_loop)
-        setattr(reactor, "_leave_loop", self._leave_loop)
+        reactor.set_host_loop(self)  # the reactor's main loop becomes Tk's
 
     def remove(self) -> None:
         """Give the reactor back its own loop, and the window its close handler and error report."""
         if self.reactor.running:
             raise RuntimeError("tksupport.uninstall() while the reactor runs: stop it first "
                                "(reactor.stop(), or close the window), then uninstall")
-        delattr(self.reactor, "_main_loop")
-        delattr(self.reactor, "_leave_loop")
+        self.reactor.set_host_loop(None)
         try:
             self.root.protocol("WM_DELETE_WINDOW", self._saved_protocol)
         except tkinter.TclError:  # the window was destroyed
@@ -100,7 +97,7 @@ class _TkDriver:
             self.root.report_callback_exception = self._saved_reporter
 
     # ------------------------------------------------------------------ the loop
-    def _main_loop(self, startup: Callable[[], None]) -> None:
+    def main_loop(self, startup: Callable[[], None]) -> None:
         self._leaving = self._close_requested = False
         # Start from inside mainloop: a quit() before it began would be forgotten by it.
         self._after_id = self.root.after(0, self._begin, startup)
@@ -136,7 +133,7 @@ class _TkDriver:
         while not self._leaving:
             self.reactor.iterate(None)
 
-    def _leave_loop(self) -> None:
+    def leave_loop(self) -> None:
         self._leaving = True
         self._cancel_round()
         self.root.quit()

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gui_common import TICKS_WHILE_PENDING
 from xvfb import close_window, screenshot, xdotool
 
 TESTS = Path(__file__).resolve().parent
@@ -106,6 +107,23 @@ class Outcome:
     ticks_during_slow_call: int = 0
     exit_status: int | None = None
     screenshots: list[Path] = field(default_factory=list)
+
+    def check_the_window_kept_working(self) -> None:
+        """What every toolkit's click-through must show (the tests' shared assertions)."""
+        # The answers appeared in the window's label (the text read back from the widget).
+        assert self.labels == ["echo: click 1", "echo: click 2", "slow done"]
+        # While the slow call was unanswered the window's timer kept ticking, and a second
+        # click made a second call, answered before the slow one (labels above, in that order).
+        assert self.ticks_while_pending >= TICKS_WHILE_PENDING
+        assert self.ticks_during_slow_call >= self.ticks_while_pending
+        # Closing the window ran the shutdown trigger, whose goodbye the server received.
+        lines = self.window_lines
+        assert lines.index("goodbye-sent") < lines.index("exited"), lines
+        assert self.exit_status == 0, lines
+        endings = [line for line in self.server_lines if line.startswith("log INFO broker.session")]
+        assert len(endings) == 1 and "peer said goodbye (normal)" in endings[0], self.server_lines
+        assert not [line for line in self.server_lines if "without a goodbye" in line or "reset" in line]
+        assert all(shot.stat().st_size > 1000 for shot in self.screenshots)
 
 
 def click_through(toolkit: str, client_script: str, title: str, display: str, shots: Path,

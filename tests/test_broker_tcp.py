@@ -180,3 +180,42 @@ def test_version_mismatch_is_refused(reactor: Any, run: Any) -> None:
         await port.stop_listening()
 
     run(reactor, scenario())
+
+
+def test_client_connections_say_goodbye_when_their_reactor_shuts_down(reactor: Any, run: Any) -> None:
+    # A program that just stops its reactor (a window closed, Ctrl-C) must not leave its server
+    # seeing a dropped socket: its client connections send a goodbye during the shutdown.
+    class Greeter(broker.Root):
+        sessions: list[Any] = []
+
+        def remote_hello(self) -> str:
+            call = broker.current_call()
+            assert call is not None
+            self.sessions.append(call.session)
+            return "hi"
+
+    greeter = Greeter()
+    outcome: dict[str, Any] = {}
+
+    async def start() -> None:
+        port = await broker.serve(reactor, "tcp:0:interface=127.0.0.1", greeter)
+        root = await broker.connect(reactor, f"tcp:127.0.0.1:{port.get_host().port}")
+        outcome["answer"] = await root.call_remote("hello")
+        outcome["client"] = root.session
+        reactor.stop()  # nothing else closes the connection
+
+    def begin() -> None:
+        from net.defer import ensure_deferred
+
+        ensure_deferred(start()).add_errback(lambda f: (outcome.setdefault("error", f), reactor.stop()))
+
+    reactor.call_when_running(begin)
+    reactor.run(install_signal_handlers=False)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["answer"] == "hi"
+    assert outcome["client"].lost is not None  # the client side closed during the shutdown
+    [server_side] = greeter.sessions
+    # The server shares this reactor: run it again until the server side has read what came.
+    run(reactor, server_side.when_closed())
+    assert server_side.lost is not None and server_side.lost.cause == "goodbye", server_side.lost
+    assert server_side.lost.goodbye_kind == "normal"

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from gui_common import TICKS_WHILE_PENDING
 from gui_session import click_through
 from xvfb import require_x_tools, xvfb_display  # noqa: F401  (xvfb_display: a fixture)
 
@@ -29,20 +28,7 @@ def test_a_click_makes_a_remote_call_and_the_window_keeps_working(
     seen = click_through("Tk", "gui_tk_client.py", "pbroker tk test", xvfb_display, tmp_path,
                          extra_args=(backend,))
 
-    # The answers appeared in the window's label (the text read back from the Label).
-    assert seen.labels == ["echo: click 1", "echo: click 2", "slow done"]
-    # While the slow call was unanswered the window's `after` timer kept ticking, and a second
-    # click made a second call, answered before the slow one (labels above, in that order).
-    assert seen.ticks_while_pending >= TICKS_WHILE_PENDING
-    assert seen.ticks_during_slow_call >= seen.ticks_while_pending
-    # Closing the window (WM_DELETE_WINDOW) ran the shutdown trigger; the server got its goodbye.
-    lines = seen.window_lines
-    assert lines.index("goodbye-sent") < lines.index("exited"), lines
-    assert seen.exit_status == 0, lines
-    endings = [line for line in seen.server_lines if line.startswith("log INFO broker.session")]
-    assert len(endings) == 1 and "peer said goodbye (normal)" in endings[0], seen.server_lines
-    assert not [line for line in seen.server_lines if "without a goodbye" in line or "reset" in line]
-    assert all(shot.stat().st_size > 1000 for shot in seen.screenshots)
+    seen.check_the_window_kept_working()
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
 
 
