@@ -140,11 +140,26 @@ def _run(reactor: ReactorCore, main: Callable[..., Any], args: list[Any]) -> int
             signal.signal(sig, _recorder(signals, previous))
         # run() restores the handlers it saved when it returns, so these go away with it.
 
-    reactor.add_system_event_trigger("before", "shutdown", shutting_down)
-    reactor.call_when_running(remember_signals)
-    done: Deferred[Any] = maybe_deferred(main, reactor, *args)
-    done.add_both(finished)
-    reactor.run()
+    def replay_early_signals() -> None:
+        if early:
+            signals.extend(early)
+            stop()
+
+    # main() runs before run() installs the reactor's handlers, and a server's main typically
+    # prints "listening" then: a SIGTERM sent on reading that line must still stop it cleanly.
+    # Until run() takes over, a shutdown signal is only noted, and acted on once it runs.
+    early: list[int] = []
+    saved = _note_signals(early)
+    try:
+        reactor.add_system_event_trigger("before", "shutdown", shutting_down)
+        reactor.call_when_running(remember_signals)
+        reactor.call_when_running(replay_early_signals)
+        done: Deferred[Any] = maybe_deferred(main, reactor, *args)
+        done.add_both(finished)
+        reactor.run()
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
 
     if not verdict:  # run() returned without a shutdown event: cannot happen, but don't lie
         verdict.append(("result", outcome[0]) if outcome else ("stopped",))
@@ -154,6 +169,16 @@ def _run(reactor: ReactorCore, main: Callable[..., Any], args: list[Any]) -> int
     if kind == "stopped":
         return 0
     return _exit_code(rest[0])
+
+
+def _note_signals(early: list[int]) -> dict[int, Any]:
+    """Make SIGINT/SIGTERM append to ``early`` (main thread only); the handlers they replace."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    saved: dict[int, Any] = {}
+    for sig in _SIGNAL_CODES:
+        saved[sig] = signal.signal(sig, lambda signum, _frame: early.append(signum))
+    return saved
 
 
 def _recorder(signals: list[int], previous: Callable[[int, FrameType | None], Any]) -> Any:

@@ -98,6 +98,18 @@ async def forever(reactor):
         print("main cleaned up", flush=True)
 
 
+async def ready_before_running(reactor):
+    # A server's main: it listens and says so before the reactor runs (serve() needs no loop
+    # turn), so a harness may send SIGTERM before run() has installed the reactor's handlers.
+    reactor.add_system_event_trigger("before", "shutdown", print, "shutdown trigger ran", flush=True)
+    print("ready", flush=True)
+    sys.stdin.readline()  # the test has sent its signal: now let the reactor run
+    try:
+        await Deferred()
+    finally:
+        print("main cleaned up", flush=True)
+
+
 mode, *args = sys.argv[1:]
 net.react(globals()[mode], args)
 '''
@@ -190,6 +202,28 @@ def test_signal_stops_cleanly(program: Path, backend: str, signum: int, code: in
     lines = stdout.splitlines()
     assert "shutdown trigger ran" in lines  # a clean stop: shutdown triggers ran
     assert "main cleaned up" in lines  # the pending coroutine was cancelled, its finally ran
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, EXIT_SIGINT), (signal.SIGTERM, 0)])
+def test_a_signal_before_the_reactor_runs_still_stops_cleanly(program: Path, backend: str, signum: int, code: int) -> None:
+    child = subprocess.Popen(
+        [sys.executable, str(program), "ready_before_running"], env=_env(backend),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline() == "ready\n"  # main runs; run() has not been called yet
+        child.send_signal(signum)
+        child.stdin.write("go\n")
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == code, stderr  # not killed by the signal (-15), nor a KeyboardInterrupt
+    lines = stdout.splitlines()
+    assert "shutdown trigger ran" in lines and "main cleaned up" in lines
     assert "Traceback" not in stderr
 
 
