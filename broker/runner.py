@@ -307,6 +307,7 @@ def serve(args: argparse.Namespace, app_argv: list[str]) -> int:
     finally:
         if pidfile is not None:
             pidfile.release()
+        opts.tell_starter()  # after the release: once the starter exits, nothing is left of us
 
 
 class _Options:
@@ -323,6 +324,8 @@ class _Options:
         self.readiness = readiness
         #: Said before logging was set up: logged once it is (by the process that serves or supervises).
         self.warnings: list[str] = []
+        #: A daemon's failure, told to its starter once the daemon has cleaned up (tell_starter).
+        self._failure: tuple[int, str] | None = None
 
     def listen_for_app(self) -> list[str]:
         return list(self.args.listen)
@@ -330,10 +333,16 @@ class _Options:
     def fail(self, code: int, message: str) -> int:
         log.error("%s", message)
         if self.readiness is not None and self.readiness.pending:
-            self.readiness.failed(code, f"pbroker serve: {message}")
+            if self._failure is None:
+                self._failure = (code, f"pbroker serve: {message}")
         elif not logging.getLogger().handlers or self.logfile != "-":
             print(f"pbroker serve: {message}", file=sys.stderr)
         return code
+
+    def tell_starter(self) -> None:
+        """A daemon that failed says so now (its pidfile released), so the starter exits last."""
+        if self._failure is not None and self.readiness is not None:
+            self.readiness.failed(*self._failure)
 
     def setup_logs(self, path: str) -> LogSetup:
         args = self.args
@@ -410,9 +419,9 @@ def _supervise(opts: _Options, target: Any) -> int:
     finally:
         for sock in reserved:
             sock.close()
-    if readiness is not None and readiness.pending:
-        readiness.failed(code or EXIT_APP_ERROR, "pbroker serve: the workers stopped before all were serving "
-                                                 f"(see {opts.logfile})")
+    if readiness is not None and readiness.pending and opts._failure is None:
+        opts._failure = (code or EXIT_APP_ERROR, "pbroker serve: the workers stopped before all were serving "
+                                                 f"(see {opts.logfile})")  # told once cleaned up
     logs.close()
     return code
 
