@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from net.defer import CancelledError, Deferred, Failure, fail
 
-from . import call_options
 from .errors import BrokerError, ConnectionLost, InvalidReferenceError, OverloadedError, RemoteError, UnimplementedError, error_class_for_kind
 from .flavors import Referenceable
 from .tables import EMPTY_MAP
@@ -320,31 +319,7 @@ def _run(session: Session, call: Call, question_id: int, outcome: Any) -> None:
         _refuse(session, call, InvalidReferenceError(
             "broker.NotAReference", f"question {question_id}'s answer is not a reference"))
         return
-    no_answer = call.flags & CALL_NO_ANSWER
-    try:
-        ctx, result = call_options.serve_call(session, outcome, call)  # its options hold as for a direct call (§18)
-    except Exception as exc:
-        session._report_failure(call, outcome, exc, None)
-        if not no_answer:
-            session._send_error(call.request_id, exc)
-        return
-    if isinstance(result, Deferred):  # a coroutine method's is one already
-        if no_answer:
-            running = session._one_way_running
-            if running is None:
-                running = session._one_way_running = set()
-            running.add(result)
-            call_options.watch(session, ctx, result, None)
-            result.add_both(session._one_way_done, call, outcome, result)
-            return
-        request_id = call.request_id
-        if session.answers is EMPTY_MAP:
-            session.answers = {}
-        session.answers[request_id] = result
-        call_options.watch(session, ctx, result, request_id)
-        result.add_callbacks(session._answer_later, session._error_later, (request_id,), None, (request_id, call, outcome))
-    elif not no_answer:
-        session._send_answer(call.request_id, result)
+    session._run_call(call, outcome)
 
 
 def answered(session: Session, question_id: int, value: Any) -> None:

@@ -873,6 +873,12 @@ class Session:
             else:
                 self._send_error(call.request_id, error)
             return
+        self._run_call(call, target)
+
+    def _run_call(self, call: Call, target: Any) -> None:
+        """Run the remote method of an accepted call on ``target`` and answer it (now, or when its
+        Deferred fires); a direct call's target or, pipelined (§15), a question's answer."""
+        no_answer = call.flags & CALL_NO_ANSWER
         try:
             ctx, result = call_options.serve_call(self, target, call)  # broker.current_call() while it runs (§18)
         except Exception as exc:
