@@ -16,7 +16,8 @@ from __future__ import annotations
 import gc
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,10 +183,10 @@ async def check_peer_killed_mid_call(reactor: Any, proc: subprocess.Popen[str], 
     assert root.session.questions == {} and len(root.session.imports) == 0
 
 
-def check_blocking_client(endpoints: BrokerEndpoints) -> None:
-    """broker.blocking against a broker whose reactor runs in another thread: calls, a reference,
-    a remote error, and eight threads calling through one connection at once."""
-    from broker import blocking
+@contextmanager
+def served_in_a_thread(endpoints: BrokerEndpoints, make_root: Callable[[Any], Any]) -> Iterator[str]:
+    """Serve ``make_root(reactor)`` on a new reactor running in another thread (as a blocking
+    client's server would be); yield the client endpoint; stop and close the reactor after."""
     from net.reactor import make_reactor
 
     reactor = make_reactor()
@@ -193,7 +194,7 @@ def check_blocking_client(endpoints: BrokerEndpoints) -> None:
     box: dict[str, Any] = {}
 
     def start() -> None:
-        d = broker.serve(reactor, endpoints.server, Service(reactor))
+        d = broker.serve(reactor, endpoints.server, make_root(reactor))
         d.add_callback(lambda port: box.update(spec=endpoints.client(port)))
         d.add_errback(lambda failure: box.update(failure=failure))
         d.add_both(lambda _: ready.set())
@@ -203,7 +204,20 @@ def check_blocking_client(endpoints: BrokerEndpoints) -> None:
     thread.start()
     try:
         assert ready.wait(30) and "failure" not in box, box
-        with blocking.connect(box["spec"], timeout=30) as root:
+        yield box["spec"]
+    finally:
+        reactor.call_from_thread(reactor.stop)
+        thread.join(30)
+        reactor.close()
+
+
+def check_blocking_client(endpoints: BrokerEndpoints) -> None:
+    """broker.blocking against a broker whose reactor runs in another thread: calls, a reference,
+    a remote error, and eight threads calling through one connection at once."""
+    from broker import blocking
+
+    with served_in_a_thread(endpoints, Service) as spec:
+        with blocking.connect(spec, timeout=30) as root:
             assert root.call_remote("add", 1, 2) == 3
             counter = root.call_remote("counter")
             assert counter.call_remote("add", 5) == 5
@@ -217,10 +231,6 @@ def check_blocking_client(endpoints: BrokerEndpoints) -> None:
             for w in workers:
                 w.join()
             assert sorted(results) == [2 * i for i in range(8)]
-    finally:
-        reactor.call_from_thread(reactor.stop)
-        thread.join(30)
-        reactor.close()
 
 
 def check_asyncio_client_and_server(endpoints: BrokerEndpoints) -> None:

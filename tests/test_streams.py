@@ -13,14 +13,13 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from broker_pair import memory_pair, raw_peer, result_of
-from broker_sockets import tcp_endpoints
+from broker_sockets import served_in_a_thread, tcp_endpoints
 
 import broker
 from broker import blocking, wire
@@ -39,7 +38,6 @@ from broker.messages import (
 from broker.protocol import BrokerFactory
 from broker.session import Limits, State
 from net.defer import CancelledError, Deferred, ensure_deferred
-from net.reactor import make_reactor
 from net.testing import Clock
 
 
@@ -363,32 +361,13 @@ def test_numbers_over_tcp(reactor: Any, run: Any) -> None:
 
 
 def test_the_blocking_client_iterates_a_stream() -> None:
-    reactor = make_reactor()
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-    endpoints = tcp_endpoints()
-
-    def start() -> None:
-        d = broker.serve(reactor, endpoints.server, Numbers())
-        d.add_callback(lambda port: box.update(spec=endpoints.client(port), port=port))
-        d.add_errback(lambda failure: box.update(failure=failure))
-        d.add_both(lambda _: ready.set())
-
-    reactor.call_when_running(start)
-    thread = threading.Thread(target=reactor.run, daemon=True)
-    thread.start()
-    try:
-        assert ready.wait(30) and "failure" not in box, box
-        with blocking.connect(box["spec"], timeout=30) as root:
+    with served_in_a_thread(tcp_endpoints(), lambda _reactor: Numbers()) as spec:
+        with blocking.connect(spec, timeout=30) as root:
             assert list(root.call_remote("numbers", 300)) == list(range(300))
             endless = root.call_remote("endless")
             assert [next(endless) for _ in range(5)] == [0, 1, 2, 3, 4]
             endless.close()
             assert root.call_remote("ping") == "pong"
-    finally:
-        reactor.call_from_thread(reactor.stop)
-        thread.join(30)
-        reactor.close()
 
 
 def test_streams_example() -> None:
