@@ -1,9 +1,7 @@
 package org.pbroker;
 
-import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
 import java.lang.reflect.Modifier;
-import java.lang.reflect.Type;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -101,36 +99,7 @@ public abstract class RemoteCache {
             throw new IllegalArgumentException("observe_" + method + " is a Java method and takes"
                     + " no keyword arguments, got " + kwargs.keySet());
         }
-        IllegalArgumentException mismatch = null;
-        for (Method m : candidates) {
-            Type[] types = m.getGenericParameterTypes();
-            if (types.length != args.size()) {
-                mismatch = new IllegalArgumentException("observe_" + method + " takes "
-                        + types.length + " arguments, got " + args.size());
-                continue;
-            }
-            Object[] converted = new Object[types.length];
-            try {
-                for (int i = 0; i < types.length; i++) {
-                    converted[i] = Values.convert(args.get(i), types[i]);
-                }
-            } catch (IllegalArgumentException | ClassCastException e) {
-                mismatch = new IllegalArgumentException("cannot call observe_" + method + ": "
-                        + e.getMessage(), e);
-                continue;
-            }
-            try {
-                m.invoke(this, converted);
-                return;
-            } catch (InvocationTargetException e) {
-                Throwable cause = e.getCause();
-                if (cause instanceof Exception ex) {
-                    throw ex;
-                }
-                throw new RuntimeException(cause);
-            }
-        }
-        throw mismatch;
+        RemoteDispatch.invokeFirstMatching(this, candidates, "observe_" + method, args);
     }
 
     private static Map<String, List<Method>> observers(Class<?> cls) {

@@ -30,15 +30,24 @@ final class RemoteDispatch {
             throw new IllegalArgumentException("remote method '" + name
                     + "' is a Java method and takes no keyword arguments, got " + kwargs.keySet());
         }
+        return invokeFirstMatching(target, candidates, "remote method '" + name + "'", args);
+    }
+
+    /**
+     * Invoke the first of {@code candidates} whose parameters {@code args} convert to (an overload
+     * is chosen by the arguments, fewest parameters first); the method's own exception is rethrown.
+     *
+     * @param what how an error names the method, e.g. {@code remote method 'add'}
+     */
+    static Object invokeFirstMatching(Object target, List<Method> candidates, String what,
+            List<Object> args) throws Exception {
         IllegalArgumentException mismatch = null;
         for (Method m : candidates) {
-            Type[] types = m.getGenericParameterTypes();
             Object[] converted;
             try {
-                converted = convertArgs(m, types, args);
+                converted = convertArgs(m, m.getGenericParameterTypes(), args);
             } catch (IllegalArgumentException | ClassCastException e) {
-                mismatch = new IllegalArgumentException(
-                        "cannot call remote method '" + name + "': " + e.getMessage(), e);
+                mismatch = new IllegalArgumentException("cannot call " + what + ": " + e.getMessage(), e);
                 continue;
             }
             try {
