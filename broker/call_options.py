@@ -300,14 +300,6 @@ class Plan:
         return failure
 
 
-def no_plan_needed() -> bool:
-    """Whether a call without options and without a connection default is a plain call: not made
-    while serving a call with a deadline or metadata, and no spans to make. The cheap test a
-    session makes before :func:`plan_call` (which says the same, at more cost)."""
-    parent = _CURRENT.get()
-    return (parent is None or (parent.deadline is None and not parent.metadata)) and not (tracing.ENABLED and tracing.active())
-
-
 def plan_call(session: Session, name: str, options: CallOptions | None, *, one_way: bool = False) -> Plan | None:
     """The plan for an outgoing call, or None when nothing differs from a plain call.
 
@@ -317,11 +309,11 @@ def plan_call(session: Session, name: str, options: CallOptions | None, *, one_w
     """
     parent = _CURRENT.get()
     default = session.limits.call_timeout
-    negotiated = FEATURE_CALL_OPTIONS in session.negotiated
+    negotiated = FEATURE_CALL_OPTIONS in session._decoder.negotiated
+    plain_here = options is None and (parent is None or (parent.deadline is None and not parent.metadata))
+    if plain_here and (default is None or not negotiated) and (one_way or not (tracing.ENABLED and tracing.active())):
+        return None  # a plain call, exactly as without the feature (every call asks: kept cheap)
     traced = tracing.ENABLED and not one_way and tracing.active()
-    if options is None and not traced and (parent is None or (parent.deadline is None and not parent.metadata)):
-        if default is None or not negotiated:
-            return None  # a plain call, exactly as without the feature
     timeout = default if options is None or options.timeout is None else options.timeout
     metadata: dict[str, str] = {}
     if parent is not None:

@@ -687,8 +687,7 @@ class Session:
             limit = self.limits.max_outstanding_calls
             return fail(self._noted(LimitExceeded(f"{len(self.questions)} calls outstanding; the limit is {limit}"), target, name))
         request_id = self._last_request_id = self._last_request_id + 1
-        plan = (None if options is None and self.limits.call_timeout is None and call_options.no_plan_needed()
-                else call_options.plan_call(self, name, options))  # None: a plain call (§18)
+        plan = call_options.plan_call(self, name, options)  # None: a plain call (§18)
         try:
             frame = self._encode(Call(request_id, target, name, list(args), kwargs, flags, None if plan is None else plan.wire))
         except Exception as exc:
